@@ -1,0 +1,148 @@
+"""The mask distribution of Seq2Exp (paper sections 3.4-3.5 and 4.2).
+
+Per base pair:
+
+- sequence part (eq. 8): ``alpha1, beta1 = softplus(f_theta(X_seq)) + b_min`` (the generator);
+- signal part (eq. 9, weighted over tracks as in the public implementation), no parameters:
+  ``alpha2 = k * sum_i w_i (s_i + b_min)``, ``beta2 = k * sum_i w_i (c_i + b_min)``;
+- posterior, their product (Proposition 2, eq. 6): ``Beta(alpha1 + alpha2 - 1, beta1 + beta2 - 1)``
+  ("paper") or ``Beta(alpha1 + alpha2, beta1 + beta2)`` ("sum", the public implementation);
+- the sparse prior r(m) = ``Beta(alpha3, beta3)`` (eq. 7) enters the loss through a closed-form KL
+  (eq. 3);
+- the mask: a reparameterised sample in training (Beta as a Dirichlet, implicit gradients), the
+  posterior mean ``alpha / (alpha + beta)`` at inference; hard mode thresholds it at C_m with a
+  straight-through gradient; the central promoter is always kept, blacklisted positions never.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import Beta, kl_divergence
+
+from .config import MaskConfig
+
+#: softplus underflows to exactly 0 in float32 for inputs below about -104; this floor keeps
+#: alpha1, beta1 > 0 (a valid Beta) when b_min = 0 (the "sum" posterior).
+_POSITIVE_FLOOR = 1e-6
+
+
+@dataclass
+class MaskDistribution:
+    """Beta parameters per position, each ``(batch, length)``."""
+
+    alpha1: Tensor
+    beta1: Tensor
+    alpha2: Tensor
+    beta2: Tensor
+    alpha: Tensor
+    beta: Tensor
+
+    @property
+    def mean(self) -> Tensor:
+        return self.alpha / (self.alpha + self.beta)
+
+
+@dataclass
+class MaskOutput:
+    """What the generator hands to the predictor and to the loss."""
+
+    #: The mask the predictor multiplies by, ``(batch, length)``: soft values, or 0/1 with a
+    #: straight-through gradient in hard mode; promoter kept, blacklist removed.
+    mask: Tensor
+    #: Posterior mean E[m] with the same constraints: the per-bp score users look at.
+    score: Tensor
+    #: Mean KL(posterior || prior) over positions and batch (eq. 3's second term, unweighted).
+    kl: Tensor
+    distribution: MaskDistribution
+
+    @property
+    def kept_fraction(self) -> Tensor:
+        """Fraction of positions with a non-zero mask (the paper's mask ratio for hard masks)."""
+        return (self.mask.detach() > 0.5).float().mean()
+
+
+def sequence_beta(logits: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
+    """Eq. 8: ``alpha1, beta1`` from the generator's two output channels ``(B, L, 2)``."""
+    params = F.softplus(logits.float()) + config.b_min
+    if config.b_min < _POSITIVE_FLOOR:
+        params = params.clamp_min(_POSITIVE_FLOOR)
+    return params[..., 0], params[..., 1]
+
+
+def signal_beta(signals: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
+    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``.
+
+    Signals are coverage-like and enter as Beta weights, so negative values (possible in some
+    fold-change tracks) count as 0.
+    """
+    if signals.shape[1] != len(config.signal_weights):
+        raise ValueError(
+            f"signal Beta: {signals.shape[1]} signal tracks given, "
+            f"{len(config.signal_weights)} signal_weights configured"
+        )
+    weights = signals.new_tensor(config.signal_weights).view(1, -1, 1)
+    alpha2 = config.signal_scale * (weights * (signals.float().clamp_min(0) + config.b_min)).sum(1)
+    beta2_value = config.signal_scale * sum(
+        w * (c + config.b_min) for w, c in zip(config.signal_weights, config.signal_beta)
+    )
+    return alpha2, torch.full_like(alpha2, beta2_value)
+
+
+def posterior(alpha1: Tensor, beta1: Tensor, alpha2: Tensor, beta2: Tensor,
+              config: MaskConfig) -> MaskDistribution:
+    """Proposition 2: the product of the two Betas.
+
+    With the paper's form both parameters stay > 0 by construction: ``alpha1 > b_min >= 1``
+    (checked in :class:`MaskConfig`) and ``alpha2, beta2 >= 0``.
+    """
+    shift = 1.0 if config.posterior == "paper" else 0.0
+    return MaskDistribution(alpha1, beta1, alpha2, beta2,
+                            alpha1 + alpha2 - shift, beta1 + beta2 - shift)
+
+
+def kl_to_prior(dist: MaskDistribution, config: MaskConfig) -> Tensor:
+    """Closed-form mean KL( Beta(alpha, beta) || Beta(alpha3, beta3) ) over all positions."""
+    prior = Beta(dist.alpha.new_tensor(config.prior_alpha), dist.alpha.new_tensor(config.prior_beta))
+    return kl_divergence(Beta(dist.alpha, dist.beta), prior).mean()
+
+
+def straight_through(soft: Tensor, threshold: float) -> Tensor:
+    """``1[soft >= threshold]`` forward; identity gradient to ``soft`` backward (STE)."""
+    hard = (soft >= threshold).to(soft.dtype)
+    return hard + (soft - soft.detach())  # exactly 0 or 1 in value
+
+
+def constrain(mask: Tensor, promoter_keep: int, blacklist: Tensor | None = None) -> Tensor:
+    """Keep the central ``promoter_keep`` bp (set to 1) and drop blacklisted positions (0)."""
+    length = mask.shape[-1]
+    keep = torch.zeros(length, dtype=torch.bool, device=mask.device)
+    keep[central_slice(length, promoter_keep)] = True
+    mask = torch.where(keep, torch.ones_like(mask), mask)
+    if blacklist is not None:
+        mask = torch.where(blacklist.bool(), torch.zeros_like(mask), mask)
+    return mask
+
+
+def central_slice(length: int, width: int) -> slice:
+    """The central ``width`` positions of a window (the promoter / pooling region)."""
+    start = max(0, (length - width) // 2)
+    return slice(start, min(length, start + width))
+
+
+def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
+              blacklist: Tensor | None = None) -> MaskOutput:
+    """Sample (training) or take the mean (inference), harden if asked, apply constraints."""
+    mean = dist.mean
+    soft = Beta(dist.alpha, dist.beta).rsample() if training else mean
+    mask = straight_through(soft, config.threshold) if config.mode == "hard" else soft
+    score = constrain(mean.detach(), config.promoter_keep, blacklist)
+    return MaskOutput(
+        mask=constrain(mask, config.promoter_keep, blacklist),
+        score=score,
+        kl=kl_to_prior(dist, config),
+        distribution=dist,
+    )

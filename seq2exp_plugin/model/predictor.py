@@ -1,0 +1,104 @@
+"""The predictor g_phi: expression from the masked DNA + signal embedding (paper section 4.1).
+
+DNA and signals are embedded (``Linear(4, d) + Linear(n_signals, d)``), multiplied by the mask,
+encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_width`` bp,
+concatenated with the extra per-gene features and read out by an MLP
+(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU).
+
+Packed mode (hard masks): the stack runs on the kept positions only, in genomic order. What
+the packing removes - how far apart kept positions are - comes back through a sinusoidal
+encoding of each position's offset from the window centre (wavelengths 4 bp to 1 Mb), projected
+and added to the embedding. The packed embeddings are multiplied by their (straight-through)
+mask values, which are 1 in value but carry the prediction loss's gradient to the generator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.bimamba import BiMambaStack, rc_symmetrize
+from .config import Seq2ExpConfig
+from .mask import central_slice
+
+
+class RelativePosition(nn.Module):
+    """Offsets from the window centre (bp) -> ``(.., d_model)`` via fixed sinusoids + Linear."""
+
+    def __init__(self, d_model: int, n_frequencies: int = 16,
+                 min_wavelength: float = 4.0, max_wavelength: float = 1e6) -> None:
+        super().__init__()
+        wavelengths = torch.logspace(math.log10(min_wavelength), math.log10(max_wavelength),
+                                     n_frequencies)
+        self.register_buffer("frequencies", 2 * math.pi / wavelengths, persistent=False)
+        self.proj = nn.Linear(2 * n_frequencies, d_model)
+
+    def forward(self, offsets: Tensor) -> Tensor:
+        angles = offsets.float().unsqueeze(-1) * self.frequencies
+        return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
+
+
+class Seq2ExpPredictor(nn.Module):
+    """``(seq (B, 4, L), signals (B, d, L), features (B, n_features), mask (B, L))`` -> ``(B,)``.
+
+    Usable alone with any mask: a generator's, a MACS3 peak mask, the top-k% of a trained
+    generator (Seq2Exp-retrain), or none (``mask=None``: the "sequence + signals" baseline).
+    """
+
+    def __init__(self, config: Seq2ExpConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or Seq2ExpConfig()
+        cfg = self.config
+        d_model = cfg.predictor.d_model
+        self.seq_embedding = nn.Linear(4, d_model)
+        self.signal_embedding = nn.Linear(cfg.n_signals, d_model)
+        self.backbone = BiMambaStack(cfg.predictor)
+        self.position = RelativePosition(d_model) if cfg.mask.packed else None
+        self.head = nn.Sequential(
+            nn.Linear(d_model + cfg.n_features, cfg.head_hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.head_hidden, cfg.head_hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.head_hidden, 1),
+        )
+
+    def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``M * (E_seq(x) + E_sig(s))``: ``(B, L, d_model)``."""
+        if self.config.signal_transform == "log1p":
+            signals = torch.log1p(signals.clamp_min(0))
+        hidden = self.seq_embedding(seq.transpose(1, 2)) + self.signal_embedding(signals.transpose(1, 2))
+        if mask is not None:
+            hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
+        return hidden
+
+    def encode(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.backbone(self.embed(seq, signals, mask))
+
+    def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
+                mask: Tensor | None = None) -> Tensor:
+        if self.position is not None and mask is not None:
+            pooled = self._pool_packed(seq, signals, mask)
+        else:
+            if self.config.predictor.rc_equivariant:
+                hidden = rc_symmetrize(self.encode, seq, signals, mask)
+            else:
+                hidden = self.encode(seq, signals, mask)
+            pooled = hidden[:, central_slice(seq.shape[-1], self.config.pool_width)].mean(1)
+        return self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
+
+    def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:
+        """Run the stack on each sequence's kept positions (mask > 0.5) and pool its centre."""
+        length = seq.shape[-1]
+        centre = central_slice(length, self.config.pool_width)
+        pooled = []
+        for b in range(seq.shape[0]):
+            kept = torch.nonzero(mask[b].detach() > 0.5).squeeze(-1)
+            hidden = self.embed(seq[b : b + 1, :, kept], signals[b : b + 1, :, kept],
+                                mask[b : b + 1, kept])
+            hidden = hidden + self.position(kept - (length - 1) / 2)
+            hidden = self.backbone(hidden)[0]
+            in_centre = (kept >= centre.start) & (kept < centre.stop)
+            pooled.append(hidden[in_centre].mean(0))
+        return torch.stack(pooled)

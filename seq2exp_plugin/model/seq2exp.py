@@ -1,0 +1,64 @@
+"""Seq2Exp: generator -> mask -> predictor, trained with the information-bottleneck loss (eq. 3).
+
+``loss = task_loss(y_hat, y) + kl_weight * KL(p(m | X) || Beta(alpha3, beta3))``, the task loss
+being smooth-L1 (the public implementation) or MSE (the paper's text) on log10(CAGE + 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import Seq2ExpConfig
+from .generator import Seq2ExpGenerator
+from .mask import MaskOutput
+from .predictor import Seq2ExpPredictor
+
+
+@dataclass
+class Seq2ExpOutput:
+    #: Predicted log10(expression + 1), ``(batch,)``.
+    expression: Tensor
+    mask: MaskOutput
+
+
+class Seq2ExpModel(nn.Module):
+    """The full model. Build it from a :class:`Seq2ExpConfig`, a dict of its fields, or keyword
+    fields (``Seq2ExpModel(mask={"mode": "hard"})``), as gReLU's ``model_params`` do."""
+
+    def __init__(self, config: Seq2ExpConfig | dict[str, Any] | None = None, **fields: Any) -> None:
+        super().__init__()
+        if isinstance(config, dict):
+            fields = {**config, **fields}
+            config = None
+        if config is None:
+            config = Seq2ExpConfig.from_dict(fields)
+        elif fields:
+            raise TypeError("Seq2ExpModel: pass either a config or keyword fields, not both")
+        self.config = config
+        self.generator = Seq2ExpGenerator(config)
+        self.predictor = Seq2ExpPredictor(config)
+
+    def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
+                blacklist: Tensor | None = None) -> Seq2ExpOutput:
+        """``seq (B, 4, L)``, ``signals (B, d, L)``, ``features (B, n_features)``,
+        ``blacklist (B, L)`` bool (optional)."""
+        mask = self.generator(seq, signals, blacklist)
+        return Seq2ExpOutput(self.predictor(seq, signals, features, mask.mask), mask)
+
+
+def seq2exp_loss(output: Seq2ExpOutput, target: Tensor, kl_weight: float,
+                 task_loss: Literal["smooth_l1", "mse"] = "smooth_l1") -> dict[str, Tensor]:
+    """Eq. 3: ``{"loss": total, "task": task term, "kl": unweighted KL}``."""
+    target = target.to(output.expression.dtype)
+    if task_loss == "smooth_l1":
+        task = F.smooth_l1_loss(output.expression, target)
+    elif task_loss == "mse":
+        task = F.mse_loss(output.expression, target)
+    else:
+        raise ValueError(f"task_loss must be 'smooth_l1' or 'mse', got {task_loss!r}")
+    kl = output.mask.kl
+    return {"loss": task + kl_weight * kl, "task": task, "kl": kl}

@@ -1,0 +1,157 @@
+"""The Seq2Exp model end to end: size, determinism, gradients, hard/packed modes, RC."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seq2exp_plugin.model.config import Seq2ExpConfig, StackConfig, preset
+from seq2exp_plugin.model.generator import Seq2ExpGenerator
+from seq2exp_plugin.model.predictor import Seq2ExpPredictor
+from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss
+from seq2exp_plugin.nn.bimamba import reverse_complement
+
+TINY = {"d_model": 8, "n_layers": 1, "d_state": 4}
+
+
+def tiny_config(mask=None, **fields) -> Seq2ExpConfig:
+    data = {"generator": dict(TINY), "predictor": dict(TINY), "pool_width": 16}
+    data["mask"] = {"promoter_keep": 8, **(mask or {})}
+    data.update(fields)
+    return Seq2ExpConfig.from_dict(data)
+
+
+def batch(length=64, size=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    seq = F.one_hot(torch.randint(0, 4, (size, length), generator=g), 4).transpose(1, 2).float()
+    signals = torch.rand(size, 3, length, generator=g) * 3
+    features = torch.randn(size, 9, generator=g)
+    return seq, signals, features
+
+
+def expected_parameter_count(d=128, layers=4, n=16, k=4, hidden=128, n_signals=3, n_features=9):
+    e, r = 2 * d, math.ceil(d / 16)
+    mamba = d * 2 * e + (e * k + e) + e * (r + 2 * n) + (r * e + e) + e * n + e + e * d
+    bimamba = 2 * mamba - d * 2 * e - e * d  # in/out projections tied
+    stack = layers * (bimamba + d) + d
+    generator = (4 * d + d) + stack + (2 * d + 2)
+    predictor = (4 * d + d) + (n_signals * d + d) + stack
+    predictor += (d + n_features) * hidden + hidden + hidden * hidden + hidden + hidden + 1
+    return generator + predictor
+
+
+def test_default_configuration_has_about_1_11_million_parameters():
+    model = Seq2ExpModel()
+    count = sum(p.numel() for p in model.parameters())
+    assert count == expected_parameter_count()
+    assert 1.10e6 < count < 1.12e6
+
+
+def test_config_round_trip_and_presets():
+    cfg = preset("hard-packed", generator={"n_layers": 2})
+    assert Seq2ExpConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.mask.mode == "hard" and cfg.mask.packed and cfg.generator.n_layers == 2
+    with pytest.raises(ValueError, match="unknown keys"):
+        Seq2ExpConfig.from_dict({"generatr": {}})
+    with pytest.raises(ValueError, match="3 signals"):
+        Seq2ExpConfig(mask={"signal_weights": (1.0,), "signal_beta": (1.0,)})
+
+
+def test_eval_is_deterministic_and_training_samples():
+    torch.manual_seed(0)
+    model = Seq2ExpModel(tiny_config())
+    seq, signals, features = batch()
+    model.eval()
+    with torch.no_grad():
+        a, b = model(seq, signals, features), model(seq, signals, features)
+    assert torch.equal(a.expression, b.expression) and torch.equal(a.mask.mask, b.mask.mask)
+    assert torch.allclose(a.mask.mask, a.mask.score)  # inference mask = posterior mean
+    model.train()
+    c, d = model(seq, signals, features), model(seq, signals, features)
+    assert not torch.equal(c.mask.mask, d.mask.mask)
+
+
+def test_loss_gradients_reach_generator_and_predictor():
+    torch.manual_seed(1)
+    model = Seq2ExpModel(tiny_config())
+    seq, signals, features = batch()
+    out = model(seq, signals, features)
+    parts = seq2exp_loss(out, torch.tensor([0.5, 1.5]), kl_weight=0.01)
+    assert parts["loss"].item() == pytest.approx(parts["task"].item() + 0.01 * parts["kl"].item(), rel=1e-6)
+    parts["task"].backward()  # the prediction loss alone must train the generator
+    assert model.generator.head.weight.grad.abs().sum() > 0
+    assert model.predictor.seq_embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_hard_mask_straight_through_reaches_the_generator(packed):
+    torch.manual_seed(2)
+    cfg = tiny_config(mask={"mode": "hard", "signal_scale": 1.0, "prior_alpha": 0.1,
+                            "prior_beta": 0.1222, "packed": packed})
+    model = Seq2ExpModel(cfg)
+    seq, signals, features = batch(length=96)
+    out = model(seq, signals, features)
+    assert set(out.mask.mask.detach().unique().tolist()) <= {0.0, 1.0}
+    assert 0 < out.mask.kept_fraction < 1
+    seq2exp_loss(out, torch.zeros(2), kl_weight=0.0)["loss"].backward()
+    assert model.generator.head.weight.grad.abs().sum() > 0
+
+
+def test_packed_predictor_sees_only_kept_positions():
+    torch.manual_seed(3)
+    cfg = tiny_config(mask={"mode": "hard", "signal_scale": 1.0, "prior_alpha": 0.1,
+                            "prior_beta": 0.1222, "packed": True})
+    predictor = Seq2ExpPredictor(cfg).eval()
+    seq, signals, features = batch(length=80, size=1)
+    mask = torch.zeros(1, 80)
+    mask[0, 30:50] = 1.0
+    mask[0, 5] = 1.0
+    with torch.no_grad():
+        base = predictor(seq, signals, features, mask)
+        changed = seq.clone()
+        changed[:, :, 60:] = reverse_complement(changed)[:, :, 60:]  # dropped positions
+        assert torch.equal(predictor(changed, signals, features, mask), base)
+        moved = torch.zeros_like(mask)
+        moved[0, 30:50] = 1.0
+        moved[0, 6] = 1.0  # same bases kept, one at another distance
+        moved_seq = seq.clone()
+        moved_seq[:, :, 6] = seq[:, :, 5]
+        assert not torch.allclose(predictor(moved_seq, signals, features, moved), base)
+
+
+def test_generator_and_predictor_work_alone():
+    torch.manual_seed(4)
+    cfg = tiny_config()
+    generator, predictor = Seq2ExpGenerator(cfg).eval(), Seq2ExpPredictor(cfg).eval()
+    seq, signals, features = batch()
+    with torch.no_grad():
+        mask = generator(seq, signals)
+        assert mask.score.shape == (2, 64) and mask.distribution.alpha.shape == (2, 64)
+        peaks = (signals[:, 1] > 1.5).float()  # e.g. a peak mask
+        assert predictor(seq, signals, features, peaks).shape == (2,)
+        assert predictor(seq, signals, features).shape == (2,)  # no mask: seq + signals baseline
+
+
+def test_rc_equivariant_model_is_strand_symmetric():
+    torch.manual_seed(5)
+    rc = dict(TINY, rc_equivariant=True)
+    model = Seq2ExpModel(tiny_config(generator=rc, predictor=rc)).eval()
+    seq, signals, features = batch(length=64)
+    with torch.no_grad():
+        out = model(seq, signals, features)
+        out_rc = model(reverse_complement(seq), signals.flip(-1), features)
+    assert torch.allclose(out_rc.mask.score, out.mask.score.flip(-1), atol=1e-6)
+    assert torch.allclose(out_rc.expression, out.expression, atol=1e-5)
+
+
+def test_blacklist_and_promoter_in_the_full_model():
+    torch.manual_seed(6)
+    model = Seq2ExpModel(tiny_config()).eval()
+    seq, signals, features = batch()
+    blacklist = torch.zeros(2, 64, dtype=torch.bool)
+    blacklist[:, :10] = True
+    with torch.no_grad():
+        out = model(seq, signals, features, blacklist)
+    assert (out.mask.mask[:, :10] == 0).all()
+    assert (out.mask.mask[:, 28:36] == 1).all()
