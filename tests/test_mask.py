@@ -125,3 +125,11 @@ def test_hard_mask_at_inference_thresholds_the_mean():
     out = make_mask(dist, cfg, training=False)
     assert out.mask.tolist() == [[1.0, 0.0, 1.0]]
     assert out.score[0].tolist() == pytest.approx([0.75, 0.25, 0.5])
+
+
+def test_top_mode_keeps_the_highest_posterior_means():
+    cfg = MaskConfig(mode="top", top_fraction=0.25, promoter_keep=0)
+    alpha = torch.tensor([[1.0, 9.0, 2.0, 5.0, 3.0, 1.5, 8.0, 2.5]])
+    dist = posterior(alpha, torch.full_like(alpha, 5.0), torch.ones_like(alpha), torch.ones_like(alpha), cfg)
+    for training in (True, False):  # deterministic: a frozen generator ranks positions
+        assert make_mask(dist, cfg, training=training).mask.tolist() == [[0, 1, 0, 0, 0, 0, 1, 0]]

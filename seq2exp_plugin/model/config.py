@@ -42,13 +42,17 @@ class StackConfig:
 class MaskConfig:
     """The mask distribution (paper sections 3.4-3.5, eq. 6-9) and how the mask is applied."""
 
-    #: "soft": multiply by m; "hard": 1[m >= threshold] with a straight-through gradient.
-    mode: Literal["soft", "hard"] = "soft"
+    #: "soft": multiply by m; "hard": 1[m >= threshold] with a straight-through gradient;
+    #: "top": keep the ``top_fraction`` of positions with the highest posterior mean
+    #: (Seq2Exp-retrain: a frozen, trained generator selects, the predictor is retrained).
+    mode: Literal["soft", "hard", "top"] = "soft"
     #: "paper": Beta(a1 + a2 - 1, b1 + b2 - 1) (Proposition 2); "sum": Beta(a1 + a2, b1 + b2)
     #: as in the authors' public implementation.
     posterior: Literal["paper", "sum"] = "paper"
     #: C_m, the hard-mask threshold.
     threshold: float = 0.5
+    #: "top" mode: fraction of positions kept (the paper's retrain keeps 10%).
+    top_fraction: float = 0.1
     #: b_min: floor added to softplus outputs (alpha1, beta1) and to each signal.
     b_min: float = 1.0
     #: w_i, weights of the signal tracks in alpha2/beta2 (one per signal, same order).
@@ -70,8 +74,10 @@ class MaskConfig:
     def __post_init__(self) -> None:
         self.signal_weights = tuple(float(w) for w in self.signal_weights)
         self.signal_beta = tuple(float(c) for c in self.signal_beta)
-        if self.mode not in ("soft", "hard"):
-            raise ValueError(f"MaskConfig.mode must be 'soft' or 'hard', got {self.mode!r}")
+        if self.mode not in ("soft", "hard", "top"):
+            raise ValueError(f"MaskConfig.mode must be 'soft', 'hard' or 'top', got {self.mode!r}")
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"MaskConfig.top_fraction must be in (0, 1], got {self.top_fraction}")
         if self.posterior not in ("paper", "sum"):
             raise ValueError(f"MaskConfig.posterior must be 'paper' or 'sum', got {self.posterior!r}")
         if len(self.signal_weights) != len(self.signal_beta):
@@ -96,8 +102,8 @@ class MaskConfig:
             raise ValueError("MaskConfig: prior_alpha and prior_beta must be > 0")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"MaskConfig.threshold must be in (0, 1), got {self.threshold}")
-        if self.packed and self.mode != "hard":
-            raise ValueError("MaskConfig.packed needs mode='hard' (only a hard mask drops positions)")
+        if self.packed and self.mode == "soft":
+            raise ValueError("MaskConfig.packed needs a 0/1 mask (mode 'hard' or 'top')")
         if self.packed and self.promoter_keep < 1:
             raise ValueError("MaskConfig.packed needs promoter_keep >= 1 (the pooled centre must be kept)")
 

@@ -133,12 +133,25 @@ def central_slice(length: int, width: int) -> slice:
     return slice(start, min(length, start + width))
 
 
+def top_fraction(score: Tensor, fraction: float) -> Tensor:
+    """0/1 mask of the ``fraction`` highest-scoring positions of each sequence ``(B, L)``."""
+    k = max(1, round(fraction * score.shape[-1]))
+    threshold = score.topk(k, dim=-1).values[:, -1:]
+    return (score >= threshold).to(score.dtype)
+
+
 def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
               blacklist: Tensor | None = None) -> MaskOutput:
-    """Sample (training) or take the mean (inference), harden if asked, apply constraints."""
+    """Sample (training) or take the mean (inference), harden if asked, apply constraints.
+
+    "top" mode is deterministic: it ranks the posterior mean of a frozen generator.
+    """
     mean = dist.mean
-    soft = Beta(dist.alpha, dist.beta).rsample() if training else mean
-    mask = straight_through(soft, config.threshold) if config.mode == "hard" else soft
+    if config.mode == "top":
+        mask = top_fraction(mean.detach(), config.top_fraction)
+    else:
+        soft = Beta(dist.alpha, dist.beta).rsample() if training else mean
+        mask = straight_through(soft, config.threshold) if config.mode == "hard" else soft
     score = constrain(mean.detach(), config.promoter_keep, blacklist)
     return MaskOutput(
         mask=constrain(mask, config.promoter_keep, blacklist),

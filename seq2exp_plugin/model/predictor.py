@@ -40,35 +40,43 @@ class RelativePosition(nn.Module):
         return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
+class ExpressionHead(nn.Sequential):
+    """MLP ``d_model + n_features -> hidden -> hidden -> 1`` with ReLU (one task, as gReLU heads)."""
+
+    n_tasks = 1
+
+    def __init__(self, d_in: int, hidden: int) -> None:
+        super().__init__(
+            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+
 class Seq2ExpPredictor(nn.Module):
     """``(seq (B, 4, L), signals (B, d, L), features (B, n_features), mask (B, L))`` -> ``(B,)``.
 
     Usable alone with any mask: a generator's, a MACS3 peak mask, the top-k% of a trained
     generator (Seq2Exp-retrain), or none (``mask=None``: the "sequence + signals" baseline).
+    ``use_signals=False`` reads the DNA alone (the sequence-only, Caduceus baseline).
     """
 
-    def __init__(self, config: Seq2ExpConfig | None = None) -> None:
+    def __init__(self, config: Seq2ExpConfig | None = None, use_signals: bool = True) -> None:
         super().__init__()
         self.config = config or Seq2ExpConfig()
         cfg = self.config
         d_model = cfg.predictor.d_model
         self.seq_embedding = nn.Linear(4, d_model)
-        self.signal_embedding = nn.Linear(cfg.n_signals, d_model)
+        self.signal_embedding = nn.Linear(cfg.n_signals, d_model) if use_signals else None
         self.backbone = BiMambaStack(cfg.predictor)
         self.position = RelativePosition(d_model) if cfg.mask.packed else None
-        self.head = nn.Sequential(
-            nn.Linear(d_model + cfg.n_features, cfg.head_hidden),
-            nn.ReLU(),
-            nn.Linear(cfg.head_hidden, cfg.head_hidden),
-            nn.ReLU(),
-            nn.Linear(cfg.head_hidden, 1),
-        )
+        self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
         """``M * (E_seq(x) + E_sig(s))``: ``(B, L, d_model)``."""
-        if self.config.signal_transform == "log1p":
-            signals = torch.log1p(signals.clamp_min(0))
-        hidden = self.seq_embedding(seq.transpose(1, 2)) + self.signal_embedding(signals.transpose(1, 2))
+        hidden = self.seq_embedding(seq.transpose(1, 2))
+        if self.signal_embedding is not None:
+            if self.config.signal_transform == "log1p":
+                signals = torch.log1p(signals.clamp_min(0))
+            hidden = hidden + self.signal_embedding(signals.transpose(1, 2))
         if mask is not None:
             hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
         return hidden

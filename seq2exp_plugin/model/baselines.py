@@ -1,0 +1,144 @@
+"""Baselines of the paper and of the hierarchical chromatin-to-expression thesis.
+
+Mamba-based baselines are the predictor under another mask (see
+:class:`~seq2exp_plugin.model.predictor.Seq2ExpPredictor`):
+
+- sequence only (Caduceus): ``Seq2ExpPredictor(config, use_signals=False)``, no mask;
+- sequence + signals without a mask ("Caduceus w/ signals"): ``Seq2ExpPredictor(config)``, no mask;
+- MACS3 peak mask / Seq2Exp-retrain: ``Seq2ExpPredictor(config)`` given a fixed mask.
+
+Here are the two that read binned signals only (no DNA), after the thesis
+(``shared/seeds/hierarchical_expression_thesis.txt``, section 2.1):
+
+- :class:`HierarchicalCNN`: signals averaged in 128-bp bins -> a stem convolution, residual
+  blocks (BatchNorm, GELU, Conv) each followed by max pooling (8 convolutions in all) -> Linear;
+- :class:`ExpectoRidge`: binned signals integrated by ExPecto's exponential spatial basis
+  functions (upstream and downstream separately) -> ridge regression (scikit-learn).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def bin_signals(signals: Tensor, bin_size: int) -> Tensor:
+    """Mean of ``(B, d, L)`` signals over consecutive ``bin_size``-bp bins: ``(B, d, L // bin_size)``."""
+    if signals.shape[-1] < bin_size:
+        raise ValueError(f"window of {signals.shape[-1]} bp is shorter than one {bin_size}-bp bin")
+    return F.avg_pool1d(signals, bin_size)
+
+
+class ResidualConvBlock(nn.Module):
+    """``x + Conv(GELU(BatchNorm(x)))``."""
+
+    def __init__(self, channels: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels)
+        self.act = nn.GELU()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding="same")
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.dropout(self.conv(self.act(self.norm(x))))
+
+
+class HierarchicalCNN(nn.Module):
+    """Chromatin-to-expression CNN on 128-bp binned signals: ``(signals, features) -> (B,)``."""
+
+    n_tasks = 1
+
+    def __init__(self, n_signals: int, window: int, n_features: int = 9, bin_size: int = 128,
+                 channels: int = 64, n_blocks: int = 7, kernel_size: int = 5,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.bin_size = bin_size
+        n_bins = window // bin_size
+        n_blocks = min(n_blocks, max(0, int(np.log2(max(n_bins, 1)))))  # keep >= 1 bin
+        self.stem = nn.Conv1d(n_signals, channels, kernel_size, padding="same")
+        self.blocks = nn.Sequential(*[
+            nn.Sequential(ResidualConvBlock(channels, kernel_size, dropout), nn.MaxPool1d(2))
+            for _ in range(n_blocks)
+        ])
+        self.linear = nn.Linear(channels * (n_bins >> n_blocks) + n_features, 1)
+
+    def forward(self, signals: Tensor, features: Tensor) -> Tensor:
+        x = torch.log1p(bin_signals(signals.clamp_min(0), self.bin_size))
+        x = self.blocks(self.stem(x)).flatten(1)
+        return self.linear(torch.cat([x, features.to(x.dtype)], dim=1)).squeeze(-1)
+
+
+#: ExPecto's decay rates of the exponential spatial bases (per bin).
+EXPECTO_DECAYS = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def spatial_basis_features(signals: Tensor, bin_size: int = 128,
+                           decays: tuple[float, ...] = EXPECTO_DECAYS) -> Tensor:
+    """ExPecto-style features: for each signal, ``sum_bins log1p(s_bin) * exp(-decay * |bins
+    from the TSS|)``, upstream and downstream of the window centre separately.
+
+    ``(B, d, L)`` -> ``(B, d * 2 * len(decays))``.
+    """
+    binned = torch.log1p(bin_signals(signals.clamp_min(0), bin_size)).double()
+    n_bins = binned.shape[-1]
+    distance = torch.arange(n_bins, dtype=torch.float64) - (n_bins - 1) / 2
+    rates = torch.tensor(decays, dtype=torch.float64)[:, None]
+    weights = torch.exp(-rates * distance.abs())  # (n_decays, n_bins)
+    upstream = (distance < 0).double()
+    downstream = 1.0 - upstream
+    bases = torch.cat([weights * upstream, weights * downstream])  # (2 * n_decays, n_bins)
+    return torch.einsum("bdl,kl->bdk", binned, bases).flatten(1).float()
+
+
+class ExpectoRidge(nn.Module):
+    """Ridge regression on :func:`spatial_basis_features` plus the extra gene features.
+
+    Fitted in closed form by scikit-learn (:meth:`fit`: standardisation + ``Ridge``, penalty
+    chosen on validation genes); the fitted map is stored as one ``Linear`` layer with the
+    standardisation folded in, so it saves, loads and predicts like the other models.
+    """
+
+    n_tasks = 1
+
+    def __init__(self, n_signals: int, n_features: int = 9, bin_size: int = 128,
+                 decays: tuple[float, ...] = EXPECTO_DECAYS) -> None:
+        super().__init__()
+        self.bin_size, self.decays = bin_size, tuple(decays)
+        self.linear = nn.Linear(n_signals * 2 * len(self.decays) + n_features, 1)
+        self.register_buffer("alpha", torch.tensor(float("nan")))
+
+    def design(self, signals: Tensor, features: Tensor) -> Tensor:
+        """The regression inputs: basis features of the signals, then the gene features."""
+        basis = spatial_basis_features(signals, self.bin_size, self.decays)
+        return torch.cat([basis, features.to(basis.dtype)], dim=1)
+
+    def forward(self, signals: Tensor, features: Tensor) -> Tensor:
+        return self.linear(self.design(signals, features)).squeeze(-1)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndarray] | None = None,
+            alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)) -> "ExpectoRidge":
+        """Fit on design rows ``x`` (see :meth:`design`) and targets ``y``."""
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(x)
+
+        def ridge(alpha: float) -> Ridge:
+            return Ridge(alpha=alpha).fit(scaler.transform(x), y)
+
+        if valid is None:
+            alpha = 1.0
+        else:
+            errors = [np.mean((ridge(a).predict(scaler.transform(valid[0])) - valid[1]) ** 2)
+                      for a in alphas]
+            alpha = alphas[int(np.argmin(errors))]
+        fitted = ridge(alpha)
+        weight = fitted.coef_ / scaler.scale_
+        bias = fitted.intercept_ - float(np.dot(weight, scaler.mean_))
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32)[None])
+            self.linear.bias.fill_(bias)
+            self.alpha.fill_(alpha)
+        return self

@@ -1,0 +1,177 @@
+"""The training configuration: one YAML file, one dataclass tree, stored in every checkpoint.
+
+```yaml
+variant: seq2exp          # see VARIANTS
+preset: soft              # model preset (seq2exp_plugin.model.config.preset)
+model: {}                 # overrides of Seq2ExpConfig fields, e.g. {mask: {kl_weight: 0.02}}
+data:
+  genes: genes.h5ad
+  genome: genome.fa
+  signals: {h3k27ac: K562/h3k27ac.bw, dnase: K562/dnase.bw, hic: K562/hic.cool}
+  cell_type: K562
+  window: 200000
+train:
+  max_steps: 50000
+out_dir: runs/K562-soft
+```
+
+Relative paths are resolved against the YAML file's folder. Defaults are the paper's recipe
+(SPEC section 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: What ``variant`` selects (paper Tables 1-2 and the thesis baselines).
+VARIANTS = {
+    "seq2exp": "Seq2Exp (soft or hard mask, per the model preset)",
+    "retrain": "Seq2Exp-retrain: a trained generator frozen, its top positions kept, predictor retrained",
+    "seq-only": "sequence only (Caduceus): the predictor on DNA, no signals, no mask",
+    "seq-signals": "sequence + signals without a mask (Caduceus w/ signals)",
+    "peak-mask": "the predictor on a MACS3 peak mask (data.peaks)",
+    "hierarchical-cnn": "chromatin-to-expression CNN on signals binned at 128 bp",
+    "ridge": "ExPecto-style ridge regression on spatially binned signals",
+}
+
+
+@dataclass
+class DataConfig:
+    genes: str = ""
+    genome: str = ""
+    #: Signal tracks in channel order: name -> bigWig, or .cool/.mcool/.hic/bedpe for Hi-C.
+    signals: dict[str, str] = field(default_factory=dict)
+    cell_type: str = ""
+    window: int = 200_000
+    blacklist: str | None = None
+    #: Peak file (narrowPeak/BED) for the peak-mask variant (``seq2exp peaks`` writes one).
+    peaks: str | None = None
+    rc_minus_strand: bool = False
+    allow_missing_chroms: bool = False
+    #: Options of the Hi-C contact-to-TSS extraction (see seq2exp_plugin.data.hic).
+    hic: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 50_000
+    batch_size: int = 8
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1e-6
+    warmup_steps: int = 5_000
+    warmup_start_lr: float = 1e-5
+    min_lr: float = 1e-4
+    grad_clip: float = 1.0
+    #: "smooth_l1" (the public implementation) or "mse" (the paper's text).
+    loss: str = "smooth_l1"
+    seed: int = 2222
+    val_every_steps: int = 1_000
+    #: "auto": bf16 autocast on GPU, fp32 on CPU.
+    precision: str = "auto"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    #: "auto", or "ddp" for several GPUs/nodes (also on CPU with gloo).
+    strategy: str = "auto"
+    tensorboard: bool = False
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.loss not in ("smooth_l1", "mse"):
+            raise ValueError(f"train.loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
+        if self.max_steps < 1 or self.batch_size < 1 or self.val_every_steps < 1:
+            raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
+        if not 0 <= self.warmup_steps <= self.max_steps:
+            raise ValueError("train.warmup_steps must be between 0 and max_steps")
+
+
+@dataclass
+class RunConfig:
+    variant: str = "seq2exp"
+    preset: str = "soft"
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    #: retrain: the checkpoint whose generator is frozen.
+    generator_checkpoint: str | None = None
+    #: hierarchical-cnn: keyword options of HierarchicalCNN (channels, dropout, ...).
+    cnn: dict[str, Any] = field(default_factory=dict)
+    out_dir: str = "runs/seq2exp"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = _build(DataConfig, self.data, "data")
+        if isinstance(self.train, dict):
+            self.train = _build(TrainConfig, self.train, "train")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
+        if self.variant == "retrain" and not self.generator_checkpoint:
+            raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
+        if self.variant == "peak-mask" and not self.data.peaks:
+            raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return _build(cls, data, "config")
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**data)
+
+
+_PATH_FIELDS = ("genes", "genome", "blacklist", "peaks")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run configuration; relative paths are taken from the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        target = raw
+        for part in filter(None, section.split(".")):
+            target = target.setdefault(part, {})
+        target[name] = value
+    base = path.resolve().parent
+    data = raw.get("data", {})
+    for name in _PATH_FIELDS:
+        if data.get(name):
+            data[name] = str(_resolve(base, data[name]))
+    if data.get("signals"):
+        data["signals"] = {k: str(_resolve(base, v)) for k, v in data["signals"].items()}
+    for name in ("generator_checkpoint", "out_dir"):
+        if raw.get(name):
+            raw[name] = str(_resolve(base, raw[name]))
+    try:
+        return RunConfig.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _resolve(base: Path, value: str) -> Path:
+    """Resolve a path against ``base``, keeping a ``::`` URI suffix (``x.mcool::/resolutions/5000``)."""
+    file, sep, suffix = str(value).partition("::")
+    resolved = Path(file).expanduser()
+    if not resolved.is_absolute():
+        resolved = base / resolved
+    return Path(f"{resolved}{sep}{suffix}")

@@ -1,0 +1,159 @@
+"""``seq2exp train``: fit a variant with Lightning, keep the best-validation-MSE checkpoint, resume.
+
+Outputs in ``out_dir``: ``config.yaml`` (the resolved run configuration),
+``checkpoints/best.ckpt`` (lowest validation MSE), ``checkpoints/last.ckpt`` (resume point),
+``logs/`` (CSV, and TensorBoard if asked). Running the same command again resumes from
+``last.ckpt`` and ends with the same weights as an uninterrupted run: the batch order and every
+random draw are functions of (seed, step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from .config import RunConfig
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """The batches of global steps ``start_step .. total_steps - 1``.
+
+    The examples form one endless stream, epoch ``e`` being a permutation seeded by
+    ``seed + e``; step ``s`` takes stream positions ``[s * batch_size, (s + 1) * batch_size)``,
+    and DDP rank ``r`` of ``world`` takes every ``world``-th of them starting at ``r``.
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int, total_steps: int,
+                 start_step: int = 0, rank: int = 0, world: int = 1) -> None:
+        if n_examples < 1:
+            raise ValueError("the training split has no genes")
+        if batch_size % world:
+            raise ValueError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes")
+        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.total_steps, self.start_step = total_steps, start_step
+        self.rank, self.world = rank, world
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        orders: dict[int, torch.Tensor] = {}
+        for step in range(self.start_step, self.total_steps):
+            batch = []
+            for pos in range(step * self.batch_size + self.rank, (step + 1) * self.batch_size, self.world):
+                epoch, i = divmod(pos, self.n)
+                if epoch not in orders:
+                    orders = {epoch: self._order(epoch)}
+                batch.append(int(orders[epoch][i]))
+            yield batch
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step)
+
+
+def make_dataset(run: RunConfig, split: str | None, gene_ids=None) -> Dataset:
+    """The window dataset of a run's data section (one split, or the given genes)."""
+    from ..data.windows import WindowDataset
+
+    d = run.data
+    return WindowDataset(
+        genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
+        window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
+        blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
+        hic_options=d.hic or None, peaks=d.peaks,
+    )
+
+
+def _shard(dataset: Dataset, rank: int, world: int) -> Dataset:
+    return dataset if world == 1 else Subset(dataset, list(range(rank, len(dataset), world)))
+
+
+def _data_module(run: RunConfig, train_set: Dataset, valid_set: Dataset):
+    """Loaders built when Lightning asks for them, i.e. after a checkpoint restored the step."""
+    import pytorch_lightning as pl
+
+    class WindowData(pl.LightningDataModule):
+        def train_dataloader(self) -> DataLoader:
+            cfg, trainer = run.train, self.trainer
+            sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.max_steps,
+                                       start_step=trainer.global_step, rank=trainer.global_rank,
+                                       world=trainer.world_size)
+            return DataLoader(train_set, batch_sampler=sampler, num_workers=run.data.num_workers)
+
+        def val_dataloader(self) -> DataLoader:
+            trainer = self.trainer
+            shard = _shard(valid_set, trainer.global_rank, trainer.world_size)
+            per_device = max(1, run.train.batch_size // trainer.world_size)
+            return DataLoader(shard, batch_size=per_device, num_workers=run.data.num_workers)
+
+    return WindowData()
+
+
+def fit(run: RunConfig, resume: bool = True):
+    """Train ``run``; returns the Lightning trainer. Ridge regression is fitted in closed form."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    from .module import Seq2ExpLightning
+    from .variants import freeze_generator
+
+    if run.variant == "ridge":
+        from .ridge import fit_ridge
+
+        return fit_ridge(run)
+
+    out_dir = Path(run.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    train_set, valid_set = make_dataset(run, "train"), make_dataset(run, "valid")
+    if len(valid_set) == 0:
+        raise ValueError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
+
+    pl.seed_everything(run.train.seed, workers=True, verbose=False)
+    module = Seq2ExpLightning.from_run_config(run)
+    if run.variant == "retrain":
+        freeze_generator(module.net, run.generator_checkpoint)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+    loggers = [CSVLogger(out_dir, name="logs", version="")]
+    if run.train.tensorboard:
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
+    gpu = run.train.accelerator in ("gpu", "cuda") or (
+        run.train.accelerator == "auto" and torch.cuda.is_available())
+    precision = run.train.precision if run.train.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
+    trainer = pl.Trainer(
+        max_steps=run.train.max_steps,
+        max_epochs=-1,
+        val_check_interval=min(run.train.val_every_steps, run.train.max_steps),
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=run.train.grad_clip or None,
+        accelerator=run.train.accelerator,
+        devices=run.train.devices,
+        num_nodes=run.train.num_nodes,
+        strategy=run.train.strategy,
+        precision=precision,
+        use_distributed_sampler=False,
+        logger=loggers,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min",
+                                   save_last=True, enable_version_counter=False)],
+        enable_progress_bar=run.train.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=out_dir,
+        deterministic=False,
+    )
+    trainer.fit(module, datamodule=_data_module(run, train_set, valid_set),
+                ckpt_path=str(last) if resume and last.is_file() else None)
+    return trainer
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,122 @@
+"""Training as gReLU's LightningModel extended with the information-bottleneck KL term.
+
+:class:`Seq2ExpLightning` *is* a ``grelu.lightning.LightningModel``: its checkpoints carry
+gReLU's ``model_params`` / ``train_params`` hyper-parameters and ``model.*`` weights, so
+``grelu.lightning.LightningModel.load_from_checkpoint(path)`` loads them as they are (with
+gReLU's own prediction tools), and :func:`load_network` gives back the library model.
+
+What it changes: batches are the window dataset's dicts; the loss is eq. 3 (task loss + weighted
+KL); AdamW with the paper's schedule; the paper's validation metrics; and per-step seeding so
+that a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..adapters.grelu import register
+from .config import RunConfig
+from .metrics import SplitMetrics
+from .recipe import make_optimizer, make_scheduler
+from .variants import predict_batch
+
+register()  # gReLU builds the model by name
+from grelu.lightning import LightningModel  # noqa: E402
+
+
+class Seq2ExpLightning(LightningModel):
+    """``Seq2ExpLightning(model_params, train_params)`` where ``train_params["seq2exp"]`` is the
+    :class:`RunConfig` as a dict; build one with :meth:`from_run_config`."""
+
+    def __init__(self, model_params: dict[str, Any], train_params: dict[str, Any]) -> None:
+        super().__init__(model_params, train_params)
+        self.run_config = RunConfig.from_dict(train_params["seq2exp"])
+        self.data_params["tasks"] = {"name": [self.run_config.data.cell_type or "expression"]}
+        self.val_split_metrics = SplitMetrics()
+
+    @classmethod
+    def from_run_config(cls, run: RunConfig) -> "Seq2ExpLightning":
+        from .variants import model_params
+
+        train_params = {
+            # what gReLU's own __init__ reads: a one-task regression, logged
+            "task": "regression", "loss": "mse", "logger": "csv",
+            "lr": run.train.lr, "batch_size": run.train.batch_size,
+            "seq2exp": run.to_dict(),
+        }
+        return cls(model_params(run), train_params)
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The library model (Seq2ExpModel, Seq2ExpPredictor or HierarchicalCNN)."""
+        return self.model.net
+
+    def step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Eq. 3 on one batch: ``{"loss", "task", "kl", "prediction", "mask"}``."""
+        cfg = self.run_config
+        prediction, mask = predict_batch(self.net, batch)
+        target = batch["target"].to(prediction.dtype)
+        if cfg.train.loss == "smooth_l1":
+            task = F.smooth_l1_loss(prediction, target)
+        else:
+            task = F.mse_loss(prediction, target)
+        kl = mask.kl if mask is not None else task.new_zeros(())
+        kl_weight = self.net.config.mask.kl_weight if mask is not None else 0.0
+        return {"loss": task + kl_weight * kl, "task": task, "kl": kl, "prediction": prediction,
+                "mask": mask.mask if mask is not None else batch.get("mask")}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # The mask sample and dropout of step s depend on (seed, s) only: resuming replays them.
+        torch.manual_seed(self.run_config.train.seed + self.global_step)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.step(batch)
+        size = batch["target"].shape[0]
+        self.log("train_loss", out["loss"], prog_bar=True, batch_size=size)
+        self.log("train_kl", out["kl"], batch_size=size)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=size)
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.step(batch)
+        self.val_split_metrics.update(out["prediction"], batch["target"], out["mask"])
+        self.log("val_loss", out["loss"], batch_size=batch["target"].shape[0], sync_dist=True)
+        return out["loss"]
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_split_metrics.compute()
+        self.val_split_metrics.reset()
+        self.log_dict({f"val_{k}": v for k, v in values.items()}, sync_dist=False)
+        self.performance["val"] = values
+
+    def configure_optimizers(self):
+        cfg = self.run_config.train
+        optimizer = make_optimizer(self.model, cfg)
+        scheduler = make_scheduler(optimizer, cfg)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # plain Python values only, so torch.load(weights_only=True) reads the checkpoint
+        checkpoint["data_params"] = self.data_params
+        checkpoint["performance"] = {
+            split: {k: float(v) for k, v in values.items()} for split, values in self.performance.items()
+        }
+
+
+def load_module(path: str) -> Seq2ExpLightning:
+    """A checkpoint written by ``seq2exp train``, on the CPU, in eval mode."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu")
+    return module.eval()
+
+
+def load_network(path: str) -> torch.nn.Module:
+    """The library model inside a ``seq2exp train`` checkpoint, on the CPU, in eval mode."""
+    return load_module(path).net

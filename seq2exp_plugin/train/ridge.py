@@ -1,0 +1,60 @@
+"""The ExPecto-style ridge baseline, fitted in closed form and saved as a training checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .config import RunConfig
+
+
+def _design(net, dataset, run: RunConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
+    rows, targets = [], []
+    loader = DataLoader(dataset, batch_size=run.train.batch_size, num_workers=run.data.num_workers)
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"ridge: {what} windows", disable=not run.train.progress_bar):
+            rows.append(net.design(batch["signals"], batch["features"]).numpy())
+            targets.append(batch["target"].numpy())
+    x, y = np.concatenate(rows), np.concatenate(targets)
+    known = ~np.isnan(y)
+    return x[known], y[known]
+
+
+def fit_ridge(run: RunConfig) -> Path:
+    """Fit on the training split, choose the penalty on validation, write ``best.ckpt`` and
+    ``last.ckpt`` in the format ``seq2exp train`` writes for every variant."""
+    import pytorch_lightning as pl
+
+    from .fit import _write_atomic, make_dataset
+    from .module import Seq2ExpLightning
+
+    module = Seq2ExpLightning.from_run_config(run)
+    net = module.net
+    train = _design(net, make_dataset(run, "train"), run, "train")
+    valid = _design(net, make_dataset(run, "valid"), run, "valid")
+    net.fit(*train, valid=valid)
+    with torch.no_grad():
+        mse = float(np.mean((net.linear(torch.from_numpy(valid[0]).float()).squeeze(-1).numpy() - valid[1]) ** 2))
+    module.performance["val"] = {"mse": mse, "alpha": float(net.alpha)}
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": pl.__version__,
+        "global_step": 0,
+        "epoch": 0,
+    }
+    module.on_save_checkpoint(checkpoint)
+    out = Path(run.out_dir) / "checkpoints"
+    out.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    _write_atomic(Path(run.out_dir) / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+    for name in ("best.ckpt", "last.ckpt"):
+        tmp = out / f".{name}.tmp"
+        torch.save(checkpoint, tmp)
+        tmp.replace(out / name)
+    return out / "best.ckpt"
