@@ -6,6 +6,6 @@ ICLR 2025.
 
 __version__ = "0.1.0"
 
-from .adapters.grelu import register_on_import as _register_grelu_models
+from .adapters.registry import register_on_import as _register_grelu_models
 
 _register_grelu_models()

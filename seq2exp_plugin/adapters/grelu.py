@@ -4,7 +4,8 @@ gReLU builds models by name: ``LightningModel(model_params={"model_type": "Seq2E
 looks ``model_type`` up as an attribute of ``grelu.model.models``. :func:`register` puts
 :class:`Seq2ExpModel`, :class:`Seq2ExpGenerator`, :class:`Seq2ExpPredictor` and the baselines
 there. Importing ``seq2exp_plugin`` registers them as soon as ``grelu.model.models`` is imported
-(a post-import hook, so that ``import seq2exp_plugin`` stays fast when gReLU is not used).
+(a post-import hook in :mod:`seq2exp_plugin.adapters.registry`, so that ``import seq2exp_plugin``
+stays fast - no torch, no gReLU - when gReLU is not used).
 
 gReLU's convention is one input tensor ``(N, channels, L)`` and one output ``(N, tasks, L_out)``.
 These classes keep the model itself in ``.net`` (the library's classes, which take named inputs
@@ -23,9 +24,6 @@ with :func:`bind_signals`.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import sys
 from typing import Any
 
 import torch
@@ -164,33 +162,3 @@ def register() -> None:
 
     for cls in MODEL_CLASSES:
         setattr(grelu_models, cls.__name__, cls)
-
-
-class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Runs :func:`register` right after ``grelu.model.models`` is first imported."""
-
-    target = "grelu.model.models"
-
-    def find_spec(self, fullname, path, target=None):  # noqa: D401 - importlib protocol
-        if fullname != self.target:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        exec_module = spec.loader.exec_module
-
-        def exec_and_register(module):
-            exec_module(module)
-            for cls in MODEL_CLASSES:
-                setattr(module, cls.__name__, cls)
-
-        spec.loader.exec_module = exec_and_register
-        return spec
-
-
-def register_on_import() -> None:
-    """Register now if gReLU's models are loaded, else as soon as they are."""
-    if _RegisterAfterImport.target in sys.modules:
-        register()
-    elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterImport())
