@@ -10,7 +10,7 @@ random draw are functions of (seed, step).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import yaml
@@ -64,7 +64,7 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None) -> Dataset:
         genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
         blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
-        hic_options=d.hic or None, peaks=d.peaks,
+        hic_options=d.hic or None, **({"peaks": d.peaks} if d.peaks else {}),
     )
 
 
@@ -93,10 +93,11 @@ def _data_module(run: RunConfig, train_set: Dataset, valid_set: Dataset):
     return WindowData()
 
 
-def fit(run: RunConfig, resume: bool = True):
-    """Train ``run``; returns the Lightning trainer. Ridge regression is fitted in closed form."""
+def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
+    """Train ``run``; returns the Lightning trainer (ridge regression: the checkpoint path, as
+    it is fitted in closed form). ``callbacks`` are extra Lightning callbacks."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .module import Seq2ExpLightning
@@ -142,7 +143,9 @@ def fit(run: RunConfig, resume: bool = True):
         use_distributed_sampler=False,
         logger=loggers,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min",
-                                   save_last=True, enable_version_counter=False)],
+                                   save_last=True, enable_version_counter=False),
+                   *([TQDMProgressBar()] if run.train.progress_bar else []), *callbacks],
+        log_every_n_steps=min(50, run.train.val_every_steps),
         enable_progress_bar=run.train.progress_bar,
         enable_model_summary=False,
         default_root_dir=out_dir,
