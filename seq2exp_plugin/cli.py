@@ -71,8 +71,80 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- train
+def _parse_assignments(pairs: Sequence[str]) -> dict:
+    """``key.sub=value`` pairs (values parsed as YAML: numbers, booleans, lists)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _add_train_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train Seq2Exp or a baseline from a YAML configuration",
+        description="Train with PyTorch Lightning (the paper's recipe by default). Writes "
+                    "OUT/config.yaml, OUT/checkpoints/{best,last}.ckpt and OUT/logs/; running the "
+                    "same command again resumes from last.ckpt.")
+    p.add_argument("config", help="YAML run configuration (see seq2exp_plugin.train.config)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override configuration entries, e.g. train.max_steps=100 out_dir=runs/x")
+    p.add_argument("--no-resume", action="store_true", help="start over even if last.ckpt exists")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train.config import load_config
+    from .train.fit import fit
+
+    t0 = time.perf_counter()
+    run = load_config(args.config, _parse_assignments(args.set))
+    fit(run, resume=not args.no_resume)
+    print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation MSE)")
+    _report("train", t0)
+    return 0
+
+
+# -------------------------------------------------------------------------------- evaluate
+def _add_evaluate_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="MSE, MAE, Pearson, Spearman and mask ratio of a checkpoint on a split",
+        description="Evaluate a checkpoint written by `seq2exp train` on the genes of one split "
+                    "of its gene table (data paths from the checkpoint unless overridden).")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad window=20000")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .train.evaluate import evaluate, format_table, load_run, write_json
+    from .train.fit import make_dataset
+
+    t0 = time.perf_counter()
+    module, run = load_run(args.checkpoint, _parse_assignments(args.data))
+    dataset = make_dataset(run, args.split)
+    if len(dataset) == 0:
+        raise ValueError(f"{run.data.genes}: no genes in split {args.split!r}")
+    metrics = evaluate(module.net, dataset, args.batch_size, args.num_workers)
+    print(format_table({f"{run.variant} ({args.split})": metrics}))
+    if args.json:
+        write_json(args.json, {"checkpoint": args.checkpoint, "split": args.split, **metrics})
+    _report("evaluate", t0)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
-_PARSERS: tuple[Callable, ...] = (_add_synth_parser,)
+_PARSERS: tuple[Callable, ...] = (_add_synth_parser, _add_train_parser, _add_evaluate_parser)
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 

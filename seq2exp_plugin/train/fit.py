@@ -122,9 +122,9 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
-    loggers = [CSVLogger(out_dir, name="logs", version="")]
+    loggers = [CSVLogger(out_dir, name="logs")]  # a version_N per (re)start: resuming appends
     if run.train.tensorboard:
-        loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
     gpu = run.train.accelerator in ("gpu", "cuda") or (
         run.train.accelerator == "auto" and torch.cuda.is_available())
     precision = run.train.precision if run.train.precision != "auto" else ("bf16-mixed" if gpu else "32-true")

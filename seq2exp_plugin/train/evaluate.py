@@ -1,0 +1,110 @@
+"""Inference over a gene set and the paper's metrics (``seq2exp evaluate``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .config import RunConfig
+from .metrics import METRIC_NAMES, regression_metrics
+from .variants import predict_batch
+
+
+@dataclass
+class GenePrediction:
+    """One gene's prediction; ``score`` is the per-bp mask score over the window (array index
+    order: reversed genomic order when ``reverse_complemented``), or None for unmasked models."""
+
+    gene_id: str
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    tss: int
+    target: float
+    prediction: float
+    score: np.ndarray | None
+    reverse_complemented: bool
+
+
+def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
+    """``(module, run config)`` of a checkpoint, data paths optionally replaced."""
+    from .module import load_module
+
+    module = load_module(checkpoint)
+    run = module.run_config
+    if data_overrides:
+        data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
+        run = RunConfig.from_dict({**run.to_dict(), "data": data})
+    return module, run
+
+
+@torch.no_grad()
+def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
+                    keep_scores: bool = True, progress: bool = True) -> Iterator[GenePrediction]:
+    """Run a model over a window dataset, gene by gene, in eval mode."""
+    net.eval()
+    rc = bool(getattr(dataset, "rc_minus_strand", False))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
+        prediction, mask = predict_batch(net, batch)
+        scores = mask.score if mask is not None else batch.get("mask")
+        for i, gene_id in enumerate(batch["gene_id"]):
+            strand = batch["strand"][i]
+            yield GenePrediction(
+                gene_id=gene_id, chrom=batch["chrom"][i], start=int(batch["start"][i]),
+                end=int(batch["end"][i]), strand=strand, tss=int(batch["tss"][i]),
+                target=float(batch["target"][i]), prediction=float(prediction[i]),
+                score=scores[i].float().numpy() if keep_scores and scores is not None else None,
+                reverse_complemented=rc and strand == "-",
+            )
+
+
+def evaluate(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
+             progress: bool = True) -> dict[str, float]:
+    """MSE, MAE, Pearson, Spearman over the dataset's genes, the mask ratio, and the count."""
+    predictions, targets, ratios = [], [], []
+    for gene in predict_dataset(net, dataset, batch_size, num_workers, progress=progress):
+        predictions.append(gene.prediction)
+        targets.append(gene.target)
+        if gene.score is not None:
+            ratios.append(float((gene.score >= 0.5).mean()))
+    metrics = regression_metrics(np.array(predictions), np.array(targets))
+    if ratios:
+        metrics["mask_ratio"] = float(np.mean(ratios))
+    metrics["n_genes"] = int(np.sum(~np.isnan(targets)))
+    return metrics
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table: one row per model, the paper's metric columns."""
+    columns = [*METRIC_NAMES, "mask_ratio", "n_genes"]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in rows.items():
+        cells = []
+        for col in columns:
+            value = values.get(col)
+            if value is None:
+                cells.append("-")
+            elif col == "mask_ratio":
+                cells.append(f"{100 * value:.2f}%")
+            elif col == "n_genes":
+                cells.append(str(int(value)))
+            else:
+                cells.append(f"{value:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,194 @@
+"""Training: the recipe, exact resume, DDP on CPU, the gReLU checkpoint round trip, evaluate."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from seq2exp_plugin.model.config import StackConfig
+from seq2exp_plugin.nn.bimamba import BiMambaStack
+from seq2exp_plugin.train.config import RunConfig, TrainConfig, load_config
+from seq2exp_plugin.train.fit import StepBatchSampler, fit
+from seq2exp_plugin.train.metrics import regression_metrics
+from seq2exp_plugin.train.recipe import make_optimizer, make_scheduler, parameter_groups
+
+TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from seq2exp_plugin.data.synth import SynthParams, generate
+
+    out = tmp_path_factory.mktemp("train") / "synth"
+    generate(out, SynthParams.from_preset("tiny", seed=3))
+    return out
+
+
+def write_config(synth: Path, directory: Path, **extra) -> Path:
+    cell = "synthA"
+    config = {
+        "variant": "seq2exp",
+        "preset": "soft",
+        "model": {"generator": TINY_STACK, "predictor": TINY_STACK, "pool_width": 200,
+                  "mask": {"promoter_keep": 200}, "signal_transform": "log1p"},
+        "data": {"genes": str(synth / "genes.h5ad"), "genome": str(synth / "genome.fa"),
+                 "signals": {s: str(synth / cell / f"{s}.{'cool' if s == 'hic' else 'bw'}")
+                             for s in ("h3k27ac", "dnase", "hic")},
+                 "cell_type": cell, "window": 2000, "blacklist": str(synth / "blacklist.bed"),
+                 "num_workers": 0},
+        "train": {"max_steps": 6, "batch_size": 2, "warmup_steps": 2, "val_every_steps": 3,
+                  "progress_bar": False},
+        "out_dir": str(directory / "run"),
+    }
+    for key, value in extra.items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def last_weights(run_dir) -> dict:
+    return torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def test_weight_decay_groups_follow_the_recipe():
+    stack = BiMambaStack(StackConfig(**TINY_STACK))
+    decay, no_decay = parameter_groups(stack, 1e-6)
+    names = {id(p): n for n, p in stack.named_parameters()}
+    assert decay["weight_decay"] == 1e-6 and no_decay["weight_decay"] == 0.0
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert {"layers.0.mixer.mamba_fwd.A_log", "layers.0.mixer.mamba_fwd.D", "norm_f.weight",
+            "layers.0.mixer.mamba_fwd.dt_proj.bias"} <= no_decay_names
+    assert all(names[id(p)].endswith("weight") and p.ndim >= 2 for p in decay["params"])
+    n_unique = len({id(p) for p in stack.parameters()})
+    assert len(decay["params"]) + len(no_decay["params"]) == n_unique
+
+
+def test_learning_rate_schedule_is_warmup_then_cosine():
+    cfg = TrainConfig(max_steps=100, warmup_steps=10, lr=5e-4, warmup_start_lr=1e-5, min_lr=1e-4)
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-5)
+    assert lrs[5] == pytest.approx(1e-5 + (5e-4 - 1e-5) * 5 / 10)
+    assert lrs[10] == pytest.approx(5e-4)
+    for step in (30, 55, 99):
+        expected = 1e-4 + (5e-4 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (step - 10) / 90))
+        assert lrs[step] == pytest.approx(expected, rel=1e-6)
+
+
+def test_step_sampler_is_a_seeded_stream_split_across_ranks():
+    full = list(StepBatchSampler(5, 4, seed=7, total_steps=5))
+    assert len(full) == 5 and all(len(b) == 4 for b in full)
+    stream = [i for b in full for i in b]
+    assert sorted(stream[:5]) == list(range(5)) and sorted(stream[5:10]) == list(range(5))
+    assert stream[:5] != stream[5:10]  # a new permutation per epoch
+    assert list(StepBatchSampler(5, 4, seed=7, total_steps=5, start_step=3)) == full[3:]
+    ranks = [list(StepBatchSampler(5, 4, 7, 5, rank=r, world=2)) for r in (0, 1)]
+    for step, batch in enumerate(full):
+        assert sorted(ranks[0][step] + ranks[1][step]) == sorted(batch)
+    with pytest.raises(ValueError, match="multiple of the 3 processes"):
+        StepBatchSampler(5, 4, 7, 5, world=3)
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("variant: seq2exp\ntrain: {max_step: 3}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: train: unknown keys \['max_step'\]"):
+        load_config(path)
+    path.write_text("variant: retrain\n")
+    with pytest.raises(ValueError, match="generator_checkpoint"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+class _Crash(pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 4:
+            raise RuntimeError("simulated interruption")
+
+
+def test_resume_after_interruption_gives_the_same_weights(synth, tmp_path):
+    whole = load_config(write_config(synth, tmp_path / "a"))
+    fit(whole)
+    parts = load_config(write_config(synth, tmp_path / "b"))
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        fit(parts, callbacks=[_Crash()])
+    saved = torch.load(Path(parts.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 3  # the interruption lost steps 4-5
+    fit(parts)  # same command again: resumes from last.ckpt
+    a, b = last_weights(whole.out_dir), last_weights(parts.out_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(saved["state_dict"][k], a[k]) for k in a)  # steps 4-5 did train
+
+
+def test_ddp_on_cpu_matches_one_process(synth, tmp_path):
+    """Two gloo processes with one example each = one process with both (seq + signals
+    baseline: no sampling, so the runs are comparable to float precision)."""
+    single = write_config(synth, tmp_path / "single", variant="seq-signals")
+    ddp = write_config(synth, tmp_path / "ddp", variant="seq-signals")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cli = [sys.executable, "-m", "seq2exp_plugin.cli", "train"]
+    subprocess.run([*cli, str(single)], check=True, env=env, capture_output=True)
+    result = subprocess.run(
+        [*cli, str(ddp), "--set", "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stdout + result.stderr  # Lightning's DDP start-up line
+    a, b = last_weights(tmp_path / "single" / "run"), last_weights(tmp_path / "ddp" / "run")
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+
+
+def test_checkpoint_loads_in_grelu_and_evaluates(synth, tmp_path):
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin.train.evaluate import evaluate, load_run
+    from seq2exp_plugin.train.fit import make_dataset
+
+    run = load_config(write_config(synth, tmp_path, **{"train.max_steps": 2, "train.val_every_steps": 2}))
+    fit(run)
+    best = Path(run.out_dir) / "checkpoints" / "best.ckpt"
+    grelu_model = LightningModel.load_from_checkpoint(best, map_location="cpu").eval()  # default weights_only
+    module, loaded = load_run(str(best))
+    assert type(grelu_model.model).__name__ == "Seq2ExpModel" and loaded == run
+    dataset = make_dataset(run, "test")
+    item = dataset[0]
+    stacked = torch.cat([torch.from_numpy(np.asarray(item["seq"])), torch.from_numpy(np.asarray(item["signals"])),
+                         torch.from_numpy(np.asarray(item["features"]))[:, None].expand(-1, 2000)])[None]
+    with torch.no_grad():
+        via_grelu = grelu_model(stacked)
+        direct = module.net(*(torch.as_tensor(np.asarray(item[k]))[None] for k in ("seq", "signals", "features")))
+    assert via_grelu.shape == (1, 1, 1)
+    assert torch.allclose(via_grelu[0, 0, 0], direct.expression[0], atol=1e-6)
+    metrics = evaluate(module.net, dataset, progress=False)
+    assert metrics["n_genes"] == len(dataset)
+    assert set(metrics) >= {"mse", "mae", "pearson", "spearman", "mask_ratio"}
+
+
+def test_regression_metrics_against_numpy():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=50)
+    prediction = target + rng.normal(scale=0.5, size=50)
+    metrics = regression_metrics(prediction, target)
+    assert metrics["mse"] == pytest.approx(np.mean((prediction - target) ** 2), rel=1e-5)
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(prediction - target)), rel=1e-5)
+    assert metrics["pearson"] == pytest.approx(np.corrcoef(prediction, target)[0, 1], rel=1e-5)
+    ranks = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert metrics["spearman"] == pytest.approx(np.corrcoef(ranks(prediction), ranks(target))[0, 1], rel=1e-5)
