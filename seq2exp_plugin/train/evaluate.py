@@ -51,7 +51,7 @@ def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_work
                     keep_scores: bool = True, progress: bool = True) -> Iterator[GenePrediction]:
     """Run a model over a window dataset, gene by gene, in eval mode."""
     net.eval()
-    rc = bool(getattr(dataset, "rc_minus_strand", False))
+    rc = dataset.rc_minus_strand
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
         prediction, mask = predict_batch(net, batch)

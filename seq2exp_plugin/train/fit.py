@@ -55,8 +55,9 @@ class StepBatchSampler(Sampler[list[int]]):
         return max(0, self.total_steps - self.start_step)
 
 
-def make_dataset(run: RunConfig, split: str | None, gene_ids=None) -> Dataset:
-    """The window dataset of a run's data section (one split, or the given genes)."""
+def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_target: bool = False) -> Dataset:
+    """The window dataset of a run's data section (one split, or the given genes); training and
+    validation drop genes without a measured target."""
     from ..data.windows import WindowDataset
 
     d = run.data
@@ -64,7 +65,7 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None) -> Dataset:
         genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
         blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
-        hic_options=d.hic or None, **({"peaks": d.peaks} if d.peaks else {}),
+        hic_options=d.hic or None, peaks=d.peaks, require_target=require_target,
     )
 
 
@@ -111,7 +112,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    train_set, valid_set = make_dataset(run, "train"), make_dataset(run, "valid")
+    train_set = make_dataset(run, "train", require_target=True)
+    valid_set = make_dataset(run, "valid", require_target=True)
     if len(valid_set) == 0:
         raise ValueError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
 

@@ -19,9 +19,7 @@ def _design(net, dataset, run: RunConfig, what: str) -> tuple[np.ndarray, np.nda
         for batch in tqdm(loader, desc=f"ridge: {what} windows", disable=not run.train.progress_bar):
             rows.append(net.design(batch["signals"], batch["features"]).numpy())
             targets.append(batch["target"].numpy())
-    x, y = np.concatenate(rows), np.concatenate(targets)
-    known = ~np.isnan(y)
-    return x[known], y[known]
+    return np.concatenate(rows), np.concatenate(targets)
 
 
 def fit_ridge(run: RunConfig) -> Path:
@@ -34,8 +32,8 @@ def fit_ridge(run: RunConfig) -> Path:
 
     module = Seq2ExpLightning.from_run_config(run)
     net = module.net
-    train = _design(net, make_dataset(run, "train"), run, "train")
-    valid = _design(net, make_dataset(run, "valid"), run, "valid")
+    train = _design(net, make_dataset(run, "train", require_target=True), run, "train")
+    valid = _design(net, make_dataset(run, "valid", require_target=True), run, "valid")
     net.fit(*train, valid=valid)
     with torch.no_grad():
         mse = float(np.mean((net.linear(torch.from_numpy(valid[0]).float()).squeeze(-1).numpy() - valid[1]) ** 2))

@@ -1,0 +1,118 @@
+"""Per-base-pair signal tracks from bigWig files (DNase, H3K27ac, ...).
+
+``BigWigTrack(path).values(chrom, start, end)`` returns ``float32 (end - start,)``: the bigWig value
+at every position of ``[start, end)`` (0-based half-open), 0 where the file has no interval or
+stores NaN, and 0 for positions before 0 or past the chromosome end. Chromosome names are matched
+through the aliases of :mod:`seq2exp_plugin.data.genome` (``chr1 <-> 1``, ``chrM <-> MT``).
+A chromosome absent from the file raises ``KeyError`` naming the file and the chromosome, unless
+``allow_missing_chroms=True`` (then the track is all zeros there).
+
+The pyBigWig handle is opened lazily and reopened after ``fork``/unpickling (DataLoader workers).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .genome import resolve_chrom
+
+__all__ = ["BigWigTrack", "BIGWIG_SUFFIXES", "is_bigwig_path"]
+
+BIGWIG_SUFFIXES = (".bw", ".bigwig")
+
+
+def is_bigwig_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(BIGWIG_SUFFIXES)
+
+
+class BigWigTrack:
+    """A bigWig signal track.
+
+    Parameters
+    ----------
+    path : bigWig file.
+    allow_missing_chroms : return zeros (instead of raising ``KeyError``) for chromosomes
+        absent from the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, allow_missing_chroms: bool = False):
+        self.path = Path(path)
+        self.allow_missing_chroms = bool(allow_missing_chroms)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"bigWig file not found: {self.path}")
+        self._bw = None
+        self._pid = None
+        bw = self._handle()
+        if not bw.isBigWig():
+            raise ValueError(f"{self.path} is not a bigWig file (bigBed?)")
+        self.chrom_sizes: dict[str, int] = {str(k): int(v) for k, v in bw.chroms().items()}
+
+    def _handle(self):
+        if self._bw is None or self._pid != os.getpid():
+            import pyBigWig
+
+            try:
+                bw = pyBigWig.open(str(self.path))
+            except RuntimeError as exc:
+                raise ValueError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
+            if bw is None:
+                raise ValueError(f"cannot open {self.path} as a bigWig file")
+            self._bw = bw
+            self._pid = os.getpid()
+        return self._bw
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_bw"] = None
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        if self._bw is not None and self._pid == os.getpid():
+            self._bw.close()
+        self._bw = None
+
+    def __repr__(self) -> str:
+        return f"BigWigTrack({str(self.path)!r})"
+
+    def resolve(self, chrom: str) -> str | None:
+        """The file's spelling of ``chrom``; ``None`` if absent and ``allow_missing_chroms``."""
+        try:
+            return resolve_chrom(chrom, self.chrom_sizes, str(self.path))
+        except KeyError:
+            if self.allow_missing_chroms:
+                return None
+            raise
+
+    def has_chrom(self, chrom: str) -> bool:
+        try:
+            return resolve_chrom(chrom, self.chrom_sizes) is not None
+        except KeyError:
+            return False
+
+    def values(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """``float32 (end - start,)`` per-bp values of ``[start, end)``; NaN, gaps, off-chromosome -> 0."""
+        start, end = int(start), int(end)
+        if end < start:
+            raise ValueError(f"end < start for {chrom}:{start}-{end} ({self.path})")
+        out = np.zeros(end - start, dtype=np.float32)
+        name = self.resolve(chrom)
+        if name is None:
+            return out
+        n = self.chrom_sizes[name]
+        s, e = max(start, 0), min(end, n)
+        if e <= s:
+            return out
+        vals = self._handle().values(name, s, e, numpy=True)
+        vals = np.nan_to_num(np.asarray(vals, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        out[s - start : e - start] = vals
+        return out
+
+    def mean(self, chrom: str, start: int, end: int) -> float:
+        """Mean of :meth:`values` over ``[start, end)`` (uncovered/off-chromosome positions count as 0)."""
+        if end <= start:
+            return 0.0
+        return float(self.values(chrom, start, end).mean(dtype=np.float64))
