@@ -143,8 +143,79 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- peaks
+def _add_peaks_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "peaks",
+        help="call MACS3 peaks (DNase reads or a signal bigWig) for the peak-mask baseline",
+        description="MACS3 peak calling into a new directory: OUT/peaks.narrowPeak plus OUT/macs3.log "
+                    "(written in a temporary directory and renamed when done). With --reads: "
+                    "`macs3 callpeak` (DNase defaults --nomodel --shift -100 --extsize 200 "
+                    "--keep-dup all, q < 0.05); with --bigwig: `macs3 bdgpeakcall` on the track "
+                    "(converted to bedGraph) with --cutoff. Needs MACS3: "
+                    'pip install "seq2exp-plugin[peaks]".',
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--reads", nargs="+", metavar="FILE",
+                     help="DNase reads/cut sites (BED, BAM, ...; plain or gzip): callpeak mode")
+    src.add_argument("--bigwig", metavar="FILE", help="a signal bigWig: bdgpeakcall mode")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    g = p.add_argument_group("callpeak (--reads)")
+    g.add_argument("--control", nargs="+", metavar="FILE", default=None, help="control reads (optional)")
+    g.add_argument("--format", default=None, help="MACS3 -f (default: BED for .bed[.gz], BAM for .bam, "
+                                                   "else AUTO)")
+    g.add_argument("--genome", default=None, help="genome FASTA, .fai or .sizes: -g = its total length")
+    g.add_argument("--genome-size", default=None,
+                   help="MACS3 -g instead: a number (2.7e9) or hs/mm/ce/dm (overrides --genome)")
+    g.add_argument("--qvalue", type=float, default=0.05, help="q-value cut-off (default 0.05)")
+    g.add_argument("--pvalue", type=float, default=None, help="p-value cut-off (replaces --qvalue)")
+    g.add_argument("--shift", type=int, default=-100, help="--shift for --nomodel (default -100)")
+    g.add_argument("--extsize", type=int, default=200, help="--extsize for --nomodel (default 200)")
+    g.add_argument("--model", action="store_true", help="let MACS3 build its fragment model "
+                                                        "(no --nomodel/--shift/--extsize)")
+    g.add_argument("--keep-dup", default="all", help="--keep-dup (default all: DNase cut sites)")
+    b = p.add_argument_group("bdgpeakcall (--bigwig)")
+    b.add_argument("--cutoff", type=float, default=5.0, help="signal cut-off on the track's scale (default 5)")
+    b.add_argument("--min-length", type=int, default=200, help="minimum peak length in bp (default 200)")
+    b.add_argument("--max-gap", type=int, default=30, help="maximum gap merged inside a peak (default 30)")
+    p.add_argument("--macs3-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument passed to MACS3 as is (repeat; use --macs3-arg=--flag)")
+    p.set_defaults(func=_run_peaks)
+
+
+def _run_peaks(args: argparse.Namespace) -> int:
+    from .discover.peaks import (MACS3Error, MACS3NotFoundError, call_peaks_on_reads,
+                                 call_peaks_on_signal, macs3_genome_size)
+
+    t0 = time.perf_counter()
+    try:
+        if args.reads:
+            gsize = macs3_genome_size(args.genome, args.genome_size)
+            print(f"seq2exp peaks: macs3 callpeak on {len(args.reads)} read file(s), genome size "
+                  f"{gsize}, {'p' if args.pvalue is not None else 'q'} < "
+                  f"{args.pvalue if args.pvalue is not None else args.qvalue} ...", flush=True)
+            res = call_peaks_on_reads(
+                args.reads, args.out, genome_size=gsize, control=args.control, fmt=args.format,
+                qvalue=args.qvalue, pvalue=args.pvalue, shift=args.shift, extsize=args.extsize,
+                nomodel=not args.model, keep_dup=args.keep_dup, extra_args=args.macs3_arg,
+                force=args.force)
+        else:
+            print(f"seq2exp peaks: macs3 bdgpeakcall on {args.bigwig} (cutoff {args.cutoff:g}, "
+                  f"min length {args.min_length}, max gap {args.max_gap}) ...", flush=True)
+            res = call_peaks_on_signal(
+                args.bigwig, args.out, cutoff=args.cutoff, min_length=args.min_length,
+                max_gap=args.max_gap, extra_args=args.macs3_arg, force=args.force)
+    except (MACS3NotFoundError, MACS3Error) as err:
+        print(f"seq2exp peaks: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, MACS3NotFoundError) else 1
+    print(f"seq2exp peaks: {res.summary()} (log {res.log})")
+    _report("peaks", t0)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
-_PARSERS: tuple[Callable, ...] = (_add_synth_parser, _add_train_parser, _add_evaluate_parser)
+_PARSERS: tuple[Callable, ...] = (_add_synth_parser, _add_train_parser, _add_evaluate_parser, _add_peaks_parser)
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 

@@ -1,0 +1,563 @@
+"""From per-gene mask scores to genome-browser files: a bigWig of the soft mask and a BED of elements.
+
+A gene's scores are an array over its window (what the generator returns, one value per bp).
+:class:`WindowRecord` says where that window lies: ``chrom``, ``start``, ``end`` (0-based
+half-open), ``strand`` and ``reverse`` - whether the window was reverse-complemented (the
+dataset's ``rc_minus_strand`` for a "-" gene). Forward: index ``i`` is genomic position
+``start + i``. Reversed: index ``i`` is genomic position ``end - 1 - i``, so a window interval
+``[s, e)`` is the genomic interval ``[end - e, end - s)``.
+
+Two outputs per cell type:
+
+- **bigWig** (:class:`MaskWriter`, :func:`write_mask_bigwig`): the soft mask per bp in genomic
+  coordinates. Windows of nearby genes overlap; where they do, the bigWig holds the **maximum**
+  of their scores (a position is shown as kept if any gene's mask keeps it). Positions no window
+  covers have no data; positions off the chromosome are dropped. Chromosome sizes come from a
+  ``.fai``/``.sizes`` table or a FASTA (:func:`read_chrom_sizes`). Scores are staged per
+  chromosome in sparse memory-mapped files beside the output, so memory stays small for
+  thousands of 200 kb windows; ``decimals`` rounds values (runs of equal values are stored once,
+  which makes files much smaller).
+- **BED of discovered elements** (:func:`call_elements`, :class:`ElementWriter`): runs of kept
+  positions (``score >= threshold``, default 0.5, or the window's top ``top_fraction`` of
+  positions), runs separated by at most ``min_gap`` bp merged, runs shorter than ``min_length``
+  dropped. Each element is named ``<gene_id>:<n>`` (n = 1, 2, ... along the genome); columns:
+  chrom, start, end, name, score (``round(1000 * mean score)``, 0-1000), strand (the gene's),
+  gene_id, mean_score, max_score, distance (element centre - TSS, bp, genomic orientation; TSS
+  = the window's ``tss`` if given, else its centre ``start + L // 2``). Sorted like
+  ``sort -k1,1 -k2,2n`` (what bedtools and bedToBigBed expect), one header line starting with ``#``.
+
+Both files are written under a temporary name beside the target and renamed when complete; a
+failure or an exception inside ``with MaskWriter(...)`` leaves nothing.
+:class:`RegionWriter` does both for one cell type.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from ..data.genome import resolve_chrom
+
+__all__ = [
+    "WindowRecord",
+    "Element",
+    "read_chrom_sizes",
+    "call_elements",
+    "top_fraction_threshold",
+    "window_to_genomic",
+    "elements_to_genomic",
+    "MaskWriter",
+    "write_mask_bigwig",
+    "ElementWriter",
+    "write_elements_bed",
+    "read_elements_bed",
+    "RegionWriter",
+    "ELEMENT_COLUMNS",
+]
+
+ELEMENT_COLUMNS = ("chrom", "start", "end", "name", "score", "strand", "gene_id", "mean_score",
+                   "max_score", "distance")
+
+
+# ----------------------------------------------------------------------------- coordinates
+@dataclass(frozen=True)
+class WindowRecord:
+    """Where a gene's window lies. ``reverse``: the arrays are reverse-complemented (index ``i``
+    is genomic position ``end - 1 - i``). ``tss``: 0-based TSS (default: the window centre)."""
+
+    gene_id: str
+    chrom: str
+    start: int
+    end: int
+    strand: str = "+"
+    reverse: bool = False
+    tss: int | None = None
+
+    def __post_init__(self):
+        if int(self.end) <= int(self.start):
+            raise ValueError(f"gene {self.gene_id!r}: empty window {self.chrom}:{self.start}-{self.end}")
+        if self.strand not in ("+", "-", "."):
+            raise ValueError(f"gene {self.gene_id!r}: strand must be '+', '-' or '.', got {self.strand!r}")
+
+    @classmethod
+    def from_item(cls, item: Mapping, rc_minus_strand: bool = False) -> "WindowRecord":
+        """From a window-dataset item (``gene_id, chrom, start, end, strand``, optional ``tss``);
+        ``rc_minus_strand``: the dataset reverse-complemented "-" genes (an item's own
+        ``reverse`` key, if present, wins)."""
+        strand = str(item.get("strand", "+"))
+        reverse = bool(item["reverse"]) if "reverse" in item else bool(rc_minus_strand) and strand == "-"
+        tss = item.get("tss")
+        return cls(str(item["gene_id"]), str(item["chrom"]), int(item["start"]), int(item["end"]), strand,
+                   reverse, None if tss is None else int(tss))
+
+    @property
+    def length(self) -> int:
+        return int(self.end) - int(self.start)
+
+    @property
+    def tss_position(self) -> int:
+        return int(self.tss) if self.tss is not None else int(self.start) + self.length // 2
+
+    def genomic(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (window order, last axis = positions) in genomic order."""
+        values = np.asarray(values)
+        if values.shape[-1] != self.length:
+            raise ValueError(f"gene {self.gene_id!r}: {values.shape[-1]} scores for a window of "
+                             f"{self.length} bp ({self.chrom}:{self.start}-{self.end})")
+        return values[..., ::-1] if self.reverse else values
+
+    def to_genomic(self, s: int, e: int) -> tuple[int, int]:
+        """Window interval ``[s, e)`` as a genomic interval."""
+        return window_to_genomic(s, e, self.start, self.end, self.reverse)
+
+
+def window_to_genomic(s: int, e: int, start: int, end: int, reverse: bool = False) -> tuple[int, int]:
+    """Window-coordinate interval ``[s, e)`` of the window ``[start, end)`` in genomic coordinates
+    (``reverse``: index ``i`` is genomic ``end - 1 - i``, so ``[s, e)`` -> ``[end - e, end - s)``)."""
+    s, e = int(s), int(e)
+    if not 0 <= s <= e <= int(end) - int(start):
+        raise ValueError(f"interval [{s}, {e}) is not inside a window of {int(end) - int(start)} bp")
+    if reverse:
+        return int(end) - e, int(end) - s
+    return int(start) + s, int(start) + e
+
+
+# ------------------------------------------------------------------------------ chrom sizes
+def read_chrom_sizes(path: str | os.PathLike | Mapping[str, int]) -> dict[str, int]:
+    """Chromosome lengths from a ``.fai`` / ``.sizes`` table (name, length, ...) or a FASTA
+    (its ``.fai`` beside it if present, else indexed through :class:`~seq2exp_plugin.data.genome.Genome`).
+    A mapping is returned as a dict."""
+    if isinstance(path, Mapping):
+        return {str(k): int(v) for k, v in path.items()}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"chromosome sizes / genome file not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head[:1] == b">" or head == b"\x1f\x8b":  # FASTA (plain or bgzip)
+        fai = Path(str(path) + ".fai")
+        if fai.is_file() and fai.stat().st_mtime >= path.stat().st_mtime:
+            return read_chrom_sizes(fai)
+        from ..data.genome import Genome
+
+        return dict(Genome(path).chrom_sizes)
+    sizes: dict[str, int] = {}
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split()
+            try:
+                if len(fields) < 2:
+                    raise ValueError
+                n = int(fields[1])
+                if n <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{path}, line {lineno}: expected 'name length' (a .fai/.sizes "
+                                 f"table), found {line.rstrip()[:80]!r}") from None
+            sizes[fields[0]] = n
+    if not sizes:
+        raise ValueError(f"{path}: no chromosome sizes found")
+    return sizes
+
+
+# ---------------------------------------------------------------------------------- elements
+class Element(NamedTuple):
+    """A called element in window coordinates: ``[start, end)`` and its mean score."""
+
+    start: int
+    end: int
+    score: float
+
+
+def top_fraction_threshold(score: np.ndarray, fraction: float) -> float:
+    """The score of the ``round(fraction * n)``-th highest position (at least the first; as the
+    model's "top" mask, :func:`seq2exp_plugin.model.mask.top_fraction`): keep ``score >= it``
+    (ties may keep a little more). NaN positions are not counted."""
+    score = np.asarray(score, dtype=np.float64).ravel()
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"top fraction must be in (0, 1], got {fraction}")
+    finite = score[np.isfinite(score)]
+    if finite.size == 0:
+        return math.inf
+    k = min(finite.size, max(1, int(round(float(fraction) * finite.size))))
+    return float(np.partition(finite, finite.size - k)[finite.size - k])
+
+
+def _runs(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends of the runs of True in a boolean vector."""
+    d = np.diff(np.concatenate([[0], keep.astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _kept_runs(score: np.ndarray, threshold: float | None, top_fraction: float | None,
+               min_gap: int, min_length: int) -> tuple[np.ndarray, np.ndarray]:
+    score = np.asarray(score, dtype=np.float64)
+    if score.ndim != 1:
+        raise ValueError(f"scores must be one-dimensional, got shape {score.shape}")
+    if min_gap < 0 or min_length < 1:
+        raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+    if top_fraction is not None:
+        thr = top_fraction_threshold(score, top_fraction)
+    elif threshold is not None:
+        thr = float(threshold)
+    else:
+        raise ValueError("give a threshold or a top_fraction")
+    with np.errstate(invalid="ignore"):
+        keep = score >= thr  # NaN is never kept
+    starts, ends = _runs(keep)
+    if len(starts) > 1 and min_gap > 0:
+        join = (starts[1:] - ends[:-1]) <= min_gap
+        first = np.concatenate([[True], ~join])
+        last = np.concatenate([~join, [True]])
+        starts, ends = starts[first], ends[last]
+    ok = (ends - starts) >= min_length
+    return starts[ok], ends[ok]
+
+
+def call_elements(
+    score: np.ndarray,
+    threshold: float | None = 0.5,
+    min_gap: int = 0,
+    min_length: int = 1,
+    top_fraction: float | None = None,
+) -> list[Element]:
+    """Elements of one window: runs of ``score >= threshold`` (or of the window's top
+    ``top_fraction`` of positions, which overrides ``threshold``), runs at most ``min_gap`` bp
+    apart merged, runs shorter than ``min_length`` bp dropped. Window coordinates; ``score`` of an
+    element = mean score over all its positions (merged gaps included)."""
+    score = np.asarray(score, dtype=np.float64)
+    starts, ends = _kept_runs(score, threshold, top_fraction, int(min_gap), int(min_length))
+    if len(starts) == 0:
+        return []
+    csum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(score, nan=0.0))])
+    means = (csum[ends] - csum[starts]) / (ends - starts)
+    return [Element(int(s), int(e), float(m)) for s, e, m in zip(starts, ends, means)]
+
+
+def elements_to_genomic(elements: Iterable[Sequence], record: WindowRecord,
+                        chrom_size: int | None = None) -> list[tuple[int, int, float]]:
+    """``(start, end, score)`` window elements as genomic ``(start, end, score)``, sorted by start,
+    clipped to ``[0, chrom_size)`` (empty ones dropped)."""
+    out = []
+    for el in elements:
+        gs, ge = record.to_genomic(el[0], el[1])
+        gs = max(gs, 0)
+        if chrom_size is not None:
+            ge = min(ge, int(chrom_size))
+        if ge > gs:
+            out.append((gs, ge, float(el[2])))
+    out.sort()
+    return out
+
+
+# ------------------------------------------------------------------------------ atomic files
+def _tmp_beside(path: Path, suffix: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    os.close(fd)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(name, 0o666 & ~mask)  # mkstemp makes it 0600; the result is an ordinary file
+    return Path(name)
+
+
+def _check_target(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory")
+    if path.exists() and not force:
+        raise FileExistsError(f"output {path} exists (use force=True / --force to replace it)")
+
+
+# ---------------------------------------------------------------------------------- bigWig
+class MaskWriter:
+    """Collects per-gene scores and writes one bigWig (max where windows overlap).
+
+    ``with MaskWriter(path, sizes) as w: w.add(record, score)`` - the file appears when the block
+    exits normally; :meth:`abort` (or an exception in the block) removes everything.
+
+    Parameters
+    ----------
+    path : the bigWig to write.
+    sizes : chromosome sizes (mapping or a ``.fai``/``.sizes``/FASTA path).
+    decimals : round values to this many decimals before writing (``None``: exact float32).
+    force : replace an existing file.
+    """
+
+    _CHUNK = 1 << 22
+
+    def __init__(self, path: str | os.PathLike, sizes, decimals: int | None = None, force: bool = False):
+        self.path = Path(path)
+        _check_target(self.path, force)
+        self.sizes = read_chrom_sizes(sizes)
+        self.decimals = None if decimals is None else int(decimals)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        self._values: dict[str, np.memmap] = {}
+        self._covered: dict[str, np.memmap] = {}
+        self.n_records = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MaskWriter({str(self.path)!r}, {self.n_records} windows)"
+
+    def _arrays(self, chrom: str) -> tuple[np.memmap, np.memmap]:
+        if chrom not in self._values:
+            n = self.sizes[chrom]
+            i = len(self._values)
+            # sparse files: only the pages windows touch take disk space
+            self._values[chrom] = np.memmap(self._tmp / f"{i}.f32", dtype=np.float32, mode="w+", shape=(n,))
+            self._covered[chrom] = np.memmap(self._tmp / f"{i}.cov", dtype=np.uint8, mode="w+", shape=(n,))
+        return self._values[chrom], self._covered[chrom]
+
+    def add(self, record: WindowRecord, score: np.ndarray) -> None:
+        """Add one gene's window scores (window order; flipped here if ``record.reverse``)."""
+        if self._closed:
+            raise ValueError(f"{self!r} is closed")
+        vals = np.asarray(record.genomic(np.asarray(score, dtype=np.float32).reshape(-1)), dtype=np.float32)
+        if not np.all(np.isfinite(vals)):
+            raise ValueError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
+        chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
+        n = self.sizes[chrom]
+        lo, hi = max(int(record.start), 0), min(int(record.end), n)
+        if hi <= lo:
+            return
+        vals = vals[lo - int(record.start): hi - int(record.start)]
+        v, c = self._arrays(chrom)
+        seg_v, seg_c = v[lo:hi], c[lo:hi]
+        new = np.where(seg_c.astype(bool), np.maximum(seg_v, vals), vals)
+        seg_v[:] = new
+        seg_c[:] = 1
+        self.n_records += 1
+
+    def close(self) -> Path:
+        """Write the bigWig (atomically) and remove the staging files; returns the path."""
+        if self._closed:
+            return self.path
+        import pyBigWig
+
+        out_tmp = self._tmp / "out.bw"
+        try:
+            bw = pyBigWig.open(str(out_tmp), "w")
+            if bw is None:
+                raise OSError(f"pyBigWig cannot create {out_tmp}")
+            try:
+                bw.addHeader([(c, int(n)) for c, n in self.sizes.items()], maxZooms=10)
+                for chrom in self.sizes:
+                    if chrom in self._values:
+                        self._write_chrom(bw, chrom)
+            finally:
+                bw.close()
+            os.replace(out_tmp, self.path)
+        finally:
+            self._cleanup()
+        return self.path
+
+    def _write_chrom(self, bw, chrom: str) -> None:
+        v, c = self._values[chrom], self._covered[chrom]
+        n = len(v)
+        for lo in range(0, n, self._CHUNK):
+            hi = min(lo + self._CHUNK, n)
+            cov = np.asarray(c[lo:hi]).astype(bool)
+            if not cov.any():
+                continue
+            vals = np.asarray(v[lo:hi], dtype=np.float64)
+            if self.decimals is not None:
+                vals = np.round(vals, self.decimals)
+            # runs of equal values (a new run wherever coverage starts or the value changes)
+            brk = np.ones(hi - lo, dtype=bool)
+            brk[1:] = (vals[1:] != vals[:-1]) | (cov[1:] != cov[:-1])
+            starts = np.flatnonzero(brk)
+            ends = np.append(starts[1:], hi - lo)
+            keep = cov[starts]
+            starts, ends = starts[keep], ends[keep]
+            if len(starts) <= int(cov.sum()) // 2:  # compressible: bedGraph-style entries
+                bw.addEntries([chrom] * len(starts), starts + lo, ends=ends + lo, values=vals[starts])
+            else:  # one value per bp: fixed-step entries per covered stretch (about 4x faster)
+                cs, ce = _runs(cov)
+                for a, b in zip(cs, ce):
+                    bw.addEntries(chrom, int(a + lo), values=vals[a:b], span=1, step=1)
+
+    def _cleanup(self) -> None:
+        self._closed = True
+        self._values.clear()
+        self._covered.clear()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Drop everything; no output is written."""
+        self._cleanup()
+
+    def __enter__(self) -> "MaskWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):  # pragma: no cover - best effort if the writer is dropped unclosed
+        try:
+            if not self._closed:
+                self.abort()
+        except Exception:
+            pass
+
+
+def write_mask_bigwig(records: Iterable[tuple[WindowRecord, np.ndarray]], sizes, path: str | os.PathLike,
+                      decimals: int | None = None, force: bool = False) -> Path:
+    """One bigWig from ``(record, score)`` pairs (see :class:`MaskWriter`)."""
+    with MaskWriter(path, sizes, decimals=decimals, force=force) as w:
+        for record, score in records:
+            w.add(record, score)
+    return w.path
+
+
+# ------------------------------------------------------------------------------------ BED
+class ElementWriter:
+    """Calls elements in each gene's window and writes them as one sorted BED (see the module
+    docstring for the columns). ``add`` returns the gene's genomic element rows."""
+
+    def __init__(self, path: str | os.PathLike, threshold: float | None = 0.5, min_gap: int = 0,
+                 min_length: int = 1, top_fraction: float | None = None, sizes=None, force: bool = False):
+        self.path = Path(path)
+        _check_target(self.path, force)
+        if top_fraction is None and threshold is None:
+            raise ValueError("give a threshold or a top_fraction")
+        if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
+            raise ValueError(f"top fraction must be in (0, 1], got {top_fraction}")
+        if int(min_gap) < 0 or int(min_length) < 1:
+            raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+        self.threshold = threshold
+        self.top_fraction = top_fraction
+        self.min_gap = int(min_gap)
+        self.min_length = int(min_length)
+        self.sizes = read_chrom_sizes(sizes) if sizes is not None else None
+        self.rows: list[tuple] = []
+        self._closed = False
+
+    def add(self, record: WindowRecord, score: np.ndarray) -> list[tuple]:
+        if self._closed:
+            raise ValueError(f"element writer for {self.path} is closed")
+        score = np.asarray(score, dtype=np.float64).reshape(-1)
+        record.genomic(score)  # length check
+        els = call_elements(score, self.threshold, self.min_gap, self.min_length, self.top_fraction)
+        size = None
+        chrom = record.chrom
+        if self.sizes is not None:
+            chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
+            size = self.sizes[chrom]
+        gscore = record.genomic(score)
+        rows = []
+        for n, (gs, ge, _) in enumerate(elements_to_genomic(els, record, size), start=1):
+            seg = gscore[gs - record.start: ge - record.start]
+            mean, mx = float(np.nanmean(seg)), float(np.nanmax(seg))
+            bed_score = int(min(max(round(1000 * mean), 0), 1000))
+            centre = (gs + ge) // 2
+            rows.append((chrom, gs, ge, f"{record.gene_id}:{n}", bed_score, record.strand, record.gene_id,
+                         mean, mx, centre - record.tss_position))
+        self.rows.extend(rows)
+        return rows
+
+    def close(self) -> Path:
+        if not self._closed:
+            write_elements_bed(self.rows, self.path, force=True)
+            self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        self._closed = True
+        self.rows = []
+
+    def __enter__(self) -> "ElementWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_elements_bed(rows: Iterable[Sequence], path: str | os.PathLike, force: bool = True) -> Path:
+    """Write element rows (:data:`ELEMENT_COLUMNS`) sorted by chrom (lexicographic), start, end,
+    name; atomically."""
+    path = Path(path)
+    _check_target(path, force)
+    rows = sorted(rows, key=lambda r: (str(r[0]), int(r[1]), int(r[2]), str(r[3])))
+    tmp = _tmp_beside(path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write("#" + "\t".join(ELEMENT_COLUMNS) + "\n")
+            for r in rows:
+                fh.write(f"{r[0]}\t{int(r[1])}\t{int(r[2])}\t{r[3]}\t{int(r[4])}\t{r[5]}\t{r[6]}\t"
+                         f"{float(r[7]):.4f}\t{float(r[8]):.4f}\t{int(r[9])}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_elements_bed(path: str | os.PathLike):
+    """An elements BED written by :func:`write_elements_bed` (or any BED3+) as a DataFrame."""
+    from ..data.bed import read_bed
+
+    df = read_bed(path, ("chrom", "start", "end"), what="elements BED")
+    names = list(ELEMENT_COLUMNS)
+    df.columns = names[: min(len(df.columns), len(names))] + list(df.columns[len(names):])
+    for c in ("score", "distance"):
+        if c in df.columns:
+            df[c] = df[c].astype(np.int64)
+    for c in ("mean_score", "max_score"):
+        if c in df.columns:
+            df[c] = df[c].astype(np.float64)
+    return df
+
+
+class RegionWriter:
+    """Both outputs for one cell type: ``with RegionWriter(bigwig=..., bed=..., sizes=...) as w:
+    w.add(record, score)``. Either path may be ``None``. Element options as :class:`ElementWriter`."""
+
+    def __init__(self, sizes, bigwig: str | os.PathLike | None = None, bed: str | os.PathLike | None = None,
+                 threshold: float | None = 0.5, min_gap: int = 0, min_length: int = 1,
+                 top_fraction: float | None = None, decimals: int | None = None, force: bool = False):
+        self.sizes = read_chrom_sizes(sizes)
+        self.elements = (ElementWriter(bed, threshold, min_gap, min_length, top_fraction, self.sizes, force)
+                         if bed is not None else None)
+        self.mask = MaskWriter(bigwig, self.sizes, decimals=decimals, force=force) if bigwig is not None else None
+
+    def add(self, record: WindowRecord, score: np.ndarray) -> list[tuple]:
+        if self.mask is not None:
+            self.mask.add(record, score)
+        return self.elements.add(record, score) if self.elements is not None else []
+
+    def close(self) -> None:
+        if self.mask is not None:
+            self.mask.close()
+        if self.elements is not None:
+            self.elements.close()
+
+    def abort(self) -> None:
+        if self.mask is not None:
+            self.mask.abort()
+        if self.elements is not None:
+            self.elements.abort()
+
+    def __enter__(self) -> "RegionWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
