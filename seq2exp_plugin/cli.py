@@ -214,8 +214,153 @@ def _run_peaks(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- predict
+def _add_predict_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="expression, mask bigWig, element BED and plots for a set of genes",
+        description="Predict with a checkpoint written by `seq2exp train`. OUT gets expression.tsv "
+                    "and .h5ad, mask.<cell>.bw (soft mask), elements.<cell>.bed (discovered "
+                    "elements), plots/<gene>.png and summary.json; it is written atomically.")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
+    which.add_argument("--split", choices=("train", "valid", "test"), default=None,
+                       help="the genes of one split (default: every gene of the table)")
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
+    p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
+    p.add_argument("--min-gap", type=int, default=0, help="merge elements closer than this (bp)")
+    p.add_argument("--min-length", type=int, default=1, help="drop elements shorter than this (bp)")
+    p.add_argument("--plots", type=int, default=20, help="plot at most this many genes (20)")
+    p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
+    p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .discover.predict import predict_to_directory
+
+    t0 = time.perf_counter()
+    out = predict_to_directory(
+        args.checkpoint, args.out, gene_ids=args.genes, split=args.split,
+        data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
+        min_length=args.min_length, max_plots=args.plots, truth=args.truth, peaks=args.peaks,
+        batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
+    print(f"seq2exp predict: wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    _report("predict", t0)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- ism
+def _add_ism_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ism", help="in-silico mutagenesis of the elements a gene's mask selected (gReLU's ISM)",
+        description="Mutate every base of the top mask-selected elements of a gene (within a bp "
+                    "budget; optionally the central promoter) to the 3 other bases and predict "
+                    "with gReLU's ISMDataset + predict_on_dataset on the model bound to the gene's "
+                    "signals. By default the generator reads each mutated sequence (the mask is "
+                    "recomputed); --mask-mode fixed holds the reference mask. Writes OUT/ism.tsv "
+                    "(chrom, pos 1-based, ref, alt on the + strand, delta = alt - ref prediction), "
+                    "OUT/elements.bed, OUT/<gene>.max_abs_delta.bw, OUT/<gene>.mean_delta.bw, "
+                    "OUT/<gene>.element<k>.png and OUT/summary.json (with the cost), atomically.")
+    p.add_argument("checkpoint")
+    p.add_argument("--gene", nargs="+", required=True, metavar="GENE_ID", help="gene id(s) of the gene table")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--top-elements", type=int, default=5, help="at most this many elements (default 5)")
+    p.add_argument("--bp-budget", type=int, default=500,
+                   help="bases mutated in the elements at most (default 500; 3 model calls each)")
+    p.add_argument("--promoter-bp", type=int, default=0,
+                   help="also mutate the central N bp (promoter/TSS), on top of the budget (default 0)")
+    p.add_argument("--threshold", type=float, default=0.5, help="element = mask score >= this (default 0.5)")
+    p.add_argument("--top-fraction", type=float, default=None,
+                   help="element = the window's top fraction of mask scores instead of --threshold")
+    p.add_argument("--min-gap", type=int, default=20, help="merge elements closer than this (bp, default 20)")
+    p.add_argument("--min-length", type=int, default=10, help="drop elements shorter than this (bp, default 10)")
+    p.add_argument("--mask-mode", choices=("recompute", "fixed"), default="recompute",
+                   help="recompute: the generator sees the mutated DNA (default); fixed: reference mask")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu, or a GPU index for gReLU's trainer (default cpu)")
+    p.add_argument("--plot-elements", type=int, default=1, help="PNG for the top N elements (default 1)")
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genome=other.fa")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    p.set_defaults(func=_run_ism)
+
+
+def _run_ism(args: argparse.Namespace) -> int:
+    from .discover.ism import run_ism
+
+    t0 = time.perf_counter()
+    device = int(args.device) if str(args.device).isdigit() else args.device
+    summary = run_ism(
+        args.checkpoint, args.gene, args.out, top_elements=args.top_elements, bp_budget=args.bp_budget,
+        promoter_bp=args.promoter_bp, threshold=None if args.top_fraction else args.threshold,
+        top_fraction=args.top_fraction, min_gap=args.min_gap, min_length=args.min_length,
+        mask_mode=args.mask_mode, batch_size=args.batch_size, devices=device,
+        plot_elements=args.plot_elements, data_overrides=_parse_assignments(args.data), force=args.force)
+    for g in summary["genes"]:
+        full = g["full_window"]
+        print(f"seq2exp ism: {g['gene_id']}: {len(g['elements'])} element(s), {g['bases_scored']} bases, "
+              f"{g['model_calls']} model calls in {g['seconds']:.1f} s "
+              f"({1000 * g['seconds_per_model_call']:.1f} ms/call); full window: {full['bases']} bases, "
+              f"{full['model_calls']} calls, ~{full['seconds_extrapolated']:.0f} s (extrapolated)")
+    print(f"seq2exp ism: wrote {args.out} (ism.tsv: pos 1-based, delta = alt - ref prediction)")
+    _report("ism", t0)
+    return 0
+
+
+# -------------------------------------------------------------------------------- variants
+def _add_variants_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "variants", help="effects of variants on predicted expression and on the mask (TSS-centred windows)",
+        description="For every (variant, gene) whose TSS-centred window contains the variant: "
+                    "predict the reference and the alternate window; delta = alt - ref, and the "
+                    "change of the mask score (mean |delta| over the window and at the variant). "
+                    "Reference alleles are checked against the genome first. Writes "
+                    "OUT/variants.tsv, OUT/not_scored.tsv (outside every window, indels, ...), "
+                    "OUT/summary.json (and OUT/variants.h5ad), atomically.")
+    p.add_argument("checkpoint")
+    p.add_argument("--variants", required=True, metavar="VCF_OR_TSV",
+                   help="a VCF (.vcf/.vcf.gz) or a TSV with columns chrom, pos (1-based), ref, alt [, id]")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID",
+                   help="candidate genes (default: every gene of the checkpoint's gene table)")
+    p.add_argument("--window-genes", choices=("auto", "nearest"), default="auto",
+                   help="auto: pair each variant with every candidate gene whose window contains it "
+                        "(default); nearest: with the nearest such TSS only")
+    p.add_argument("--h5ad", action="store_true", help="also write variants x genes as OUT/variants.h5ad")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genome=other.fa")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    p.set_defaults(func=_run_variants)
+
+
+def _run_variants(args: argparse.Namespace) -> int:
+    from .discover.variants import run_variants
+
+    t0 = time.perf_counter()
+    summary = run_variants(
+        args.checkpoint, args.variants, args.out, gene_ids=args.genes, window_genes=args.window_genes,
+        batch_size=args.batch_size, device=args.device, h5ad=args.h5ad,
+        data_overrides=_parse_assignments(args.data), force=args.force)
+    print(f"seq2exp variants: {summary['variants']} variants, {summary['pairs_scored']} (variant, gene) "
+          f"pairs scored over {summary['genes_with_variants']} genes; {summary['not_scored']} not scored")
+    for reason, n in summary["not_scored_by_reason"].items():
+        print(f"  not scored ({n}): {reason}")
+    print(f"seq2exp variants: wrote {args.out} (pos 1-based, delta = alt - ref prediction)")
+    _report("variants", t0)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
-_PARSERS: tuple[Callable, ...] = (_add_synth_parser, _add_train_parser, _add_evaluate_parser, _add_peaks_parser)
+_PARSERS: tuple[Callable, ...] = (_add_synth_parser, _add_train_parser, _add_evaluate_parser, _add_predict_parser,
+                                  _add_peaks_parser, _add_ism_parser, _add_variants_parser)
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 

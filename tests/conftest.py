@@ -211,3 +211,62 @@ def data_world(tmp_path_factory, seq2exp_cache):
 
 
 # ================================================================================================
+
+
+# ================================================================================================
+# Training and prediction (tests/test_train.py, test_predict.py, ...): tiny synthetic data from
+# `seq2exp synth`, a tiny model configuration, and one short training run shared by the session.
+# ================================================================================================
+TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
+TINY_WINDOW = 2000
+
+
+def write_train_config(synth: Path, directory: Path, **extra) -> Path:
+    """A `seq2exp train` YAML for the tiny synth data (``extra``: ``"train.max_steps": 2``...)."""
+    import yaml
+
+    cell = "synthA"
+    config = {
+        "variant": "seq2exp",
+        "preset": "soft",
+        "model": {"generator": TINY_STACK, "predictor": TINY_STACK, "pool_width": 200,
+                  "mask": {"promoter_keep": 200}, "signal_transform": "log1p"},
+        "data": {"genes": str(synth / "genes.h5ad"), "genome": str(synth / "genome.fa"),
+                 "signals": {s: str(synth / cell / f"{s}.{'cool' if s == 'hic' else 'bw'}")
+                             for s in ("h3k27ac", "dnase", "hic")},
+                 "cell_type": cell, "window": TINY_WINDOW, "blacklist": str(synth / "blacklist.bed"),
+                 "num_workers": 0},
+        "train": {"max_steps": 6, "batch_size": 2, "warmup_steps": 2, "val_every_steps": 3,
+                  "progress_bar": False},
+        "out_dir": str(directory / "run"),
+    }
+    for key, value in extra.items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """`seq2exp synth --preset tiny --seed 3` output (two cell types, ground truth)."""
+    from seq2exp_plugin.data.synth import SynthParams, generate
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(out, SynthParams.from_preset("tiny", seed=3))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_synth, tmp_path_factory) -> Path:
+    """best.ckpt of a 4-step Seq2Exp-soft run on ``tiny_synth`` (cell type synthA)."""
+    from seq2exp_plugin.train.config import load_config
+    from seq2exp_plugin.train.fit import fit
+
+    directory = tmp_path_factory.mktemp("tiny_run")
+    run = load_config(write_train_config(tiny_synth, directory,
+                                         **{"train.max_steps": 4, "train.val_every_steps": 4}))
+    fit(run)
+    return Path(run.out_dir) / "checkpoints" / "best.ckpt"

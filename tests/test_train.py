@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
 
 from seq2exp_plugin.model.config import StackConfig
 from seq2exp_plugin.nn.bimamba import BiMambaStack
@@ -19,41 +18,7 @@ from seq2exp_plugin.train.fit import StepBatchSampler, fit
 from seq2exp_plugin.train.metrics import regression_metrics
 from seq2exp_plugin.train.recipe import make_optimizer, make_scheduler, parameter_groups
 
-TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from seq2exp_plugin.data.synth import SynthParams, generate
-
-    out = tmp_path_factory.mktemp("train") / "synth"
-    generate(out, SynthParams.from_preset("tiny", seed=3))
-    return out
-
-
-def write_config(synth: Path, directory: Path, **extra) -> Path:
-    cell = "synthA"
-    config = {
-        "variant": "seq2exp",
-        "preset": "soft",
-        "model": {"generator": TINY_STACK, "predictor": TINY_STACK, "pool_width": 200,
-                  "mask": {"promoter_keep": 200}, "signal_transform": "log1p"},
-        "data": {"genes": str(synth / "genes.h5ad"), "genome": str(synth / "genome.fa"),
-                 "signals": {s: str(synth / cell / f"{s}.{'cool' if s == 'hic' else 'bw'}")
-                             for s in ("h3k27ac", "dnase", "hic")},
-                 "cell_type": cell, "window": 2000, "blacklist": str(synth / "blacklist.bed"),
-                 "num_workers": 0},
-        "train": {"max_steps": 6, "batch_size": 2, "warmup_steps": 2, "val_every_steps": 3,
-                  "progress_bar": False},
-        "out_dir": str(directory / "run"),
-    }
-    for key, value in extra.items():
-        section, _, name = key.rpartition(".")
-        (config[section] if section else config)[name] = value
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+from conftest import TINY_STACK, TINY_WINDOW, write_train_config as write_config
 
 
 def last_weights(run_dir) -> dict:
@@ -122,10 +87,10 @@ class _Crash(pl.Callback):
             raise RuntimeError("simulated interruption")
 
 
-def test_resume_after_interruption_gives_the_same_weights(synth, tmp_path):
-    whole = load_config(write_config(synth, tmp_path / "a"))
+def test_resume_after_interruption_gives_the_same_weights(tiny_synth, tmp_path):
+    whole = load_config(write_config(tiny_synth, tmp_path / "a"))
     fit(whole)
-    parts = load_config(write_config(synth, tmp_path / "b"))
+    parts = load_config(write_config(tiny_synth, tmp_path / "b"))
     with pytest.raises(RuntimeError, match="simulated interruption"):
         fit(parts, callbacks=[_Crash()])
     saved = torch.load(Path(parts.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)
@@ -138,11 +103,11 @@ def test_resume_after_interruption_gives_the_same_weights(synth, tmp_path):
     assert any(not torch.equal(saved["state_dict"][k], a[k]) for k in a)  # steps 4-5 did train
 
 
-def test_ddp_on_cpu_matches_one_process(synth, tmp_path):
+def test_ddp_on_cpu_matches_one_process(tiny_synth, tmp_path):
     """Two gloo processes with one example each = one process with both (seq + signals
     baseline: no sampling, so the runs are comparable to float precision)."""
-    single = write_config(synth, tmp_path / "single", variant="seq-signals")
-    ddp = write_config(synth, tmp_path / "ddp", variant="seq-signals")
+    single = write_config(tiny_synth, tmp_path / "single", variant="seq-signals")
+    ddp = write_config(tiny_synth, tmp_path / "ddp", variant="seq-signals")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     cli = [sys.executable, "-m", "seq2exp_plugin.cli", "train"]
     subprocess.run([*cli, str(single)], check=True, env=env, capture_output=True)
@@ -156,22 +121,20 @@ def test_ddp_on_cpu_matches_one_process(synth, tmp_path):
         assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
 
 
-def test_checkpoint_loads_in_grelu_and_evaluates(synth, tmp_path):
+def test_checkpoint_loads_in_grelu_and_evaluates(tiny_synth, tiny_checkpoint):
     from grelu.lightning import LightningModel
 
     from seq2exp_plugin.train.evaluate import evaluate, load_run
     from seq2exp_plugin.train.fit import make_dataset
 
-    run = load_config(write_config(synth, tmp_path, **{"train.max_steps": 2, "train.val_every_steps": 2}))
-    fit(run)
-    best = Path(run.out_dir) / "checkpoints" / "best.ckpt"
+    best = tiny_checkpoint
     grelu_model = LightningModel.load_from_checkpoint(best, map_location="cpu").eval()  # default weights_only
-    module, loaded = load_run(str(best))
-    assert type(grelu_model.model).__name__ == "Seq2ExpModel" and loaded == run
+    module, run = load_run(str(best))
+    assert type(grelu_model.model).__name__ == "Seq2ExpModel" and run.variant == "seq2exp"
     dataset = make_dataset(run, "test")
     item = dataset[0]
     stacked = torch.cat([torch.from_numpy(np.asarray(item["seq"])), torch.from_numpy(np.asarray(item["signals"])),
-                         torch.from_numpy(np.asarray(item["features"]))[:, None].expand(-1, 2000)])[None]
+                         torch.from_numpy(np.asarray(item["features"]))[:, None].expand(-1, TINY_WINDOW)])[None]
     with torch.no_grad():
         via_grelu = grelu_model(stacked)
         direct = module.net(*(torch.as_tensor(np.asarray(item[k]))[None] for k in ("seq", "signals", "features")))

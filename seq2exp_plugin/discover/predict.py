@@ -1,0 +1,121 @@
+"""``seq2exp predict``: expression per gene plus the discovered regulatory elements, as files.
+
+Writes into ``out`` (built in a temporary directory beside it, renamed when complete, so an
+interrupted run leaves nothing):
+
+- ``expression.tsv`` and ``expression.h5ad``: predicted (and observed, when known)
+  log10(expression + 1) per gene;
+- ``mask.<cell>.bw``: the soft mask (posterior mean) per bp, maximum over overlapping windows;
+- ``elements.<cell>.bed``: runs of kept positions, merged, scored, named ``<gene_id>:<n>``;
+- ``plots/<gene_id>.png``: signals, mask, elements, MACS3 peaks and ground truth when given;
+- ``summary.json``: what was run and, when targets are known, the metrics.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..train.evaluate import load_run, predict_dataset, write_json
+from ..train.fit import make_dataset
+from ..train.metrics import regression_metrics
+from .plots import plot_gene
+from .regions import RegionWriter, WindowRecord
+
+#: Variants whose predictions come with a per-bp mask (the others get no mask files).
+MASKED_VARIANTS = ("seq2exp", "retrain", "peak-mask")
+
+
+def predict_to_directory(
+    checkpoint: str,
+    out: str | Path,
+    gene_ids: Sequence[str] | None = None,
+    split: str | None = None,
+    data_overrides: dict[str, Any] | None = None,
+    threshold: float = 0.5,
+    min_gap: int = 0,
+    min_length: int = 1,
+    max_plots: int = 20,
+    truth: str | None = None,
+    peaks: str | None = None,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
+    module, run = load_run(checkpoint, data_overrides)
+    dataset = make_dataset(run, split, gene_ids=gene_ids)
+    cell = run.data.cell_type
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rows, plotted = [], 0
+        index = {g: i for i, g in enumerate(dataset.gene_ids)}
+        masked = run.variant in MASKED_VARIANTS
+        with RegionWriter(run.data.genome, bigwig=tmp / f"mask.{cell}.bw" if masked else None,
+                          bed=tmp / f"elements.{cell}.bed" if masked else None, threshold=threshold,
+                          min_gap=min_gap, min_length=min_length, decimals=3) as regions:
+            for gene in predict_dataset(module.net, dataset, batch_size, num_workers, progress=progress):
+                rows.append(gene)
+                if gene.score is None:
+                    continue
+                record = WindowRecord(gene.gene_id, gene.chrom, gene.start, gene.end, gene.strand,
+                                      gene.reverse_complemented, gene.tss)
+                elements = regions.add(record, gene.score)
+                if plotted < max_plots:
+                    item = dataset.get_numpy(index[gene.gene_id])
+                    plot_gene(tmp / "plots" / f"{gene.gene_id}.png", record,
+                              signals=dict(zip(dataset.signal_names, item["signals"])),
+                              score=gene.score, elements=[row[1:] for row in elements], peaks=peaks, truth=truth,
+                              observed=gene.target, predicted=gene.prediction, threshold=threshold)
+                    plotted += 1
+        table = _expression_table(rows, cell)
+        table.to_csv(tmp / "expression.tsv", sep="\t", index=False, float_format="%.6g")
+        _expression_anndata(table, cell).write_h5ad(tmp / "expression.h5ad")
+        summary: dict[str, Any] = {"checkpoint": str(checkpoint), "variant": run.variant,
+                                   "cell_type": cell, "n_genes": len(rows), "window": run.data.window}
+        known = table["observed"].notna()
+        if known.sum() >= 2:
+            summary["metrics"] = regression_metrics(table["predicted"][known], table["observed"][known])
+        write_json(tmp / "summary.json", summary)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _expression_table(rows, cell: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "gene_id": [r.gene_id for r in rows],
+        "chrom": [r.chrom for r in rows],
+        "tss": [r.tss for r in rows],
+        "strand": [r.strand for r in rows],
+        "cell_type": cell,
+        "observed": [r.target for r in rows],
+        "predicted": [r.prediction for r in rows],
+        "mask_ratio": [float((r.score >= 0.5).mean()) if r.score is not None else np.nan for r in rows],
+    })
+
+
+def _expression_anndata(table: pd.DataFrame, cell: str):
+    import anndata
+
+    obs = table[["gene_id", "chrom", "tss", "strand", "mask_ratio"]].set_index("gene_id", drop=False)
+    obs.index = obs.index.astype(str)
+    obs.index.name = None
+    adata = anndata.AnnData(X=table[["predicted"]].to_numpy(np.float32), obs=obs,
+                            var=pd.DataFrame(index=[cell]))
+    adata.layers["observed"] = table[["observed"]].to_numpy(np.float32)
+    return adata
