@@ -1,0 +1,50 @@
+"""Kipoi dataloader of Seq2Exp: one TSS-centred window per gene (description: dataloader.yaml).
+
+Thin: windows come from ``seq2exp_plugin.data.windows.WindowDataset`` through
+``seq2exp_plugin.adapters.kipoi.KipoiWindows``; importing that module also applies the kipoi
+writer compatibility shim (numpy 2) and the one-line error reporting.
+
+The class carries its description (read from ``dataloader.yaml`` beside this file), so it also
+works where Kipoi imports it directly (the model group's ``default_dataloader``).
+"""
+
+import os
+
+from kipoi.data import Dataset
+from kipoi.specs import DataLoaderDescription
+
+from seq2exp_plugin.adapters.kipoi import KipoiWindows, resolve_input_path
+
+_HERE = os.path.dirname(os.path.realpath(__file__))
+_PATH_ARGS = ("fasta_file", "genes", "tss_bed", "h3k27ac", "dnase", "hic", "blacklist", "halflife")
+
+
+class Seq2ExpDataLoader(Dataset):
+    """Seq2Exp inputs per gene; see dataloader.yaml for the arguments and the output schema."""
+
+    # every argument has a default so that a missing one is reported by KipoiWindows in one line
+    # (the Demo entry supplies all files; K562/GM12878 users must)
+    def __init__(self, fasta_file=None, h3k27ac=None, dnase=None, hic=None, genes=None, tss_bed=None,
+                 cell_type="K562", window=200000, gene_ids=None, blacklist=None, halflife=None,
+                 rc_minus_strand=False, allow_missing_chroms=False, hic_options=None):
+        args = dict(fasta_file=fasta_file, h3k27ac=h3k27ac, dnase=dnase, hic=hic, genes=genes,
+                    tss_bed=tss_bed, blacklist=blacklist, halflife=halflife)
+        # relative paths: the working directory first, then the folder Kipoi ran the model group
+        # from (an entry's bundled example files are relative to it)
+        p = {k: resolve_input_path(v, type(self).source_dir) for k, v in args.items()}
+        self.windows = KipoiWindows(
+            p["fasta_file"], {"h3k27ac": p["h3k27ac"], "dnase": p["dnase"], "hic": p["hic"]},
+            cell_type=cell_type, window=window, genes=p["genes"], tss_bed=p["tss_bed"],
+            gene_ids=gene_ids, blacklist=p["blacklist"], halflife=p["halflife"],
+            rc_minus_strand=rc_minus_strand, allow_missing_chroms=allow_missing_chroms,
+            hic_options=hic_options)
+
+    def __len__(self):
+        return len(self.windows)
+
+    def __getitem__(self, idx):
+        return self.windows.item(idx)
+
+
+Seq2ExpDataLoader._add_description_factory(
+    DataLoaderDescription.load(os.path.join(_HERE, "dataloader.yaml")))

@@ -1,0 +1,539 @@
+"""Seq2Exp for Kipoi: the model class, the dataset behind the dataloader, and a writer shim.
+
+The Kipoi group lives in ``model_zoo/Seq2Exp`` (entries ``K562``, ``GM12878``, ``Demo``) and its
+dataloader in ``dataloaders/``; both are thin and call this module.
+
+Model: :class:`Seq2ExpKipoiModel` (a ``kipoi.model.BaseModel``) loads a checkpoint written by
+``seq2exp train`` on the CPU (or a GPU with ``device="auto"``), in eval mode, and predicts under
+``torch.inference_mode()``. ``predict_on_batch`` returns ``{"expression": (N,), "mask": (N, L)}``
+float32: the predicted ``log10(CAGE + 1)`` and the per-bp mask score (the posterior mean of the
+mask, promoter kept and blacklisted positions zeroed; array index ``i`` = genomic position
+``start + i``, reversed for "-" genes of a model trained with ``rc_minus_strand``).
+
+Weights (:func:`resolve_weights`), first match wins:
+
+1. the environment variable named by the entry (``SEQ2EXP_K562_WEIGHTS``,
+   ``SEQ2EXP_GM12878_WEIGHTS``, ``SEQ2EXP_DEMO_WEIGHTS``); a relative path there is taken from
+   the shell's working directory (``$PWD``: Kipoi builds the model inside the group's folder);
+2. the entry's key in ``$XDG_CONFIG_HOME/seq2exp/weights.yaml`` (default
+   ``~/.config/seq2exp/weights.yaml``), e.g. ``K562: /data/runs/K562-soft/checkpoints/best.ckpt``;
+   relative paths there are taken from that file's folder;
+3. the weights bundled with the entry (only ``Demo`` has some).
+
+Without any, loading fails at once with :class:`MissingWeightsError`, whose message gives the
+``seq2exp train`` command and configuration that train the entry.
+
+Dataset: :class:`KipoiWindows` wraps :class:`seq2exp_plugin.data.windows.WindowDataset` (a gene
+table) - or, for a TSS BED, a gene table built in memory by
+:func:`seq2exp_plugin.data.genes.build_gene_table` - and turns each gene into Kipoi's
+``{"inputs", "metadata"}`` item (the measured expression is metadata: see the class).
+
+Writer shim (:func:`apply_writer_compat`, applied when this module is imported): kipoi 0.8.6's
+``kipoi.writers`` under numpy 2 -
+
+- HDF5 (and zarr) output crashes on ``np.string_`` / ``np.unicode_`` (removed in numpy 2.0):
+  ``kipoi.writers`` gets a view of numpy that adds the two aliases (``np.bytes_``, ``np.str_``);
+  numpy itself is untouched;
+- BED output always fails: ``get_writer`` passes ``dataloader_schema=`` to ``BedBatchWriter``,
+  whose parameter is ``metadata_schema``;
+- TSV (and BED) output fails when the model sets ``writers: {hdf5_chunk_size: N}`` (or when
+  ``kipoi test -o`` passes ``keep_metadata``): ``get_writer`` forwards those options to writers
+  that take none.
+
+``get_writer`` is wrapped so the TSV and BED writers get only the arguments they accept, under
+their real names; every other suffix goes to the original. One more fix, for ``kipoi test``:
+its comparison with ``test.expect`` (``kipoi.cli.main.compare_numpy_dict``) stops after the first
+output (it takes ``np.testing.assert_almost_equal``'s ``None`` for "different" and prints
+``false for key = ...``), so the mask was never checked; it is replaced by one that checks every
+output. Each patch checks for an existing patch first (idempotent); the numpy view is skipped
+where numpy still has the aliases (numpy < 2).
+
+Errors for users (missing weights, a window of the wrong length, unreadable inputs) are
+:class:`Seq2ExpKipoiError`; an uncaught one is printed as ``<program>: error: <message>`` without
+a traceback (an ``excepthook`` that handles only this class and hands every other exception to
+the previous hook), so ``kipoi predict`` fails with the message alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = [
+    "Seq2ExpKipoiError",
+    "MissingWeightsError",
+    "InputMismatchError",
+    "DataLoaderInputError",
+    "Seq2ExpKipoiModel",
+    "KipoiWindows",
+    "apply_writer_compat",
+    "resolve_input_path",
+    "resolve_weights",
+    "weights_config_path",
+    "weights_env_var",
+]
+
+#: Set on every object the shim installs (how a second call knows it has nothing to do).
+_COMPAT_FLAG = "_seq2exp_compat"
+
+
+# ----------------------------------------------------------------------------------- errors
+class Seq2ExpKipoiError(Exception):
+    """A user-facing error of the Kipoi entries; the CLI prints its message without a traceback."""
+
+    def __str__(self) -> str:  # KeyError-style quoting never applies
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingWeightsError(Seq2ExpKipoiError, FileNotFoundError):
+    """No checkpoint for a Kipoi entry (or the one named does not exist)."""
+
+
+class InputMismatchError(Seq2ExpKipoiError, ValueError):
+    """Dataloader output that does not fit the checkpoint (window length, signal channels)."""
+
+
+class DataLoaderInputError(Seq2ExpKipoiError, ValueError):
+    """A dataloader argument that cannot be used (missing file, unknown gene or cell type)."""
+
+
+def _excepthook(exc_type, exc, tb, _previous=None):
+    if isinstance(exc, Seq2ExpKipoiError):
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return
+    (_previous or sys.__excepthook__)(exc_type, exc, tb)
+
+
+def _install_excepthook() -> None:
+    current = sys.excepthook
+    if getattr(current, _COMPAT_FLAG, False):
+        return
+
+    def hook(exc_type, exc, tb):
+        _excepthook(exc_type, exc, tb, _previous=current)
+
+    setattr(hook, _COMPAT_FLAG, True)
+    sys.excepthook = hook
+
+
+# ------------------------------------------------------------------------------ writer shim
+class _NumpyWithRemovedAliases(types.ModuleType):
+    """numpy as ``kipoi.writers`` sees it: every attribute of numpy, plus ``string_`` and
+    ``unicode_`` (removed in numpy 2.0) as ``bytes_`` and ``str_``."""
+
+    def __init__(self) -> None:
+        super().__init__("numpy")
+        self.string_ = np.bytes_
+        self.unicode_ = np.str_
+        setattr(self, _COMPAT_FLAG, True)
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+
+def _numpy_needs_aliases() -> bool:
+    return not hasattr(np, "string_") or not hasattr(np, "unicode_")
+
+
+def apply_writer_compat() -> dict[str, bool]:
+    """Fix kipoi 0.8.6's writers under numpy 2 (see the module docstring); idempotent.
+
+    Returns which patches this call applied: ``{"numpy_aliases": ..., "get_writer": ...,
+    "test_compare": ...}`` (all False on a second call)."""
+    from kipoi import writers
+
+    applied = {"numpy_aliases": False, "get_writer": False, "test_compare": False}
+    if _numpy_needs_aliases() and not getattr(writers.np, _COMPAT_FLAG, False):
+        writers.np = _NumpyWithRemovedAliases()
+        applied["numpy_aliases"] = True
+
+    original = writers.get_writer
+    if not getattr(original, _COMPAT_FLAG, False):
+
+        def get_writer(output_file, metadata_schema=None, **kwargs):
+            """kipoi.writers.get_writer, with TSV/BED writers built from the arguments they take
+            (the original passes HDF5/``kipoi test`` options to them, and ``dataloader_schema=``
+            to ``BedBatchWriter``, whose parameter is ``metadata_schema``)."""
+            ending = str(output_file).split(".")[-1]
+            if ending == "tsv":
+                return writers.TsvBatchWriter(file_path=output_file, nested_sep="/")
+            if ending == "bed":
+                if metadata_schema is None:
+                    raise ValueError("metadata_schema needs to be specified for BedBatchWriter")
+                return writers.BedBatchWriter(file_path=output_file, metadata_schema=metadata_schema,
+                                              header=True)
+            return original(output_file, metadata_schema, **kwargs)
+
+        get_writer.__wrapped__ = original
+        setattr(get_writer, _COMPAT_FLAG, True)
+        writers.get_writer = get_writer
+        applied["get_writer"] = True
+
+    from kipoi.cli import main as cli_main
+
+    if not getattr(cli_main.compare_numpy_dict, _COMPAT_FLAG, False):
+        cli_main.compare_numpy_dict = _compare_numpy_dict
+        applied["test_compare"] = True
+    return applied
+
+
+def _compare_numpy_dict(a, b, exact: bool = True, decimal: int = 7) -> bool:
+    """What ``kipoi test`` uses to check predictions against ``test.expect``, checking every
+    output: kipoi_utils' version returns the (always None) result of
+    ``np.testing.assert_almost_equal`` as "not equal", so it stops after the first key and
+    prints "false for key = ...". Raises AssertionError on a mismatch (``kipoi test`` reports it
+    and exits 1), returns True otherwise."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        if set(a) != set(b):
+            raise AssertionError(f"outputs differ: {sorted(a)} vs expected {sorted(b)}")
+        for key in a:
+            try:
+                _compare_numpy_dict(a[key], b[key], exact, decimal)
+            except AssertionError as err:
+                raise AssertionError(f"output {key!r}: {err}") from None
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            raise AssertionError(f"{len(a)} outputs vs {len(b)} expected")
+        for x, y in zip(a, b):
+            _compare_numpy_dict(x, y, exact, decimal)
+        return True
+    if a is None and b is None:
+        return True
+    if exact:
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_almost_equal(a, b, decimal=decimal)
+    return True
+
+
+setattr(_compare_numpy_dict, _COMPAT_FLAG, True)
+
+
+# ---------------------------------------------------------------------------------- weights
+def weights_env_var(entry: str) -> str:
+    """``SEQ2EXP_<ENTRY>_WEIGHTS`` (upper case, non-alphanumerics as ``_``)."""
+    key = "".join(ch if ch.isalnum() else "_" for ch in str(entry)).upper()
+    return f"SEQ2EXP_{key}_WEIGHTS"
+
+
+def weights_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/seq2exp/weights.yaml`` (``~/.config/seq2exp/weights.yaml`` by default)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "seq2exp" / "weights.yaml"
+
+
+def _train_hint(entry: str, train_config: str | None, env_var: str) -> str:
+    config = weights_config_path()
+    lines = [f"No weights for Seq2Exp/{entry}."]
+    if train_config:
+        cfg = Path(train_config).resolve()
+        run = _train_out_dir(cfg)
+        lines += [
+            "Train them with the paper's recipe (that file lists the data: ENCODE/4DN/FANTOM5 "
+            "accessions and where it expects them; override paths with --set data.genome=...):",
+            f"    seq2exp train {cfg}",
+        ]
+        ckpt = f"{run}/checkpoints/best.ckpt" if run else "OUT/checkpoints/best.ckpt"
+    else:
+        ckpt = "OUT/checkpoints/best.ckpt"
+        lines.append("Train them with `seq2exp train CONFIG.yaml`.")
+    lines += [
+        "Then point the entry at the checkpoint, either with",
+        f"    export {env_var}={ckpt}",
+        f"or with the line `{entry}: {ckpt}` in {config}.",
+    ]
+    return "\n".join(lines)
+
+
+def _train_out_dir(config: Path) -> str | None:
+    try:
+        import yaml
+
+        with open(config) as fh:
+            raw = yaml.safe_load(fh) or {}
+        out = raw.get("out_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not out:
+        return None
+    out = Path(str(out)).expanduser()
+    return str(out if out.is_absolute() else config.parent / out)
+
+
+def resolve_weights(entry: str, bundled: str | None = None, env_var: str | None = None,
+                    train_config: str | None = None) -> Path:
+    """The checkpoint of a Kipoi entry: env var, then the weights config file, then ``bundled``.
+
+    Raises :class:`MissingWeightsError` (with the training command) when none is set, or when
+    the path that is set does not exist.
+    """
+    env_var = env_var or weights_env_var(entry)
+    value = os.environ.get(env_var, "").strip()
+    if value:
+        path = Path(value).expanduser()
+        # Kipoi builds the model inside the group's folder: a relative path is taken from the
+        # shell's working directory ($PWD, which that chdir leaves alone), then from the current one
+        tried = [path] if path.is_absolute() else [
+            *([Path(os.environ["PWD"]) / path] if os.environ.get("PWD") else []), Path.cwd() / path]
+        for candidate in tried:
+            if candidate.is_file():
+                return candidate.resolve()
+        raise MissingWeightsError(
+            f"Seq2Exp/{entry}: ${env_var} points to {value}, which is not a file "
+            f"(looked for {', '.join(str(c) for c in dict.fromkeys(tried))}; expected a checkpoint "
+            f"written by `seq2exp train`, OUT/checkpoints/best.ckpt; an absolute path is safest)")
+    config = weights_config_path()
+    if config.is_file():
+        import yaml
+
+        try:
+            with open(config) as fh:
+                table = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise MissingWeightsError(f"{config}: not valid YAML ({err})") from None
+        if not isinstance(table, Mapping):
+            raise MissingWeightsError(f"{config}: expected lines `ENTRY: /path/to/best.ckpt`")
+        if table.get(entry):
+            path = Path(str(table[entry])).expanduser()
+            if not path.is_absolute():
+                path = config.parent / path
+            if not path.is_file():
+                raise MissingWeightsError(
+                    f"Seq2Exp/{entry}: {config} gives {table[entry]}, which is not a file")
+            return path.resolve()
+    if bundled:
+        path = Path(bundled).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"Seq2Exp/{entry}: the bundled weights {path.resolve()} are missing "
+                f"(rebuild them, e.g. model_zoo/Seq2Exp/Demo/build_demo.py for the Demo entry)")
+        return path.resolve()
+    raise MissingWeightsError(_train_hint(entry, train_config, env_var))
+
+
+# ------------------------------------------------------------------------------------ model
+def _kipoi_base_model():
+    from kipoi.model import BaseModel
+
+    return BaseModel
+
+
+class Seq2ExpKipoiModel(_kipoi_base_model()):
+    """A ``seq2exp train`` checkpoint as a Kipoi model.
+
+    Parameters (the ``args`` of the model YAML; relative paths are taken from the working
+    directory Kipoi loads the model in, the model group's folder)
+    ----------
+    weights : the entry's bundled checkpoint (``None``: the user supplies one, see
+        :func:`resolve_weights`).
+    entry : the entry's name (``K562``), used in messages and the weights config file.
+    weights_env : the environment variable holding a checkpoint path (default
+        :func:`weights_env_var`).
+    train_config : the entry's ``seq2exp train`` configuration, quoted when weights are missing.
+    device : ``"cpu"``, ``"cuda"``, or ``"auto"`` (a GPU if torch sees one).
+    max_batch : genes per forward pass (Kipoi batches are split: 200 kb windows need 1-2).
+    """
+
+    #: What Kipoi looks for in the entry's dependencies (`kipoi test` warns without it).
+    MODEL_PACKAGE = "seq2exp-plugin"
+
+    def __init__(self, weights: str | None = None, entry: str = "Seq2Exp",
+                 weights_env: str | None = None, train_config: str | None = None,
+                 device: str = "auto", max_batch: int = 8) -> None:
+        self.entry = str(entry)
+        # before the heavy imports: without weights, stop at once
+        self.weights = resolve_weights(self.entry, weights, weights_env, train_config)
+
+        import torch
+
+        from ..model.seq2exp import Seq2ExpModel
+        from ..train.module import load_module
+
+        module = load_module(str(self.weights))
+        if not isinstance(module.net, Seq2ExpModel):
+            raise Seq2ExpKipoiError(
+                f"Seq2Exp/{self.entry}: {self.weights} holds a {module.run_config.variant!r} model "
+                f"({type(module.net).__name__}); the Kipoi entries serve Seq2Exp checkpoints "
+                f"(variant 'seq2exp' or 'retrain'), which predict a mask")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.run_config = module.run_config
+        self.net = module.net.to(self.device).eval()
+        self.window = int(self.run_config.data.window)
+        self.signal_names = tuple(self.net.config.signals)
+        self.n_features = int(self.net.config.n_features)
+        self.max_batch = max(1, int(max_batch))
+
+    def _check(self, seq: np.ndarray, signals: np.ndarray, features: np.ndarray) -> None:
+        where = f"Seq2Exp/{self.entry} ({self.weights})"
+        if seq.ndim != 3 or seq.shape[1] != 4:
+            raise InputMismatchError(f"{where}: 'seq' must be (N, 4, L) one-hot, got {seq.shape}")
+        if seq.shape[2] != self.window:
+            raise InputMismatchError(
+                f"{where}: trained on {self.window:,} bp windows, the dataloader gave "
+                f"{seq.shape[2]:,} bp; pass --dataloader_args '{{\"window\": {self.window}}}'")
+        if signals.ndim != 3 or signals.shape[1] != len(self.signal_names) or signals.shape[2] != seq.shape[2]:
+            raise InputMismatchError(
+                f"{where}: 'signals' must be (N, {len(self.signal_names)}, {seq.shape[2]}) "
+                f"({', '.join(self.signal_names)}), got {signals.shape}")
+        if features.ndim != 2 or features.shape[1] != self.n_features:
+            raise InputMismatchError(f"{where}: 'features' must be (N, {self.n_features}), got {features.shape}")
+
+    def predict_on_batch(self, x: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """``x``: ``seq (N, 4, L)``, ``signals (N, d, L)``, ``features (N, 9)``, optional
+        ``blacklist (N, L)``. Returns ``expression (N,)`` and ``mask (N, L)``, float32."""
+        import torch
+
+        from ..train.variants import predict_batch
+
+        seq = np.asarray(x["seq"], dtype=np.float32)
+        signals = np.asarray(x["signals"], dtype=np.float32)
+        features = np.asarray(x["features"], dtype=np.float32)
+        blacklist = x.get("blacklist") if hasattr(x, "get") else None
+        self._check(seq, signals, features)
+        expressions, masks = [], []
+        with torch.inference_mode():
+            for lo in range(0, seq.shape[0], self.max_batch):
+                hi = lo + self.max_batch
+                batch = {
+                    "seq": torch.from_numpy(np.ascontiguousarray(seq[lo:hi])).to(self.device),
+                    "signals": torch.from_numpy(np.ascontiguousarray(signals[lo:hi])).to(self.device),
+                    "features": torch.from_numpy(np.ascontiguousarray(features[lo:hi])).to(self.device),
+                }
+                if blacklist is not None:
+                    batch["blacklist"] = torch.from_numpy(np.asarray(blacklist[lo:hi]) != 0).to(self.device)
+                expression, mask = predict_batch(self.net, batch)
+                expressions.append(expression.float().cpu().numpy())
+                masks.append(mask.score.float().cpu().numpy())
+        return {"expression": np.concatenate(expressions).astype(np.float32, copy=False),
+                "mask": np.concatenate(masks).astype(np.float32, copy=False)}
+
+
+# ---------------------------------------------------------------------------------- dataset
+def _gene_id_list(gene_ids) -> list[str] | None:
+    """A list, a comma-separated string, or a file with one id per line."""
+    if gene_ids is None:
+        return None
+    if isinstance(gene_ids, (str, os.PathLike)):
+        text = str(gene_ids)
+        if os.path.isfile(text):
+            with open(text) as fh:
+                return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+        return [g.strip() for g in text.split(",") if g.strip()]
+    return [str(g) for g in gene_ids]
+
+
+def _table_from_tss_bed(tss_bed, cell_type: str, dnase, h3k27ac, genome, halflife):
+    """An in-memory gene table for a TSS BED: no targets, half-life features from ``halflife``
+    (zeros without it), promoter activity from the DNase and H3K27ac bigWigs."""
+    import pandas as pd
+
+    from ..data.genes import build_gene_table, read_tss_bed
+    from ..data.tracks import is_bigwig_path
+
+    for name, path in (("dnase", dnase), ("h3k27ac", h3k27ac)):
+        if path is None or not is_bigwig_path(path):
+            raise DataLoaderInputError(
+                f"a TSS BED needs the {name} signal as a bigWig (for the promoter-activity "
+                f"feature), got {path!r}")
+    ids = read_tss_bed(tss_bed)["gene_id"].tolist()
+    expression = pd.DataFrame({"gene_id": ids, cell_type: np.full(len(ids), np.nan)})
+    import warnings
+
+    with warnings.catch_warnings():
+        if halflife is None:
+            warnings.filterwarnings("ignore", message="no half-life features")
+        return build_gene_table(tss=tss_bed, expression=expression,
+                                tracks={cell_type: {"dnase": dnase, "h3k27ac": h3k27ac}},
+                                halflife=halflife, genome=genome)
+
+
+class KipoiWindows:
+    """The genes of a gene table (or a TSS BED) as Kipoi items.
+
+    ``item(i)`` = ``{"inputs": {"seq" (4, L), "signals" (d, L), "features" (9,), "blacklist"
+    (L,) bool}, "metadata": {"ranges": GenomicRanges(chr, start, end, id=gene_id, strand),
+    "tss": int, "tss_index": int, "measured_expression": float}}``; ``ranges`` is the window
+    (0-based half-open; ``start`` can be negative near a chromosome start, where the window is
+    padded with N); ``measured_expression`` is the gene table's log10(CAGE + 1) (NaN if unknown,
+    always NaN for a TSS BED).
+
+    The measurement is metadata, not ``targets``: Kipoi checks that a dataloader's targets cover
+    every model output, and the mask has no measured counterpart (every run would print a schema
+    mismatch); as metadata it is also written next to the predictions by ``kipoi predict -m``
+    (``targets`` only with ``--keep_inputs``, i.e. with the full windows).
+    """
+
+    def __init__(self, fasta_file, signals: Mapping[str, Any], cell_type: str, window: int,
+                 genes=None, tss_bed=None, gene_ids=None, blacklist=None, halflife=None,
+                 rc_minus_strand: bool = False, allow_missing_chroms: bool = False,
+                 hic_options: Mapping | None = None) -> None:
+        from ..data.windows import WindowDataset
+
+        missing = [k for k, v in {"fasta_file": fasta_file, **signals}.items() if v is None]
+        if missing:
+            raise DataLoaderInputError(
+                f"dataloader argument(s) missing: {', '.join(missing)} (e.g. --dataloader_args "
+                f"'{{\"fasta_file\": \"hg38.fa\", \"h3k27ac\": \"k27ac.bw\", ...}}')")
+        if (genes is None) == (tss_bed is None):
+            raise DataLoaderInputError("give exactly one of 'genes' (a gene-table .h5ad) and 'tss_bed'")
+        try:
+            table = genes
+            if tss_bed is not None:
+                table = _table_from_tss_bed(tss_bed, cell_type, signals.get("dnase"),
+                                            signals.get("h3k27ac"), fasta_file, halflife)
+            self.dataset = WindowDataset(
+                table, fasta_file, dict(signals), cell_type, window=int(window),
+                gene_ids=_gene_id_list(gene_ids), rc_minus_strand=bool(rc_minus_strand),
+                blacklist=blacklist, allow_missing_chroms=bool(allow_missing_chroms),
+                hic_options=dict(hic_options) if hic_options else None)
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise DataLoaderInputError(msg) from err
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def item(self, i: int) -> dict[str, Any]:
+        from kipoi.metadata import GenomicRanges
+
+        g = self.dataset.get_numpy(int(i))
+        return {
+            "inputs": {"seq": g["seq"], "signals": g["signals"], "features": g["features"],
+                       "blacklist": g["blacklist"]},
+            "metadata": {
+                "ranges": GenomicRanges(chr=g["chrom"], start=g["start"], end=g["end"],
+                                        id=g["gene_id"], strand=g["strand"]),
+                "tss": int(g["tss"]),
+                "tss_index": int(g["tss_index"]),
+                "measured_expression": float(g["target"]),
+            },
+        }
+
+
+def resolve_input_path(path, source_dir: str | None):
+    """A dataloader path argument, made absolute (files open lazily, maybe after Kipoi has left
+    the folder it built the dataloader in): relative to the working directory when it exists
+    there, else relative to ``source_dir`` (the model group's folder, where an entry's bundled
+    files live) when it exists there; unchanged (``~`` expanded) when found nowhere, so errors
+    name it as given. ``file::group`` URIs keep their suffix."""
+    if path is None or not isinstance(path, (str, os.PathLike)):
+        return path
+    file, sep, suffix = str(path).partition("::")
+    expanded = os.path.expanduser(file)
+    for candidate in (expanded, os.path.join(source_dir, expanded) if source_dir else None):
+        if candidate is not None and os.path.exists(candidate):
+            return os.path.abspath(candidate) + sep + suffix
+    return expanded + sep + suffix
+
+
+_install_excepthook()
+apply_writer_compat()
