@@ -16,12 +16,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..train.evaluate import load_run, predict_dataset, write_json
+from ..train.evaluate import GenePrediction, load_run, predict_dataset, write_json
 from ..train.fit import make_dataset
 from ..train.metrics import regression_metrics
 from .plots import plot_gene
@@ -47,8 +47,10 @@ def predict_to_directory(
     num_workers: int = 0,
     force: bool = False,
     progress: bool = True,
+    on_gene: Callable[[GenePrediction], None] | None = None,
 ) -> Path:
-    """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``."""
+    """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``;
+    ``on_gene`` sees each gene's prediction (with its mask score) as it is made."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
@@ -66,6 +68,8 @@ def predict_to_directory(
                           min_gap=min_gap, min_length=min_length, decimals=3) as regions:
             for gene in predict_dataset(module.net, dataset, batch_size, num_workers, progress=progress):
                 rows.append(gene)
+                if on_gene is not None:
+                    on_gene(gene)
                 if gene.score is None:
                     continue
                 record = WindowRecord(gene.gene_id, gene.chrom, gene.start, gene.end, gene.strand,
