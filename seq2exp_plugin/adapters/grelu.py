@@ -19,7 +19,8 @@ and return the mask too) and read stacked channels in ``forward``:
 - ``HierarchicalCNN``, ``ExpectoRidge``: as ``Seq2ExpModel`` (the DNA channels are ignored).
 
 For gReLU's ISM and attribution tools, which pass 4-channel DNA only, bind one locus's signals
-with :func:`bind_signals`.
+with :func:`bind_locus` (a gReLU ``LightningModel`` around :class:`BoundSignals`); DeepSHAP needs
+:func:`deepshap_ops`.
 """
 
 from __future__ import annotations
@@ -134,26 +135,116 @@ MODEL_CLASSES = (Seq2ExpModel, Seq2ExpGenerator, Seq2ExpPredictor, HierarchicalC
 
 
 class BoundSignals(nn.Module):
-    """A 4-channel DNA model: one locus's signals, features (and mask) bound to a gReLU model.
+    """A 4-channel DNA model: one locus's signals, features (blacklist, and optionally a fixed
+    mask) bound to a gReLU model class, so that gReLU's ISM and attribution tools run unchanged.
 
-    ``forward(seq (N, 4, L)) -> (N, 1, 1)``: the bound tracks are broadcast over the batch and
-    stacked after the DNA, so gReLU's ISM and attribution tools run on Seq2Exp unchanged.
+    ``forward(seq (N, 4, L)) -> (N, 1, 1)``; the bound tracks are broadcast over the batch.
+
+    - :class:`Seq2ExpModel` without ``mask``: the full model; the generator sees each input
+      sequence, so a mutation can change the mask (what ISM of Seq2Exp should measure by default).
+      With ``mask``: that mask is held fixed (e.g. the reference sequence's) and only the
+      predictor runs - the effect of the mutation through the predictor alone.
+    - :class:`Seq2ExpPredictor`: the predictor with ``mask`` (or none).
+    - baselines read signals only: their output does not depend on ``seq``.
     """
 
     def __init__(self, model: _GreluModel, signals: Tensor, features: Tensor,
-                 mask: Tensor | None = None) -> None:
+                 mask: Tensor | None = None, blacklist: Tensor | None = None) -> None:
         super().__init__()
         self.model = model
         length = signals.shape[-1]
-        tracks = [signals.reshape(-1, length), features.reshape(-1, 1).expand(-1, length)]
-        if mask is not None:
-            tracks.append(mask.reshape(1, length))
-        self.register_buffer("tracks", torch.cat(tracks).float(), persistent=False)
+        self.register_buffer("signals", torch.as_tensor(signals).float().reshape(-1, length),
+                             persistent=False)
+        self.register_buffer("features", torch.as_tensor(features).float().reshape(-1),
+                             persistent=False)
+        for name, track in (("mask", mask), ("blacklist", blacklist)):
+            if track is not None:
+                track = torch.as_tensor(track).reshape(-1)
+                if track.shape[0] != length:
+                    raise ValueError(f"BoundSignals: {name} has {track.shape[0]} positions, the "
+                                     f"signals {length}")
+                track = track.bool() if name == "blacklist" else track.float()
+            self.register_buffer(name, track, persistent=False)
         self.head = model.head
 
+    @property
+    def length(self) -> int:
+        return self.signals.shape[-1]
+
     def forward(self, seq: Tensor) -> Tensor:
-        tracks = self.tracks.to(seq.dtype).expand(seq.shape[0], -1, -1)
-        return self.model(torch.cat([seq, tracks], dim=1))
+        from ..train.variants import predict_batch
+
+        if seq.ndim != 3 or seq.shape[1] != 4 or seq.shape[2] != self.length:
+            raise ValueError(f"BoundSignals: expected one-hot DNA (N, 4, {self.length}), got "
+                             f"{tuple(seq.shape)}")
+        n, dtype = seq.shape[0], seq.dtype
+        batch = {"seq": seq, "signals": self.signals.to(dtype).expand(n, -1, -1),
+                 "features": self.features.to(dtype).expand(n, -1)}
+        if self.blacklist is not None:
+            batch["blacklist"] = self.blacklist.expand(n, -1)
+        if self.mask is not None:
+            batch["mask"] = self.mask.to(dtype).expand(n, -1)
+        net = self.model.net
+        if isinstance(net, seq2exp_module.Seq2ExpModel) and self.mask is not None:
+            prediction = net.predictor(seq, batch["signals"], batch["features"], batch["mask"])
+        else:
+            prediction, _ = predict_batch(net, batch)
+        return prediction[:, None, None]
+
+
+def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor | None = None,
+               mask: Tensor | None = None, task_name: str = "expression"):
+    """A gReLU ``LightningModel`` that reads 4-channel DNA of one locus (see :class:`BoundSignals`).
+
+    ``model``: a ``grelu.lightning.LightningModel`` holding one of this module's classes (e.g.
+    ``LightningModel.load_from_checkpoint`` of a ``seq2exp train`` checkpoint, or the training
+    module itself), or such a class directly. ``signals (n_signals, L)``, ``features
+    (n_features,)``, ``blacklist (L,)`` and ``mask (L,)`` are the locus's arrays in the model's
+    window orientation (a window-dataset item's). The result shares the trained weights (a view,
+    not a copy), is in eval mode, predicts ``(N, 1, 1)`` and works with
+    ``grelu.interpret.score.ISM_predict``, ``get_attributions`` and ``predict_on_dataset``. It is
+    for in-memory use: its hyper-parameters describe the unbound model, so do not save it.
+    """
+    from grelu.lightning import LightningModel
+
+    face = getattr(model, "model", model)
+    if isinstance(face, BoundSignals):
+        raise ValueError("bind_locus: the model is already bound to a locus")
+    if not isinstance(face, _GreluModel):
+        raise TypeError(f"bind_locus: expected a gReLU LightningModel of a Seq2Exp class or one of "
+                        f"{[c.__name__ for c in MODEL_CLASSES]}, got {type(face).__name__}")
+    params = getattr(model, "model_params", None)
+    if params is None:
+        extra = {"use_signals": face.use_signals} if isinstance(face, Seq2ExpPredictor) else {}
+        if isinstance(face, HierarchicalCNN):
+            extra = {"window": face.window}
+        params = {"model_type": type(face).__name__, **face.config.to_dict(), **extra}
+    # a throwaway build of the unbound class (cheap), then the bound view of the trained weights;
+    # num_workers 0: gReLU's prediction loaders run in this process
+    bound = LightningModel(dict(params), {"task": "regression", "loss": "mse", "num_workers": 0})
+    bound.model = BoundSignals(face, signals, features, mask=mask, blacklist=blacklist)
+    bound.data_params = {"tasks": {"name": [task_name]}}
+    device = next(face.parameters(), torch.empty(0)).device
+    return bound.to(device).eval()  # the bound tracks go where the weights are
+
+
+def deepshap_ops(k: int = 8) -> dict:
+    """``additional_nonlinear_ops`` for tangermeme's DeepLIFT/SHAP (gReLU's ``method="deepshap"``).
+
+    tangermeme has rules for ``nn`` activations, ``RMSNorm`` and ``BilinearOp`` (the mask product),
+    but none for the selective scan (a custom autograd Function with input-dependent decays) or
+    for the posterior mean ``alpha / (alpha + beta)``. Both get tangermeme's layer-wise
+    integrated-gradients rule (``k`` Gauss-Legendre nodes): each bidirectional Mamba mixer as a
+    whole, and :class:`~seq2exp_plugin.model.mask.BetaMean`. Pass as
+    ``get_attributions(..., method="deepshap", additional_nonlinear_ops=deepshap_ops())``.
+    """
+    from tangermeme.deep_lift_shap import integrated_gradients_op
+
+    from ..model.mask import BetaMean
+    from ..nn.bimamba import BiMamba
+
+    return {BiMamba: integrated_gradients_op(k, name="bimamba"),
+            BetaMean: integrated_gradients_op(k, name="beta_mean")}
 
 
 def register() -> None:

@@ -7,11 +7,13 @@ their product is the posterior (Proposition 2). See :mod:`seq2exp_plugin.model.m
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..nn.bimamba import BiMambaStack, rc_symmetrize
 from .config import Seq2ExpConfig
-from .mask import MaskDistribution, MaskOutput, make_mask, posterior, sequence_beta, signal_beta
+from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior, sequence_beta,
+                   signal_beta)
 
 
 class Seq2ExpGenerator(nn.Module):
@@ -28,6 +30,9 @@ class Seq2ExpGenerator(nn.Module):
         self.embedding = nn.Linear(4, d_model)
         self.backbone = BiMambaStack(self.config.generator)
         self.head = nn.Linear(d_model, 2)
+        # Non-linear steps as modules (no parameters): attribution rules attach to modules.
+        self.softplus = nn.Softplus()
+        self.posterior_mean = BetaMean()
 
     def encode(self, seq: Tensor) -> Tensor:
         """``(B, 4, L)`` one-hot -> ``(B, L, d_model)`` hidden states."""
@@ -39,10 +44,12 @@ class Seq2ExpGenerator(nn.Module):
             hidden = rc_symmetrize(self.encode, seq)
         else:
             hidden = self.encode(seq)
-        alpha1, beta1 = sequence_beta(self.head(hidden), self.config.mask)
+        alpha1, beta1 = sequence_beta(self.head(hidden), self.config.mask, self.softplus)
         alpha2, beta2 = signal_beta(signals, self.config.mask)
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)
 
     def forward(self, seq: Tensor, signals: Tensor, blacklist: Tensor | None = None) -> MaskOutput:
         """Sample (training) or take the mean (eval) of the posterior; see :func:`make_mask`."""
-        return make_mask(self.distribution(seq, signals), self.config.mask, self.training, blacklist)
+        dist = self.distribution(seq, signals)
+        mean = self.posterior_mean(torch.stack([dist.alpha, dist.beta], dim=-1))
+        return make_mask(dist, self.config.mask, self.training, blacklist, mean=mean)

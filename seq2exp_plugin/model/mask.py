@@ -17,10 +17,11 @@ Per base pair:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Beta, kl_divergence
 
 from .config import MaskConfig
@@ -65,9 +66,13 @@ class MaskOutput:
         return (self.mask.detach() > 0.5).float().mean()
 
 
-def sequence_beta(logits: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
-    """Eq. 8: ``alpha1, beta1`` from the generator's two output channels ``(B, L, 2)``."""
-    params = F.softplus(logits.float()) + config.b_min
+def sequence_beta(logits: Tensor, config: MaskConfig,
+                  softplus: Callable[[Tensor], Tensor] = F.softplus) -> tuple[Tensor, Tensor]:
+    """Eq. 8: ``alpha1, beta1`` from the generator's two output channels ``(B, L, 2)``.
+
+    ``softplus``: the activation, ``F.softplus`` or an ``nn.Softplus()`` module (the generator
+    passes its module so that attribution rules, e.g. DeepLIFT's, can attach to it)."""
+    params = softplus(logits.float()) + config.b_min
     if config.b_min < _POSITIVE_FLOOR:
         params = params.clamp_min(_POSITIVE_FLOOR)
     return params[..., 0], params[..., 1]
@@ -90,6 +95,17 @@ def signal_beta(signals: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
         w * (c + config.b_min) for w, c in zip(config.signal_weights, config.signal_beta)
     )
     return alpha2, torch.full_like(alpha2, beta2_value)
+
+
+class BetaMean(nn.Module):
+    """The posterior mean ``alpha / (alpha + beta)`` of stacked parameters ``(..., 2)``.
+
+    The same arithmetic as :attr:`MaskDistribution.mean`, as a single-input module so that an
+    attribution method can give it a rule (it is the generator's one non-linear step between the
+    Beta parameters and the mask; see ``seq2exp_plugin.adapters.grelu.deepshap_ops``)."""
+
+    def forward(self, params: Tensor) -> Tensor:
+        return params[..., 0] / params.sum(-1)
 
 
 def posterior(alpha1: Tensor, beta1: Tensor, alpha2: Tensor, beta2: Tensor,
@@ -141,12 +157,14 @@ def top_fraction(score: Tensor, fraction: float) -> Tensor:
 
 
 def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
-              blacklist: Tensor | None = None) -> MaskOutput:
+              blacklist: Tensor | None = None, mean: Tensor | None = None) -> MaskOutput:
     """Sample (training) or take the mean (inference), harden if asked, apply constraints.
 
     "top" mode is deterministic: it ranks the posterior mean of a frozen generator.
+    ``mean``: ``dist.mean`` computed by the caller (the generator's :class:`BetaMean`); by
+    default computed here.
     """
-    mean = dist.mean
+    mean = dist.mean if mean is None else mean
     if config.mode == "top":
         mask = top_fraction(mean.detach(), config.top_fraction)
     else:

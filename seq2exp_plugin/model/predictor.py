@@ -40,6 +40,14 @@ class RelativePosition(nn.Module):
         return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
+def _elementwise_product() -> nn.Module:
+    """``left * right`` as tangermeme's ``BilinearOp`` (the module DeepLIFT/SHAP has a product
+    rule for); imported here, not at module level, as tangermeme takes about a second to import."""
+    from tangermeme.deep_lift_shap import BilinearOp
+
+    return BilinearOp("...,...->...")
+
+
 class ExpressionHead(nn.Sequential):
     """MLP ``d_model + n_features -> hidden -> hidden -> 1`` with ReLU (one task, as gReLU heads)."""
 
@@ -69,6 +77,7 @@ class Seq2ExpPredictor(nn.Module):
         self.backbone = BiMambaStack(cfg.predictor)
         self.position = RelativePosition(d_model) if cfg.mask.packed else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
+        self.mask_product = _elementwise_product()
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
         """``M * (E_seq(x) + E_sig(s))``: ``(B, L, d_model)``."""
@@ -78,7 +87,7 @@ class Seq2ExpPredictor(nn.Module):
                 signals = torch.log1p(signals.clamp_min(0))
             hidden = hidden + self.signal_embedding(signals.transpose(1, 2))
         if mask is not None:
-            hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
+            hidden = self.mask_product(hidden, mask.unsqueeze(-1).to(hidden.dtype))
         return hidden
 
     def encode(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -1,0 +1,705 @@
+"""In-silico mutagenesis (ISM) and attributions of a trained model, through gReLU's own tools.
+
+gReLU's tools take 4-channel DNA. :func:`load_locus` reads one gene's window (DNA, signals,
+features, blacklist) and :func:`bind` turns a trained model + that locus into a gReLU
+``LightningModel`` on DNA alone (:func:`seq2exp_plugin.adapters.grelu.bind_locus`). On it:
+
+- :func:`ism_effects`: gReLU's ``ISMDataset`` (``drop_ref=True``: 3 mutated sequences per
+  position, any set of positions) predicted by gReLU's ``predict_on_dataset``, batched.
+  ``grelu.interpret.score.ISM_predict`` runs on the same bound model too (contiguous ranges,
+  4 predictions per position including the reference base).
+- :func:`attributions`: ``grelu.interpret.score.get_attributions`` with the methods
+  ``saliency``, ``inputxgradient``, ``integratedgradients`` (Captum) and ``deepshap``
+  (tangermeme; the rules Seq2Exp needs are added, see :func:`seq2exp_plugin.adapters.grelu.deepshap_ops`).
+- :func:`select_elements`: the restricted ISM's positions - the top elements of the gene's mask
+  (runs of high mask score, :func:`seq2exp_plugin.discover.regions.call_elements`) within a bp
+  budget, plus the central promoter if asked.
+- :func:`run_ism`: ``seq2exp ism``: all of the above for some genes, written atomically.
+
+**What the generator sees under mutation.** By default (``mask_mode="recompute"``) each mutated
+sequence goes through the whole model: the generator reads the mutated DNA, so a mutation acts
+both through the predictor and by changing the mask (which elements are selected) - the model's
+actual prediction for the mutated sequence, and the same rule ``seq2exp variants`` uses.
+``mask_mode="fixed"`` binds the reference sequence's mask and runs the predictor alone: the
+direct effect with the selection held fixed (the difference of the two is the part that acts
+through the mask).
+
+**Coordinates.** Arrays are in window order (reversed genomic order for "-" genes when the
+dataset reverse-complements them). Output tables give genomic positions **1-based** (``pos``, as
+in VCF, so a row's ``chrom, pos, ref, alt`` is directly a variant for ``seq2exp variants``) and
+bases on the genome's + strand; BED and bigWig files are 0-based half-open as those formats are.
+Positions whose reference base is N are not mutated.
+
+**gReLU 1.1.0 quirks routed around here**: ``predict_on_dataset`` sets torch's float32 matmul
+precision to "medium" process-wide (restored after each call) and builds a Lightning trainer
+whose default logger writes ``lightning_logs/`` into the working directory (run from a
+temporary directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+__all__ = [
+    "BASES",
+    "Locus",
+    "SelectedElement",
+    "ISMResult",
+    "load_locus",
+    "reference_mask",
+    "bind",
+    "ism_effects",
+    "attributions",
+    "select_elements",
+    "run_ism",
+    "atomic_output_dir",
+]
+
+BASES = "ACGT"
+_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+METHODS = ("saliency", "inputxgradient", "integratedgradients", "deepshap")
+
+
+# ----------------------------------------------------------------------------------- loci
+@dataclass
+class Locus:
+    """One gene's window as the model reads it (window order), and where it lies.
+
+    ``seq (4, L)``, ``signals (d, L)``, ``features (n,)``, ``blacklist (L,)`` bool, ``mask`` the
+    dataset's peak mask (peak-mask models) or ``None``; ``reverse``: index ``i`` is genomic
+    position ``end - 1 - i`` (else ``start + i``)."""
+
+    gene_id: str
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    tss: int
+    reverse: bool
+    seq: Any
+    signals: Any
+    features: Any
+    blacklist: Any
+    mask: Any = None
+
+    @classmethod
+    def from_item(cls, item: dict, rc_minus_strand: bool) -> "Locus":
+        import torch
+
+        as_tensor = lambda key: None if item.get(key) is None else torch.as_tensor(np.asarray(item[key]))  # noqa: E731
+        strand = str(item["strand"])
+        return cls(str(item["gene_id"]), str(item["chrom"]), int(item["start"]), int(item["end"]), strand,
+                   int(item["tss"]), bool(rc_minus_strand) and strand == "-", as_tensor("seq").float(),
+                   as_tensor("signals").float(), as_tensor("features").float(),
+                   as_tensor("blacklist").bool(), as_tensor("mask"))
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def genomic(self, index) -> np.ndarray:
+        """0-based genomic positions of window indices."""
+        index = np.asarray(index, dtype=np.int64)
+        return self.end - 1 - index if self.reverse else self.start + index
+
+    def window_index(self, position: int) -> int:
+        """Window index of a 0-based genomic position inside the window."""
+        if not self.start <= position < self.end:
+            raise ValueError(f"gene {self.gene_id!r}: position {position} is outside its window "
+                             f"{self.chrom}:{self.start}-{self.end}")
+        return self.end - 1 - position if self.reverse else position - self.start
+
+    def plus_strand(self, bases: str) -> str:
+        """Bases read in window order -> the genome's + strand (complemented if reversed)."""
+        return bases.translate(_COMPLEMENT) if self.reverse else bases
+
+
+def load_locus(dataset, gene_id: str) -> Locus:
+    """The locus of ``gene_id`` in a window dataset (``KeyError`` naming the gene if absent)."""
+    ids = [str(g) for g in dataset.gene_ids]
+    if gene_id not in ids:
+        raise KeyError(f"gene {gene_id!r} is not in the gene table ({len(ids)} genes, e.g. {ids[:3]})")
+    return Locus.from_item(dataset[ids.index(gene_id)], getattr(dataset, "rc_minus_strand",
+                                                                dataset.extractor.rc_minus_strand))
+
+
+def _net(model):
+    """The library network of a LightningModel / gReLU class / network."""
+    face = getattr(model, "model", model)
+    return getattr(face, "net", face)
+
+
+def _reference_generator_output(net, locus: Locus):
+    """The generator's output (eval mode, no gradient) on the locus's reference window."""
+    import torch
+
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            return net.generator(locus.seq[None], locus.signals[None], locus.blacklist[None])
+    finally:
+        net.train(was_training)
+
+
+def reference_mask(model, locus: Locus) -> np.ndarray | None:
+    """The per-bp mask score of the reference window (the generator's posterior mean, promoter
+    kept, blacklist removed); a peak-mask model's mask; ``None`` for models without a mask."""
+    from ..model.seq2exp import Seq2ExpModel
+
+    net = _net(model)
+    if isinstance(net, Seq2ExpModel):
+        return _reference_generator_output(net, locus).score[0].float().numpy()
+    return None if locus.mask is None else np.asarray(locus.mask, dtype=np.float32)
+
+
+def bind(model, locus: Locus, mask_mode: str = "recompute"):
+    """A gReLU ``LightningModel`` on the locus's DNA alone (see the module docstring for
+    ``mask_mode``: "recompute" - the generator reads each sequence - or "fixed" - the reference
+    mask is held)."""
+    from ..adapters.grelu import bind_locus
+    from ..model.seq2exp import Seq2ExpModel
+
+    if mask_mode not in ("recompute", "fixed"):
+        raise ValueError(f"mask_mode must be 'recompute' or 'fixed', got {mask_mode!r}")
+    mask = locus.mask
+    net = _net(model)
+    if isinstance(net, Seq2ExpModel):
+        # recompute: no mask bound, the generator runs on every sequence; fixed: the mask the
+        # predictor reads for the reference window
+        mask = _reference_generator_output(net, locus).mask[0].float() if mask_mode == "fixed" else None
+    return bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+
+
+# ------------------------------------------------------------------------------- gReLU runs
+@contextlib.contextmanager
+def _grelu_prediction_context() -> Iterator[None]:
+    """Around gReLU's ``predict_on_dataset``: keep torch's matmul precision, keep Lightning's
+    start-up chatter and its default ``lightning_logs/`` out of the user's way."""
+    import torch
+
+    precision = torch.get_float32_matmul_precision()
+    names = ("lightning.pytorch", "pytorch_lightning", "lightning.fabric", "lightning_fabric")
+    levels = {n: logging.getLogger(n).level for n in names}
+    cwd = os.getcwd()
+    scratch = tempfile.mkdtemp(prefix="seq2exp-grelu-")
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        os.chdir(scratch)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tensorboardX.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            yield
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(scratch, ignore_errors=True)
+        torch.set_float32_matmul_precision(precision)
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _one_hot_to_string(seq) -> str:
+    from grelu.sequence.format import convert_input_type
+
+    return convert_input_type(seq, "strings")
+
+
+def ism_effects(bound, seq, positions: Sequence[int], batch_size: int = 64,
+                devices: str | int | list = "cpu") -> tuple[float, np.ndarray, dict]:
+    """ISM at ``positions`` (window indices) with gReLU's ``ISMDataset`` + ``predict_on_dataset``.
+
+    Returns ``(reference prediction, deltas (P, 4), cost)``: ``deltas[p, b]`` = prediction with
+    base ``b`` (A, C, G, T) at ``positions[p]`` minus the reference prediction (0 for the
+    reference base); ``cost`` = ``{"bases", "model_calls", "seconds"}``. Positions whose base is N
+    are rejected (``ValueError``).
+    """
+    import torch
+    from grelu.data.dataset import ISMDataset
+
+    seq = torch.as_tensor(seq).float()
+    positions = [int(p) for p in positions]
+    if not positions:
+        raise ValueError("ism_effects: no positions to mutate")
+    length = seq.shape[-1]
+    bad = [p for p in positions if not 0 <= p < length]
+    if bad:
+        raise ValueError(f"ism_effects: position {bad[0]} outside the window of {length} bp")
+    ref_idx = seq.argmax(0).numpy()
+    is_n = (seq.sum(0) == 0).numpy()
+    if is_n[positions].any():
+        p = positions[int(np.flatnonzero(is_n[positions])[0])]
+        raise ValueError(f"ism_effects: the reference base at window index {p} is N")
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        device = next(bound.parameters(), seq).device
+        ref = float(bound(seq[None].to(device)).reshape(-1)[0])
+    dataset = ISMDataset(seqs=_one_hot_to_string(seq), positions=positions, drop_ref=True)
+    with _grelu_prediction_context():
+        preds = bound.predict_on_dataset(dataset, devices=devices, num_workers=0, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    preds = np.asarray(preds, dtype=np.float64).reshape(len(positions), 3)  # (1, P, 3, 1, 1)
+    deltas = np.zeros((len(positions), 4))
+    for k, p in enumerate(positions):
+        alts = [b for b in range(4) if b != ref_idx[p]]  # ISMDataset's order with drop_ref
+        deltas[k, alts] = preds[k] - ref
+    cost = {"bases": len(positions), "model_calls": 3 * len(positions) + 1, "seconds": seconds}
+    return ref, deltas, cost
+
+
+@contextlib.contextmanager
+def _no_layer_checkpointing(net) -> Iterator[None]:
+    """Attribution hooks see each layer once: switch activation checkpointing off meanwhile."""
+    from ..nn.bimamba import BiMambaStack
+
+    stacks = [m for m in net.modules() if isinstance(m, BiMambaStack)]
+    saved = [s.config.checkpoint_layers for s in stacks]
+    try:
+        for s in stacks:
+            s.config.checkpoint_layers = False
+        yield
+    finally:
+        for s, v in zip(stacks, saved):
+            s.config.checkpoint_layers = v
+
+
+def attributions(bound, seqs, method: str = "deepshap", n_shuffles: int = 20, seed: int | None = 0,
+                 ig_nodes: int = 8, **kwargs) -> np.ndarray:
+    """Per-base attributions ``(N, 4, L)`` of one-hot ``seqs (N, 4, L)`` (or ``(4, L)``) from
+    ``grelu.interpret.score.get_attributions`` on a bound model.
+
+    ``method``: saliency, inputxgradient, integratedgradients (Captum: one value per sequence,
+    which the bound model gives) or deepshap (tangermeme, with :func:`deepshap_ops` rules using
+    ``ig_nodes`` quadrature nodes). DeepSHAP pairs each sequence with its shuffled references
+    along the batch axis, which RC-equivariant stacks (they double the batch) and the packed
+    predictor (it runs sequence by sequence) do not keep: refused for those.
+    """
+    import torch
+    from grelu.interpret.score import get_attributions
+
+    from ..adapters.grelu import deepshap_ops
+
+    if method not in METHODS:
+        raise ValueError(f"attribution method must be one of {METHODS}, got {method!r}")
+    seqs = torch.as_tensor(seqs).float()
+    if seqs.ndim == 2:
+        seqs = seqs[None]
+    net = _net(bound.model.model)
+    if method == "deepshap":
+        cfg = getattr(net, "config", None)
+        if cfg is not None and (cfg.generator.rc_equivariant or cfg.predictor.rc_equivariant
+                                or cfg.mask.packed):
+            raise ValueError("deepshap: not available for RC-equivariant or packed models (they do "
+                             "not keep the sequence/reference pairing along the batch); use "
+                             "integratedgradients")
+        kwargs.setdefault("additional_nonlinear_ops", deepshap_ops(ig_nodes))
+        kwargs.update(n_shuffles=n_shuffles, seed=seed)
+    with _no_layer_checkpointing(net):
+        return np.asarray(get_attributions(bound, seqs, method=method, **kwargs))
+
+
+# ------------------------------------------------------------------------ element selection
+@dataclass
+class SelectedElement:
+    """A window interval ``[start, end)`` chosen for ISM; ``kind`` "element" or "promoter";
+    ``mean_score`` the mask's mean over the whole called element; ``clipped``: cut to the budget."""
+
+    start: int
+    end: int
+    mean_score: float
+    kind: str = "element"
+    rank: int = 0
+    clipped: bool = False
+    positions: list[int] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def select_elements(score: np.ndarray, top_elements: int = 5, bp_budget: int = 500,
+                    threshold: float | None = 0.5, top_fraction: float | None = None,
+                    min_gap: int = 20, min_length: int = 10, exclude: slice | None = None,
+                    promoter: slice | None = None, scorable: np.ndarray | None = None,
+                    ) -> list[SelectedElement]:
+    """The positions of a restricted ISM, as elements in window coordinates.
+
+    Elements are called on ``score`` (:func:`~seq2exp_plugin.discover.regions.call_elements`:
+    runs of ``score >= threshold`` - or of the window's top ``top_fraction`` - merged across gaps
+    of ``min_gap`` bp, at least ``min_length`` bp) with ``exclude`` (the always-kept promoter:
+    it was not selected) zeroed first, ranked by mean score (ties: genomic order), and taken in
+    that order, at most ``top_elements`` of them, until ``bp_budget`` bp are used; an element
+    longer than what is left of the budget is cut to it, centred on its highest-scoring base.
+    ``promoter`` (a slice) is added on top of the budget as kind "promoter". ``scorable``
+    (bool per position, e.g. not N) decides which positions of each element are mutated.
+    """
+    from .regions import call_elements
+
+    original = np.asarray(score, dtype=np.float64)
+    score = original.copy()
+    length = score.shape[-1]
+    if top_elements < 0 or bp_budget < 0:
+        raise ValueError("top_elements and bp_budget must be >= 0")
+    if exclude is not None:
+        score[exclude] = 0.0
+    scorable = np.ones(length, dtype=bool) if scorable is None else np.asarray(scorable, dtype=bool)
+    called = call_elements(score, threshold=threshold, min_gap=min_gap, min_length=min_length,
+                           top_fraction=top_fraction) if top_elements and bp_budget else []
+    ranked = sorted(called, key=lambda e: (-e[2], e[0]))
+    chosen: list[SelectedElement] = []
+    left = int(bp_budget)
+    for el in ranked:
+        if len(chosen) >= top_elements or left <= 0:
+            break
+        s, e, mean = int(el[0]), int(el[1]), float(el[2])
+        clipped = e - s > left
+        if clipped:
+            peak = s + int(np.argmax(score[s:e]))
+            s = min(max(s, peak - left // 2), e - left)
+            e = s + left
+        left -= e - s
+        chosen.append(SelectedElement(s, e, mean, "element", len(chosen) + 1, clipped))
+    if promoter is not None:
+        s, e, _ = promoter.indices(length)
+        chosen.append(SelectedElement(s, e, float(np.mean(original[s:e])) if e > s else 0.0,
+                                      "promoter", 0))
+    for el in chosen:
+        el.positions = [p for p in range(el.start, el.end) if scorable[p]]
+    return chosen
+
+
+# --------------------------------------------------------------------------- atomic outputs
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; renamed to ``path`` when the block ends normally,
+    removed on any exception (Ctrl-C included): nothing partial is left. ``path`` must not exist
+    (or be empty) unless ``force``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"output {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise FileExistsError(f"output folder {path} exists and is not empty (use --force to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        mode = os.umask(0o022)
+        os.umask(mode)
+        os.chmod(tmp, 0o777 & ~mode)  # mkdtemp makes it 0700
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------------------ seq2exp ism
+@dataclass
+class ISMResult:
+    """One gene's restricted ISM."""
+
+    locus: Locus
+    elements: list[SelectedElement]
+    reference: float
+    positions: np.ndarray  # window indices, (P,)
+    deltas: np.ndarray  # (P, 4), window-order bases (A, C, G, T as the model read them)
+    cost: dict
+
+    def table(self):
+        """One row per (position, alternative base): genomic ``pos`` 1-based, + strand bases."""
+        import pandas as pd
+
+        loc = self.locus
+        seq = np.asarray(loc.seq)
+        ref_idx = seq.argmax(0)
+        element_of = {}
+        for el in self.elements:
+            name = f"{loc.gene_id}:{'promoter' if el.kind == 'promoter' else el.rank}"
+            for p in el.positions:
+                element_of.setdefault(p, name)
+        rows = []
+        for k, p in enumerate(self.positions):
+            ref_b = BASES[ref_idx[p]]
+            for b in range(4):
+                if b == ref_idx[p]:
+                    continue
+                rows.append((loc.gene_id, element_of.get(int(p), ""), loc.chrom, int(loc.genomic(p)) + 1,
+                             loc.plus_strand(ref_b), loc.plus_strand(BASES[b]), int(p),
+                             self.reference + self.deltas[k, b], self.deltas[k, b]))
+        df = pd.DataFrame(rows, columns=["gene_id", "element", "chrom", "pos", "ref", "alt", "window_index",
+                                         "prediction", "delta"])
+        return df.sort_values(["chrom", "pos", "alt"], kind="stable").reset_index(drop=True)
+
+    def per_position(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(genomic 0-based positions, max |delta|, mean delta over the 3 alternatives)``,
+        sorted by position."""
+        seq = np.asarray(self.locus.seq)
+        ref_idx = seq.argmax(0)[self.positions]
+        alt = np.ones_like(self.deltas, dtype=bool)
+        alt[np.arange(len(self.positions)), ref_idx] = False
+        alt_deltas = self.deltas[alt].reshape(-1, 3)
+        gpos = self.locus.genomic(self.positions)
+        order = np.argsort(gpos)
+        return gpos[order], np.abs(alt_deltas).max(1)[order], alt_deltas.mean(1)[order]
+
+
+def ism_gene(model, locus: Locus, score: np.ndarray, mask_mode: str = "recompute", batch_size: int = 64,
+             devices="cpu", **select) -> ISMResult:
+    """Restricted ISM of one gene (elements from ``score``; ``select``: :func:`select_elements`
+    options)."""
+    scorable = np.asarray(locus.seq).sum(0) > 0
+    elements = select_elements(score, scorable=scorable, **select)
+    positions = sorted({p for el in elements for p in el.positions})
+    if not positions:
+        raise ValueError(f"gene {locus.gene_id!r}: no positions to mutate (no element called at these "
+                         f"settings; max mask score outside the promoter "
+                         f"{_max_outside(score, select.get('exclude')):.3f}); lower --threshold or use "
+                         f"--top-fraction / --promoter-bp")
+    bound = bind(model, locus, mask_mode)
+    ref, deltas, cost = ism_effects(bound, locus.seq, positions, batch_size=batch_size, devices=devices)
+    return ISMResult(locus, elements, ref, np.asarray(positions), deltas, cost)
+
+
+def _max_outside(score, exclude) -> float:
+    s = np.asarray(score, dtype=np.float64).copy()
+    if exclude is not None:
+        s[exclude] = -np.inf
+    return float(np.max(s)) if s.size and np.isfinite(np.max(s)) else float("nan")
+
+
+def _write_bigwig(path: Path, sizes: dict, chrom: str, positions: np.ndarray, values: np.ndarray) -> None:
+    import pyBigWig
+
+    bw = pyBigWig.open(str(path), "w")
+    if bw is None:
+        raise OSError(f"pyBigWig cannot create {path}")
+    try:
+        bw.addHeader([(c, int(n)) for c, n in sizes.items()])
+        keep = (positions >= 0) & (positions < sizes[chrom])
+        pos = positions[keep].astype(np.int64)
+        bw.addEntries([chrom] * len(pos), pos.tolist(), ends=(pos + 1).tolist(),
+                      values=values[keep].astype(np.float64).tolist())
+    finally:
+        bw.close()
+
+
+def _elements_bed_rows(result: ISMResult, chrom: str, chrom_size: int) -> list[tuple]:
+    from .regions import window_to_genomic
+
+    loc = result.locus
+    pos_index = {int(p): k for k, p in enumerate(result.positions)}
+    rows = []
+    for el in result.elements:
+        gs, ge = window_to_genomic(el.start, el.end, loc.start, loc.end, loc.reverse)
+        gs, ge = max(gs, 0), min(ge, chrom_size)
+        if ge <= gs:
+            continue
+        ks = [pos_index[p] for p in el.positions]
+        d = result.deltas[ks]
+        nz = d[d != 0]
+        max_abs = float(np.abs(d).max()) if d.size else 0.0
+        mean_abs = float(np.abs(nz).mean()) if nz.size else 0.0
+        name = f"{loc.gene_id}:{'promoter' if el.kind == 'promoter' else el.rank}"
+        rows.append((chrom, gs, ge, name, int(min(max(round(1000 * el.mean_score), 0), 1000)),
+                     loc.strand, loc.gene_id, el.kind, el.rank, round(el.mean_score, 4), len(el.positions),
+                     int(el.clipped), f"{max_abs:.6g}", f"{mean_abs:.6g}"))
+    return rows
+
+
+BED_COLUMNS = ("chrom", "start", "end", "name", "score", "strand", "gene_id", "kind", "rank",
+               "mask_mean", "bases_scored", "clipped", "max_abs_delta", "mean_abs_delta")
+
+
+def plot_element(result: ISMResult, element: SelectedElement, path: Path, max_width: int = 200) -> Path:
+    """PNG of one element: a logo of per-base importance (minus the mean effect of mutating the
+    reference base: tall letters are bases whose change lowers expression) over a heatmap of the
+    three alternatives' effects; + strand, genomic x axis; at most ``max_width`` bp around the
+    strongest effect."""
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+    from matplotlib.patches import PathPatch
+    from matplotlib.textpath import TextPath
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.transforms import Affine2D
+
+    loc = result.locus
+    pos_index = {int(p): k for k, p in enumerate(result.positions)}
+    ks = [pos_index[p] for p in element.positions]
+    if not ks:
+        raise ValueError(f"gene {loc.gene_id!r}: element has no scored positions to plot")
+    d = result.deltas[ks]  # (n, 4) window-order bases
+    seq = np.asarray(loc.seq)[:, element.positions]
+    gpos = loc.genomic(element.positions)
+    if loc.reverse:  # to + strand: complement bases (A<->T, C<->G: reverse the base axis)
+        d, seq = d[:, ::-1], seq[::-1]
+    order = np.argsort(gpos)
+    gpos, d, seq = gpos[order], d[order], seq[:, order]
+    if len(gpos) > max_width:
+        centre = int(np.argmax(np.abs(d).max(1)))
+        lo = min(max(0, centre - max_width // 2), len(gpos) - max_width)
+        gpos, d, seq = gpos[lo:lo + max_width], d[lo:lo + max_width], seq[:, lo:lo + max_width]
+    ref_idx = seq.argmax(0)
+    alt = np.ones_like(d, dtype=bool)
+    alt[np.arange(len(gpos)), ref_idx] = False
+    importance = -d[alt].reshape(-1, 3).mean(1)
+
+    width = max(6.0, min(18.0, 0.09 * len(gpos) + 2))
+    fig = Figure(figsize=(width, 4.2), constrained_layout=True)
+    ax_logo, ax_heat = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 1]})
+    colors = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
+    font = FontProperties(family="DejaVu Sans", weight="bold")
+    for x, (b, h) in enumerate(zip(ref_idx, importance)):
+        if h == 0:
+            continue
+        letter = BASES[b]
+        tp = TextPath((0, 0), letter, size=1, prop=font)
+        bb = tp.get_extents()
+        sx, sy = 0.9 / bb.width, abs(h) / bb.height
+        y0 = 0 if h > 0 else h
+        trans = Affine2D().translate(-bb.x0, -bb.y0).scale(sx, sy).translate(x - 0.45, y0)
+        ax_logo.add_patch(PathPatch(trans.transform_path(tp), color=colors[letter], lw=0))
+    lim = float(np.abs(importance).max()) or 1.0
+    ax_logo.set_ylim(min(0.0, importance.min()) * 1.1 - 1e-12, max(0.0, importance.max()) * 1.1 + 1e-12)
+    if importance.min() >= 0:
+        ax_logo.set_ylim(0, lim * 1.1)
+    ax_logo.axhline(0, color="black", lw=0.5)
+    ax_logo.set_ylabel("-mean Δ\n(ref base)")
+    name = f"{loc.gene_id}:{'promoter' if element.kind == 'promoter' else element.rank}"
+    ax_logo.set_title(f"ISM {name}  {loc.chrom}:{int(gpos[0]) + 1:,}-{int(gpos[-1]) + 1:,} (+ strand)  "
+                      f"gene strand {loc.strand}  ref. prediction {result.reference:.4f}", fontsize=9)
+    heat = np.where(alt, d, np.nan).T  # (4, n)
+    vmax = float(np.nanmax(np.abs(heat))) if np.isfinite(heat).any() else 1.0
+    vmax = vmax or 1.0
+    im = ax_heat.imshow(heat, aspect="auto", cmap="RdBu_r", interpolation="nearest",
+                        norm=TwoSlopeNorm(0.0, -vmax, vmax), extent=(-0.5, len(gpos) - 0.5, 3.5, -0.5))
+    ax_heat.set_yticks(range(4), list(BASES))
+    ax_heat.set_ylabel("alt base")
+    fig.colorbar(im, ax=ax_heat, label="Δ prediction (alt - ref)", fraction=0.03)
+    ticks = np.linspace(0, len(gpos) - 1, min(len(gpos), 8)).round().astype(int)
+    ax_heat.set_xticks(ticks, [f"{int(gpos[t]) + 1:,}" for t in ticks])
+    ax_heat.set_xlabel(f"{loc.chrom} position (1-based)")
+    ax_heat.set_xlim(-0.5, len(gpos) - 0.5)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def run_ism(checkpoint: str, gene_ids: Sequence[str], out_dir: str | os.PathLike, *, top_elements: int = 5,
+            bp_budget: int = 500, promoter_bp: int = 0, threshold: float | None = 0.5,
+            top_fraction: float | None = None, min_gap: int = 20, min_length: int = 10,
+            mask_mode: str = "recompute", batch_size: int = 64, devices="cpu", plot_elements: int = 1,
+            data_overrides: dict | None = None, force: bool = False, progress: bool = True) -> dict:
+    """``seq2exp ism``: restricted ISM of ``gene_ids`` with the checkpoint's data, written to
+    ``out_dir`` atomically. Returns the summary (also written as ``summary.json``).
+
+    Files: ``ism.tsv`` (one row per base and alternative: gene_id, element, chrom, pos 1-based,
+    ref, alt (+ strand), window_index, prediction, delta = alt - ref prediction), ``elements.bed``
+    (the scored elements, BED6+, 0-based), ``<gene>.max_abs_delta.bw`` and ``<gene>.mean_delta.bw``
+    (per scored position), ``<gene>.element<k>.png`` for the top ``plot_elements`` elements,
+    ``summary.json`` (cost included).
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from ..data.genome import resolve_chrom
+    from ..model.mask import central_slice
+    from ..train.evaluate import load_run
+    from ..train.fit import make_dataset
+    from .regions import read_chrom_sizes
+
+    if not gene_ids:
+        raise ValueError("give at least one gene (--gene)")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise FileExistsError(f"output folder {out_dir} exists and is not empty (use --force to replace it)")
+    module, run = load_run(checkpoint, data_overrides)
+    dataset = make_dataset(run, None, gene_ids=list(gene_ids))
+    sizes = read_chrom_sizes(str(run.data.genome))
+    net = module.net
+    promoter_keep = int(net.config.mask.promoter_keep) if hasattr(net, "config") else 0
+    if mask_mode == "fixed" and not hasattr(net, "generator"):
+        raise ValueError(f"{checkpoint}: --mask-mode fixed needs a Seq2Exp model (this is {type(net).__name__})")
+
+    results: list[ISMResult] = []
+    t0 = time.perf_counter()
+    loci = [load_locus(dataset, g) for g in gene_ids]
+    for locus in tqdm(loci, desc="ISM genes", unit="gene", disable=not progress or len(loci) == 1):
+        score = reference_mask(module, locus)
+        if score is None:
+            raise ValueError(f"{checkpoint}: a {run.variant} model has no mask to select elements from; "
+                             f"ISM restricted to elements needs a Seq2Exp or peak-mask model")
+        length = locus.length
+        exclude = central_slice(length, promoter_keep) if promoter_keep else None
+        promoter = central_slice(length, promoter_bp) if promoter_bp > 0 else None
+        results.append(ism_gene(module, locus, score, mask_mode=mask_mode, batch_size=batch_size, devices=devices,
+                                top_elements=top_elements, bp_budget=bp_budget, threshold=threshold,
+                                top_fraction=top_fraction, min_gap=min_gap, min_length=min_length,
+                                exclude=exclude, promoter=promoter))
+    elapsed = time.perf_counter() - t0
+
+    with atomic_output_dir(out_dir, force=force) as tmp:
+        table = pd.concat([r.table() for r in results], ignore_index=True)
+        table.to_csv(tmp / "ism.tsv", sep="\t", index=False, float_format="%.6g")
+        bed = []
+        for r in results:
+            chrom = resolve_chrom(r.locus.chrom, sizes, str(run.data.genome))
+            bed.extend(_elements_bed_rows(r, chrom, sizes[chrom]))
+            gpos, max_abs, mean = r.per_position()
+            _write_bigwig(tmp / f"{r.locus.gene_id}.max_abs_delta.bw", sizes, chrom, gpos, max_abs)
+            _write_bigwig(tmp / f"{r.locus.gene_id}.mean_delta.bw", sizes, chrom, gpos, mean)
+            for el in [e for e in r.elements if e.kind == "element"][:plot_elements]:
+                if el.positions:
+                    plot_element(r, el, tmp / f"{r.locus.gene_id}.element{el.rank}.png")
+        bed.sort(key=lambda row: (row[0], row[1], row[2], row[3]))
+        with open(tmp / "elements.bed", "w") as fh:
+            fh.write("#" + "\t".join(BED_COLUMNS) + "\n")
+            for row in bed:
+                fh.write("\t".join(map(str, row)) + "\n")
+        summary = _summary(checkpoint, run, results, elapsed, mask_mode, batch_size)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _summary(checkpoint, run, results: list[ISMResult], elapsed: float, mask_mode: str, batch_size: int) -> dict:
+    genes = []
+    for r in results:
+        c = r.cost
+        rate = c["seconds"] / c["model_calls"]
+        scorable = int((np.asarray(r.locus.seq).sum(0) > 0).sum())
+        full_calls = 3 * scorable + 1
+        genes.append({
+            "gene_id": r.locus.gene_id, "chrom": r.locus.chrom, "strand": r.locus.strand,
+            "window": [r.locus.start, r.locus.end], "reference_prediction": r.reference,
+            "elements": [{"kind": e.kind, "rank": e.rank, "window_start": e.start, "window_end": e.end,
+                          "mask_mean": e.mean_score, "clipped": e.clipped, "bases_scored": len(e.positions)}
+                         for e in r.elements],
+            "bases_scored": c["bases"], "model_calls": c["model_calls"], "seconds": round(c["seconds"], 3),
+            "seconds_per_model_call": rate,
+            "full_window": {"bases": scorable, "model_calls": full_calls,
+                            "seconds_extrapolated": round(full_calls * rate, 1),
+                            "note": "extrapolated from this run's measured seconds per model call"},
+            "fraction_of_full_window_calls": c["model_calls"] / full_calls,
+        })
+    return {"checkpoint": str(checkpoint), "variant": run.variant, "window": run.data.window,
+            "mask_mode": mask_mode, "batch_size": batch_size, "positions": "1-based in ism.tsv; 0-based in BED/bigWig",
+            "delta": "alt - ref prediction (model units: log10(expression + 1))",
+            "seconds_total": round(elapsed, 3), "genes": genes}

@@ -1,0 +1,260 @@
+"""gReLU integration: build by name, load `seq2exp train` checkpoints, and run gReLU's own ISM and
+attribution functions on a model bound to one locus (seq2exp_plugin.adapters.grelu)."""
+
+import os
+import subprocess
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
+WINDOW = 2000
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synth, tiny_checkpoint):
+    """The session's tiny `seq2exp train` checkpoint; its data with "-" genes reverse-complemented."""
+    from seq2exp_plugin.train.evaluate import load_run
+    from seq2exp_plugin.train.fit import make_dataset
+
+    _, run = load_run(str(tiny_checkpoint), {"rc_minus_strand": True})
+    dataset = make_dataset(run, None)
+    plus, minus = (list(dataset.strands).index(s) for s in "+-")  # minus: reverse-complemented
+    return types.SimpleNamespace(run=run, ckpt=Path(tiny_checkpoint), dataset=dataset, plus=plus, minus=minus)
+
+
+def sensitive_copy(module):
+    """The trained network with its DNA embeddings scaled up: ISM effects far above float noise."""
+    import copy
+
+    module = copy.deepcopy(module).eval()
+    with torch.no_grad():
+        module.net.generator.embedding.weight.mul_(40.0)
+        module.net.predictor.seq_embedding.weight.mul_(40.0)
+    return module
+
+
+def item_tensors(item):
+    return {k: torch.as_tensor(np.asarray(item[k]))[None] for k in ("seq", "signals", "features", "blacklist")}
+
+
+def direct(net, seq, item):
+    """The library network on one window (batch of sequences), blacklist included."""
+    t = item_tensors(item)
+    n = seq.shape[0]
+    with torch.no_grad():
+        return net(seq, t["signals"].expand(n, -1, -1), t["features"].expand(n, -1),
+                   t["blacklist"].expand(n, -1)).expression
+
+
+def test_lightning_model_builds_by_name_after_import_hook():
+    """In a fresh interpreter: `import seq2exp_plugin` before gReLU is imported is enough."""
+    code = (
+        "import sys, seq2exp_plugin\n"
+        "assert 'grelu.model.models' not in sys.modules\n"
+        "import torch\n"
+        "from grelu.lightning import LightningModel\n"
+        "stack = {'d_model': 8, 'n_layers': 1, 'd_state': 4}\n"
+        "m = LightningModel(model_params={'model_type': 'Seq2ExpModel', 'generator': stack,\n"
+        "    'predictor': stack, 'pool_width': 20, 'mask': {'promoter_keep': 20}}).eval()\n"
+        "x = torch.cat([torch.eye(4)[torch.randint(0, 4, (2, 64))].transpose(1, 2),\n"
+        "               torch.rand(2, 3, 64), torch.zeros(2, 9, 64)], 1)\n"
+        "print(type(m.model).__module__, type(m.model).__name__, tuple(m(x).shape))\n"
+    )
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().endswith("seq2exp_plugin.adapters.grelu Seq2ExpModel (2, 1, 1)"), res.stdout
+
+
+def test_train_checkpoint_loads_with_grelu_and_binds(trained):
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin.adapters.grelu import BoundSignals, bind_locus
+    from seq2exp_plugin.train.module import load_module
+
+    model = LightningModel.load_from_checkpoint(trained.ckpt, map_location="cpu").eval()
+    assert type(model.model).__name__ == "Seq2ExpModel"
+    net = load_module(str(trained.ckpt)).net
+    for i in (trained.plus, trained.minus):
+        item = trained.dataset[i]
+        bound = bind_locus(model, item["signals"], item["features"], blacklist=item["blacklist"])
+        assert isinstance(bound, LightningModel) and isinstance(bound.model, BoundSignals)
+        assert not bound.training and bound.model.model is model.model  # a view of the weights
+        seq = torch.as_tensor(np.asarray(item["seq"]))[None]
+        with torch.no_grad():
+            got = bound(seq)
+        assert got.shape == (1, 1, 1)
+        torch.testing.assert_close(got.reshape(1), direct(net, seq, item), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="already bound"):
+        bind_locus(bound, item["signals"], item["features"])
+
+
+def test_fixed_mask_runs_the_predictor_on_the_reference_mask(trained):
+    """A model built by name (promoter_keep 20 < pool_width 200: the mask matters in the pooled
+    centre), bound with the reference mask vs recomputing it."""
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin.adapters.grelu import bind_locus
+
+    torch.manual_seed(0)
+    model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": TINY_STACK,
+                                         "predictor": TINY_STACK, "pool_width": 200,
+                                         "mask": {"promoter_keep": 20, "signal_scale": 0.1},
+                                         "signal_transform": "log1p"}).eval()
+    net = model.model.net
+    with torch.no_grad():
+        net.generator.head.weight.mul_(40.0)  # a mask that moves with the DNA
+        net.predictor.head[0].weight.mul_(10.0)
+    item = trained.dataset[trained.plus]
+    t = item_tensors(item)
+    with torch.no_grad():
+        ref_mask = net.generator(t["seq"], t["signals"], t["blacklist"]).mask
+    mutated = t["seq"].clone()
+    mutated[0, :, 900:1100] = mutated[0, :, 900:1100].roll(1, dims=0)  # the pooled centre
+    fixed = bind_locus(model, item["signals"], item["features"], blacklist=item["blacklist"], mask=ref_mask[0])
+    recompute = bind_locus(model, item["signals"], item["features"], blacklist=item["blacklist"])
+    with torch.no_grad():
+        new_mask = net.generator(mutated, t["signals"], t["blacklist"]).mask
+        want_fixed = net.predictor(mutated, t["signals"], t["features"], ref_mask)
+        got_fixed = fixed(mutated).reshape(1)
+        got_recompute = recompute(mutated).reshape(1)
+    assert float((new_mask - ref_mask).abs().max()) > 0.05  # the generator reads the DNA
+    torch.testing.assert_close(got_fixed, want_fixed, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got_recompute, direct(net, mutated, item), rtol=0, atol=1e-6)
+    assert abs(float(got_fixed - got_recompute)) > 5e-5  # recompute: the mask moved with the mutation
+
+
+def test_grelu_ism_predict_equals_direct_model_calls(trained, tmp_path, monkeypatch):
+    from grelu.interpret.score import ISM_predict
+    from grelu.sequence.format import convert_input_type
+
+    from seq2exp_plugin.discover.ism import _grelu_prediction_context, bind, load_locus
+    from seq2exp_plugin.train.module import load_module
+
+    module = sensitive_copy(load_module(str(trained.ckpt)))
+    gene = str(trained.dataset.gene_ids[trained.minus])
+    locus = load_locus(trained.dataset, gene)
+    bound = bind(module, locus)
+    start, end = 990, 1002  # around the TSS
+    monkeypatch.chdir(tmp_path)
+    with _grelu_prediction_context():
+        ism = ISM_predict(convert_input_type(locus.seq, "strings"), bound, start_pos=start, end_pos=end,
+                          compare_func="subtract", batch_size=16, num_workers=0)
+    assert list(ism.index) == list("ACGT") and ism.shape == (4, end - start)
+    seq = locus.seq
+    mutants = []
+    for p in range(start, end):
+        for b in range(4):
+            m = seq.clone()
+            m[:, p] = 0
+            m[b, p] = 1
+            mutants.append(m)
+    with torch.no_grad():
+        preds = direct(module.net, torch.stack(mutants), trained.dataset[trained.minus]).reshape(end - start, 4)
+        ref = direct(module.net, seq[None], trained.dataset[trained.minus])
+    want = (preds - ref).T.numpy()
+    assert np.abs(want).max() > 1e-4  # effects well above float noise
+    np.testing.assert_allclose(ism.to_numpy(), want, rtol=1e-4, atol=2e-6)
+    assert not (tmp_path / "lightning_logs").exists()  # gReLU's trainer logger kept out of the cwd
+
+
+@pytest.fixture(scope="module")
+def small_bound():
+    """A model built by name (random weights, DNA-sensitive) bound to a 400 bp locus without N."""
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin.adapters.grelu import bind_locus
+
+    torch.manual_seed(1)
+    model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": TINY_STACK,
+                                         "predictor": TINY_STACK, "pool_width": 100,
+                                         "mask": {"promoter_keep": 10, "signal_scale": 0.1}}).eval()
+    with torch.no_grad():
+        model.model.net.generator.head.weight.mul_(20.0)
+        model.model.net.predictor.seq_embedding.weight.mul_(10.0)
+        model.model.net.predictor.head[0].weight.mul_(10.0)
+    length = 400
+    seq = torch.eye(4)[torch.randint(0, 4, (length,))].T.contiguous()
+    signals, features = torch.rand(3, length) * 4, torch.randn(9)
+    return bind_locus(model, signals, features), seq
+
+
+def test_attributions_through_grelu_get_attributions(small_bound):
+    from grelu.interpret.score import get_attributions
+
+    from seq2exp_plugin.discover.ism import attributions
+
+    bound, seq = small_bound
+    length = seq.shape[-1]
+    x = seq[None].clone().requires_grad_(True)
+    bound(x).sum().backward()
+    grad = x.grad[0].numpy()
+    assert np.abs(grad).max() > 1e-4
+    out = {}
+    for method in ("saliency", "inputxgradient", "integratedgradients"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # captum: "did not already require gradients"
+            out[method] = get_attributions(bound, seq[None], method=method)
+        assert out[method].shape == (1, 4, length) and np.isfinite(out[method]).all(), method
+    np.testing.assert_allclose(out["saliency"][0], grad, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(out["inputxgradient"][0], grad * seq.numpy(), rtol=1e-4, atol=1e-7)
+    # integrated gradients from the all-zero (all-N) baseline: completeness
+    with torch.no_grad():
+        f_x, f_0 = float(bound(seq[None])), float(bound(torch.zeros_like(seq)[None]))
+    assert out["integratedgradients"].sum() == pytest.approx(f_x - f_0, rel=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        via_helper = attributions(bound, seq, method="saliency")
+    np.testing.assert_allclose(via_helper, out["saliency"], rtol=1e-6)
+
+
+def test_deepshap_converges_with_the_seq2exp_rules(small_bound):
+    """tangermeme's DeepLIFT/SHAP via gReLU: without rules for the selective scan and the Beta mean
+    it warns of non-convergence; with deepshap_ops it does not (and sums to the output change)."""
+    from grelu.interpret.score import get_attributions
+    from tangermeme.ersatz import dinucleotide_shuffle
+
+    from seq2exp_plugin.adapters.grelu import deepshap_ops
+
+    bound, seq = small_bound
+    x = seq[None]
+    runs = {}
+    for name, ops in (("plain", None), ("rules", deepshap_ops(8))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            attr = get_attributions(bound, x, method="deepshap", n_shuffles=3, seed=0,
+                                    additional_nonlinear_ops=ops, warning_threshold=1e-6)
+        runs[name] = [str(w.message) for w in caught if "Convergence deltas" in str(w.message)]
+        assert attr.shape == (1, 4, seq.shape[-1]) and np.isfinite(attr).all()
+        if name == "rules":
+            # hypothetical=False: attributions sit on the observed bases and sum (averaged over the
+            # references) to f(x) - mean f(reference); the references are the ones tangermeme
+            # drew (shuffle k seeded with seed + k)
+            assert np.all(attr[0][seq.numpy() == 0] == 0)
+            refs = torch.cat([dinucleotide_shuffle(x, n=1, random_state=k)[:, 0] for k in range(3)])
+            with torch.no_grad():
+                changes = float(bound(x)) - bound(refs).reshape(-1)
+            assert float(changes.abs().min()) > 1e-3  # each reference moves the output
+            assert attr.sum() == pytest.approx(float(changes.mean()), rel=1e-3, abs=1e-6)
+    assert runs["plain"], "expected a non-convergence warning without the Seq2Exp rules"
+    assert not runs["rules"], runs["rules"]
+
+
+def test_deepshap_refused_where_batch_pairing_breaks():
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin.adapters.grelu import bind_locus
+    from seq2exp_plugin.discover.ism import attributions
+
+    stack = {**TINY_STACK, "rc_equivariant": True}
+    model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": stack, "predictor": stack,
+                                         "pool_width": 20, "mask": {"promoter_keep": 10}}).eval()
+    bound = bind_locus(model, torch.rand(3, 64), torch.randn(9))
+    with pytest.raises(ValueError, match="RC-equivariant or packed"):
+        attributions(bound, torch.eye(4)[torch.randint(0, 4, (64,))].T, method="deepshap")
