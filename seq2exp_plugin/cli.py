@@ -71,6 +71,54 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- genes
+def _parse_tracks(items: Sequence[str]) -> dict:
+    """``CELL:dnase=PATH,h3k27ac=PATH`` -> ``{CELL: {"dnase": PATH, "h3k27ac": PATH}}``."""
+    tracks = {}
+    for item in items:
+        cell, sep, rest = item.partition(":")
+        pairs = dict(p.partition("=")[::2] for p in rest.split(",") if p)
+        if not sep or not cell or set(pairs) != {"dnase", "h3k27ac"} or not all(pairs.values()):
+            raise ValueError(f"--tracks expects CELL:dnase=PATH,h3k27ac=PATH, got {item!r}")
+        tracks[cell] = pairs
+    return tracks
+
+
+def _add_genes_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "genes", help="build the gene table (.h5ad) from TSSs, expression and tracks",
+        description="The AnnData gene table `seq2exp train` reads: obs = genes (TSS, strand, "
+                    "chromosome split), var = cell types, X = log10(expression + 1), "
+                    "obsm['features'] = 8 mRNA half-life features + promoter activity per cell type.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tss", help="TSS BED: chrom start end gene_id score strand (TSS = (start+end)//2)")
+    where.add_argument("--gtf", help="GTF: one TSS per gene record (also gives half-life features with --genome)")
+    p.add_argument("--expression", required=True,
+                   help="TSV with gene_id and one raw-expression column per cell type (e.g. CAGE)")
+    p.add_argument("--tracks", nargs="+", required=True, metavar="CELL:dnase=BW,h3k27ac=BW",
+                   help="bigWigs for the promoter-activity feature, one item per cell type")
+    p.add_argument("--halflife", default=None, help="TSV with gene_id + the 8 Xpresso half-life columns")
+    p.add_argument("--genome", default=None, help="FASTA (half-life features from --gtf)")
+    p.add_argument("--valid", nargs="+", default=["chr3", "chr21"], help="validation chromosomes")
+    p.add_argument("--test", nargs="+", default=["chr22", "chrX"], help="test chromosomes")
+    p.add_argument("--out", required=True, help="output .h5ad (written atomically)")
+    p.set_defaults(func=_run_genes)
+
+
+def _run_genes(args: argparse.Namespace) -> int:
+    from .data.genes import build_gene_table
+
+    t0 = time.perf_counter()
+    table = build_gene_table(tss=args.tss, expression=args.expression, tracks=_parse_tracks(args.tracks),
+                             halflife=args.halflife, gtf=args.gtf, genome=args.genome,
+                             split={"valid": args.valid, "test": args.test}, out=args.out)
+    counts = table.obs["split"].value_counts().to_dict()
+    print(f"seq2exp genes: wrote {args.out}: {table.n_obs} genes x {table.n_vars} cell types "
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    _report("genes", t0)
+    return 0
+
+
 # ----------------------------------------------------------------------------------- train
 def _parse_assignments(pairs: Sequence[str]) -> dict:
     """``key.sub=value`` pairs (values parsed as YAML: numbers, booleans, lists)."""
@@ -386,7 +434,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ main
-_PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_train_parser, _add_evaluate_parser,
+_PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_genes_parser, _add_train_parser,
+                                  _add_evaluate_parser,
                                   _add_predict_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)

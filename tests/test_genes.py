@@ -237,3 +237,21 @@ def test_gtf_tss_symbols_and_halflife(data_world, tmp_path):
         v = np.where(np.isnan(v), np.nanmean(v), v)
         np.testing.assert_allclose(f[name].to_numpy(), v, rtol=1e-5, err_msg=name)
     assert "GTF" in a.uns["seq2exp"]["halflife_source"]
+
+
+def test_cli_builds_the_gene_table(data_world, tmp_path, capsys):
+    from seq2exp_plugin.cli import main
+
+    W = data_world
+    out = tmp_path / "genes.h5ad"
+    tracks = [f"{ct}:dnase={t['dnase']},h3k27ac={t['h3k27ac']}" for ct, t in W.tracks.items()]
+    assert main(["genes", "--tss", str(W.tss_bed), "--expression", str(W.expression), "--tracks", *tracks,
+                 "--valid", "chr2", "--test", "chrX", "--out", str(out)]) == 0
+    table = read_gene_table(out)
+    assert list(table.obs_names) == ["G1", "G2", "G3", "G4", "G5"]
+    assert list(table.obs["split"]) == ["train", "train", "train", "valid", "valid"]
+    assert table.X[0, list(table.var_names).index("K562")] == pytest.approx(np.log10(11.0))
+    assert "5 genes x 2 cell types" in capsys.readouterr().out
+    assert main(["genes", "--tss", str(W.tss_bed), "--expression", str(W.expression),
+                 "--tracks", "K562:dnase=x.bw", "--out", str(tmp_path / "bad.h5ad")]) == 2
+    assert not (tmp_path / "bad.h5ad").exists()

@@ -29,12 +29,13 @@ class BiMamba(nn.Module):
     """Forward + reverse Mamba with tied in/out projections: ``(B, L, D) -> (B, L, D)``."""
 
     def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int,
-                 dt_rank: int | None, bidirectional: bool = True) -> None:
+                 dt_rank: int | None, bidirectional: bool = True, dt_min: float = 0.001,
+                 dt_max: float = 0.1) -> None:
         super().__init__()
         self.bidirectional = bidirectional
-        self.mamba_fwd = Mamba(d_model, d_state, d_conv, expand, dt_rank)
+        self.mamba_fwd = Mamba(d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max)
         if bidirectional:
-            self.mamba_rev = Mamba(d_model, d_state, d_conv, expand, dt_rank)
+            self.mamba_rev = Mamba(d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max)
             self.mamba_rev.in_proj.weight = self.mamba_fwd.in_proj.weight
             self.mamba_rev.out_proj.weight = self.mamba_fwd.out_proj.weight
 
@@ -53,7 +54,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm = nn.RMSNorm(config.d_model, eps=1e-5)
         self.mixer = BiMamba(config.d_model, config.d_state, config.d_conv, config.expand,
-                             config.dt_rank, config.bidirectional)
+                             config.dt_rank, config.bidirectional, config.dt_min, config.dt_max)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return hidden + self.mixer(self.norm(hidden))
