@@ -175,7 +175,8 @@ def _add_evaluate_parser(subparsers) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .train.evaluate import evaluate, format_table, load_run, write_json
+    from .atomic import write_json
+    from .train.evaluate import evaluate, format_table, load_run
     from .train.fit import make_dataset
 
     t0 = time.perf_counter()

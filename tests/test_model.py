@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2exp_plugin.model.config import Seq2ExpConfig, StackConfig, preset
+from seq2exp_plugin.model.config import Seq2ExpConfig, preset
 from seq2exp_plugin.model.generator import Seq2ExpGenerator
 from seq2exp_plugin.model.predictor import Seq2ExpPredictor
 from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss

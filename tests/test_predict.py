@@ -3,7 +3,6 @@
 import json
 
 import anndata
-import numpy as np
 import pandas as pd
 import pyBigWig
 import pytest

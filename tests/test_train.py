@@ -13,7 +13,7 @@ import torch
 
 from seq2exp_plugin.model.config import StackConfig
 from seq2exp_plugin.nn.bimamba import BiMambaStack
-from seq2exp_plugin.train.config import RunConfig, TrainConfig, load_config
+from seq2exp_plugin.train.config import TrainConfig, load_config
 from seq2exp_plugin.train.fit import StepBatchSampler, fit
 from seq2exp_plugin.train.metrics import regression_metrics
 from seq2exp_plugin.train.recipe import make_optimizer, make_scheduler, parameter_groups
@@ -155,3 +155,40 @@ def test_regression_metrics_against_numpy():
     assert metrics["pearson"] == pytest.approx(np.corrcoef(prediction, target)[0, 1], rel=1e-5)
     ranks = lambda x: np.argsort(np.argsort(x))  # noqa: E731
     assert metrics["spearman"] == pytest.approx(np.corrcoef(ranks(prediction), ranks(target))[0, 1], rel=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["hierarchical-cnn", "ridge", "peak-mask", "seq-only"])
+def test_every_baseline_trains_and_evaluates(tiny_synth, tmp_path, variant):
+    from seq2exp_plugin.train.evaluate import evaluate, load_run
+    from seq2exp_plugin.train.fit import make_dataset
+
+    extra = {"variant": variant, "train.max_steps": 2, "train.val_every_steps": 2}
+    if variant == "peak-mask":  # the synthetic DNase peaks stand in for MACS3's
+        peaks = tmp_path / "peaks.bed"
+        truth = (tiny_synth / "truth" / "elements.bed").read_text().splitlines()
+        peaks.write_text("".join("\t".join(line.split("\t")[:3]) + "\n" for line in truth if not line.startswith("#")))
+        extra["data.peaks"] = str(peaks)
+    run = load_config(write_config(tiny_synth, tmp_path, **extra))
+    fit(run)
+    module, loaded = load_run(str(Path(run.out_dir) / "checkpoints" / "best.ckpt"))
+    assert loaded.variant == variant
+    dataset = make_dataset(loaded, "test")
+    metrics = evaluate(module.net, dataset, progress=False)
+    assert metrics["n_genes"] == len(dataset) and np.isfinite(metrics["mse"])
+    assert ("mask_ratio" in metrics) == (variant == "peak-mask")
+    if variant == "peak-mask":
+        assert 0 < metrics["mask_ratio"] < 1
+    if variant == "ridge":  # the folded Linear layer reproduces scikit-learn's standardised ridge
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from torch.utils.data import default_collate
+
+        train = make_dataset(loaded, "train", require_target=True)
+        batch = default_collate([train[i] for i in range(len(train))])
+        x = module.net.design(batch["signals"], batch["features"]).numpy()
+        reference = make_pipeline(StandardScaler(), Ridge(alpha=float(module.net.alpha)))
+        reference.fit(x, batch["target"].numpy())
+        with torch.no_grad():
+            ours = module.net(batch["signals"], batch["features"]).numpy()
+        np.testing.assert_allclose(ours, reference.predict(x), rtol=1e-3, atol=1e-3)

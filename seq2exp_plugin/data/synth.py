@@ -83,8 +83,6 @@ import gzip
 import io
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -93,6 +91,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..atomic import atomic_output_dir
 
 #: Signal tracks in the order the model reads them (SPEC section 1).
 SIGNALS = ("h3k27ac", "dnase", "hic")
@@ -129,16 +129,6 @@ DECOY_MOTIF = ("CTCF", "MA0139.2")
 MOTIF_IDS = dict([m for _, grp in ACTIVATOR_GROUPS for m in grp]
                  + [SHARED_ACTIVATOR, *PROMOTER_MOTIFS, DECOY_MOTIF])
 
-HALFLIFE_COLUMNS = (
-    "UTR5LEN_log10zscore",
-    "CDSLEN_log10zscore",
-    "INTRONLEN_log10zscore",
-    "UTR3LEN_log10zscore",
-    "UTR5GC",
-    "CDSGC",
-    "UTR3GC",
-    "ORFEXONDENSITY_log10zscore",
-)
 CLASSES = ("promoter", "R_ag", "decoy", "inactive")
 TRUTH_COLUMNS = (
     "chrom", "start", "end", "name", "score", "strand", "gene_id", "class", "effect",
@@ -1134,30 +1124,10 @@ def generate(out: str | os.PathLike, params: SynthParams | None = None, *, force
     elif overrides:
         raise TypeError("give either params or keyword overrides, not both")
     out = Path(out).absolute()
-    if out.exists():
-        if not out.is_dir():
-            raise FileExistsError(f"{out} exists and is not a directory")
-        if any(out.iterdir()) and not force:
-            raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
-    parent = out.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"parent directory of {out} does not exist: {parent}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"parent directory of {out} does not exist: {out.parent}")
+    with atomic_output_dir(out, force=force) as tmp:
         manifest = _write_all(tmp, out, params, build_genes)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.rename(out, trash / "old")
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

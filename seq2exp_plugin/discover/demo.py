@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..train.config import load_config
-from ..train.evaluate import GenePrediction, write_json
+from ..atomic import write_json
+from ..train.evaluate import GenePrediction
 from ..train.variants import model_config
 from .predict import predict_to_directory
 from .recovery import recovery_metrics, track_scores, truth_labels

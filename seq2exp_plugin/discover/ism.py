@@ -52,6 +52,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_output_dir
+
 __all__ = [
     "BASES",
     "Locus",
@@ -64,7 +66,6 @@ __all__ = [
     "attributions",
     "select_elements",
     "run_ism",
-    "atomic_output_dir",
 ]
 
 BASES = "ACGT"
@@ -382,35 +383,6 @@ def select_elements(score: np.ndarray, top_elements: int = 5, bp_budget: int = 5
 
 
 # --------------------------------------------------------------------------- atomic outputs
-@contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; renamed to ``path`` when the block ends normally,
-    removed on any exception (Ctrl-C included): nothing partial is left. ``path`` must not exist
-    (or be empty) unless ``force``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"output {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise FileExistsError(f"output folder {path} exists and is not empty (use --force to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        mode = os.umask(0o022)
-        os.umask(mode)
-        os.chmod(tmp, 0o777 & ~mode)  # mkdtemp makes it 0700
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "previous")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # ------------------------------------------------------------------------------ seq2exp ism
 @dataclass
 class ISMResult:

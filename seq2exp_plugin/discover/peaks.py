@@ -35,17 +35,15 @@ import importlib.util
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_output_dir
 from ..data.blacklist import IntervalMask
 
 __all__ = [
@@ -133,37 +131,6 @@ def macs3_genome_size(genome: str | os.PathLike | None = None, size: str | int |
     from .regions import read_chrom_sizes
 
     return str(sum(read_chrom_sizes(genome).values()))
-
-
-# ------------------------------------------------------------------------- atomic output
-@contextmanager
-def _atomic_dir(out: Path, force: bool) -> Iterator[Path]:
-    """A temporary directory beside ``out`` that becomes ``out`` when the block succeeds."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"output directory {out} exists and is not empty (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result is an ordinary folder
-        yield tmp
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rmdir(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _run_macs3(args: list[str], workdir: Path, log: Path) -> None:
@@ -276,7 +243,7 @@ def call_peaks_on_reads(
         args += ["--nomodel", "--shift", str(int(shift)), "--extsize", str(int(extsize))]
     args += ["-p", str(pvalue)] if pvalue is not None else ["-q", str(qvalue)]
     args += [str(a) for a in extra_args]
-    with _atomic_dir(out, force) as tmp:
+    with atomic_output_dir(out, force) as tmp:
         _run_macs3(args, tmp, tmp / LOG_FILE)
         produced = tmp / "macs3_peaks.narrowPeak"
         if not produced.is_file():
@@ -353,7 +320,7 @@ def call_peaks_on_signal(
     args = ["bdgpeakcall", "-i", "signal.bdg", "-c", repr(float(cutoff)), "-l", str(int(min_length)),
             "-g", str(int(max_gap)), "--no-trackline", "--outdir", ".", "--o-prefix", "macs3",
             *[str(a) for a in extra_args]]
-    with _atomic_dir(out, force) as tmp:
+    with atomic_output_dir(out, force) as tmp:
         bigwig_to_bedgraph(bigwig, tmp / "signal.bdg", drop_zeros=float(cutoff) > 0)
         _run_macs3(args, tmp, tmp / LOG_FILE)
         (tmp / "signal.bdg").unlink()

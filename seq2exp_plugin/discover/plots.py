@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_file
 from ..data.blacklist import IntervalMask
 from .regions import WindowRecord, call_elements, elements_to_genomic
 
@@ -248,12 +249,6 @@ def plot_gene(path: str | os.PathLike, record: WindowRecord, **kwargs) -> Path:
     """Draw one gene's figure (:func:`gene_figure`, same keyword arguments) to ``path`` as a PNG,
     written under a temporary name and renamed; returns the path."""
     fig = gene_figure(record, **kwargs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=fig.dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -13,15 +13,14 @@ interrupted run leaves nothing):
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..train.evaluate import GenePrediction, load_run, predict_dataset, write_json
+from ..atomic import atomic_output_dir, write_json
+from ..train.evaluate import GenePrediction, load_run, predict_dataset
 from ..train.fit import make_dataset
 from ..train.metrics import regression_metrics
 from .plots import plot_gene
@@ -52,17 +51,15 @@ def predict_to_directory(
     """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``;
     ``on_gene`` sees each gene's prediction (with its mask score) as it is made."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
+    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, split, gene_ids=gene_ids)
     cell = run.data.cell_type
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    masked = run.variant in MASKED_VARIANTS
+    with atomic_output_dir(out, force=force) as tmp:
         rows, plotted = [], 0
         index = {g: i for i, g in enumerate(dataset.gene_ids)}
-        masked = run.variant in MASKED_VARIANTS
         with RegionWriter(run.data.genome, bigwig=tmp / f"mask.{cell}.bw" if masked else None,
                           bed=tmp / f"elements.{cell}.bed" if masked else None, threshold=threshold,
                           min_gap=min_gap, min_length=min_length, decimals=3) as regions:
@@ -79,8 +76,9 @@ def predict_to_directory(
                     item = dataset.get_numpy(index[gene.gene_id])
                     plot_gene(tmp / "plots" / f"{gene.gene_id}.png", record,
                               signals=dict(zip(dataset.signal_names, item["signals"])),
-                              score=gene.score, elements=[row[1:] for row in elements], peaks=peaks, truth=truth,
-                              observed=gene.target, predicted=gene.prediction, threshold=threshold)
+                              score=gene.score, elements=[row[1:] for row in elements], peaks=peaks,
+                              truth=truth, observed=gene.target, predicted=gene.prediction,
+                              threshold=threshold)
                     plotted += 1
         table = _expression_table(rows, cell)
         table.to_csv(tmp / "expression.tsv", sep="\t", index=False, float_format="%.6g")
@@ -91,12 +89,6 @@ def predict_to_directory(
         if known.sum() >= 2:
             summary["metrics"] = regression_metrics(table["predicted"][known], table["observed"][known])
         write_json(tmp / "summary.json", summary)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .ism import atomic_output_dir
+from ..atomic import atomic_output_dir
 
 __all__ = ["Variant", "read_variants", "check_reference", "pair_variants", "variant_effects",
            "run_variants", "RESULT_COLUMNS"]

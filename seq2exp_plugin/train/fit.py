@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from ..atomic import write_text
 from .config import RunConfig
 
 
@@ -123,7 +124,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         freeze_generator(module.net, run.generator_checkpoint)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+    write_text(out_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
     loggers = [CSVLogger(out_dir, name="logs")]  # a version_N per (re)start: resuming appends
     if run.train.tensorboard:
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
@@ -156,9 +157,3 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     trainer.fit(module, datamodule=_data_module(run, train_set, valid_set),
                 ckpt_path=str(last) if resume and last.is_file() else None)
     return trainer
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

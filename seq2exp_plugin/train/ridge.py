@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+import yaml
 from tqdm import tqdm
 
+from ..atomic import atomic_file, write_text
 from .config import RunConfig
 
 
@@ -27,7 +29,7 @@ def fit_ridge(run: RunConfig) -> Path:
     ``last.ckpt`` in the format ``seq2exp train`` writes for every variant."""
     import pytorch_lightning as pl
 
-    from .fit import _write_atomic, make_dataset
+    from .fit import make_dataset
     from .module import Seq2ExpLightning
 
     module = Seq2ExpLightning.from_run_config(run)
@@ -47,12 +49,8 @@ def fit_ridge(run: RunConfig) -> Path:
     }
     module.on_save_checkpoint(checkpoint)
     out = Path(run.out_dir) / "checkpoints"
-    out.mkdir(parents=True, exist_ok=True)
-    import yaml
-
-    _write_atomic(Path(run.out_dir) / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+    write_text(Path(run.out_dir) / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
     for name in ("best.ckpt", "last.ckpt"):
-        tmp = out / f".{name}.tmp"
-        torch.save(checkpoint, tmp)
-        tmp.replace(out / name)
+        with atomic_file(out / name) as tmp:
+            torch.save(checkpoint, tmp)
     return out / "best.ckpt"
