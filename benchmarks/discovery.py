@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dt-min", type=float, default=1e-4, help="initial Mamba step sizes (long memory)")
     p.add_argument("--dt-max", type=float, default=1e-2)
     p.add_argument("--promoter", type=int, default=1000, help="central bp always kept / pooled")
+    p.add_argument("--hard-preset", default="hard-packed",
+                   help="model preset of Seq2Exp-hard, also used by the MACS3 peak-mask predictor "
+                        "(the same predictor reads both masks)")
     p.add_argument("--workers", type=int, default=1, help="data-loader workers")
     p.add_argument("--variants", nargs="+", default=[*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"])
     return p.parse_args(argv)
@@ -87,7 +90,7 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
     config = {
         "variant": variant.replace("seq2exp-soft", "seq2exp").replace("seq2exp-hard", "seq2exp")
                           .replace("seq2exp-retrain", "retrain"),
-        "preset": "hard" if variant == "seq2exp-hard" else "soft",
+        "preset": args.hard_preset if variant in ("seq2exp-hard", "peak-mask") else "soft",
         "model": model,
         "data": {"genes": manifest["genes"]["table"], "genome": manifest["genome"]["fasta"],
                  "signals": {s: manifest["tracks"][cell][s] for s in SIGNALS}, "cell_type": cell,
@@ -115,7 +118,8 @@ def train_all(args, manifest: dict, cell: str, out: Path, peaks_file: Path) -> d
         best = Path(config["out_dir"]) / "checkpoints" / "best.ckpt"
         if best.is_file() and (Path(config["out_dir"]) / "config.yaml").is_file():
             done = yaml.safe_load((Path(config["out_dir"]) / "config.yaml").read_text())
-            if done == RunConfig.from_dict(config).to_dict():
+            wanted = yaml.safe_load(yaml.safe_dump(RunConfig.from_dict(config).to_dict(), sort_keys=False))
+            if done == wanted:
                 print(f"[{variant}] reusing {best}", flush=True)
                 continue
         print(f"[{variant}] training {args.steps} steps ...", flush=True)
@@ -184,7 +188,8 @@ def recovery(manifest: dict, cell: str, scores: dict, peaks_file: Path, window: 
 
 
 def write_report(out: Path, args, metrics: dict, rec: dict, timings: dict, wall: float) -> None:
-    from seq2exp_plugin.train.evaluate import format_table, write_json
+    from seq2exp_plugin.atomic import write_json
+    from seq2exp_plugin.train.evaluate import format_table
 
     names = {"seq2exp-soft": "Seq2Exp-soft", "seq2exp-hard": "Seq2Exp-hard", "seq2exp-retrain": "Seq2Exp-retrain",
              "seq-only": "Sequence only (Caduceus)", "seq-signals": "Sequence + signals, no mask",

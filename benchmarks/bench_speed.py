@@ -1,0 +1,366 @@
+"""Speed benchmarks for seq2exp_plugin (not a test: it prints what it measured).
+
+Sections, chosen with flags (no flag = all sections):
+  --machine  machine rates for a "machine bound": fp32 GEMM FLOP/s (torch) and the exp rate
+             of the CPU scan kernel's vectorised exp
+  --scan     the selective scan, per backend and length: forward and forward+backward
+             throughput (bp/s), peak memory, and the ratios the project bars are about
+
+To add a section (e.g. the full model): write ``run_<name>_section(args) -> dict`` and
+``print_<name>_section(result)``, register both in SECTIONS, and add its own options in
+``build_parser`` (they can be prefixed, e.g. ``--model-length``).
+
+Times are the best of --repeats calls after a warm-up, with the allocator in its steady
+state (as in a training loop). Peak memory comes from one more call of its own: the peak
+resident set size (RSS) of this process during the call minus its RSS just before (Linux:
+VmHWM, reset through /proc/self/clear_refs after a gc and malloc_trim, so that freed heap
+pages cannot be silently reused); inputs are allocated before and do not count, outputs
+and everything kept for the backward do.
+
+Example:
+  python benchmarks/bench_speed.py --threads 2
+  python benchmarks/bench_speed.py --scan --lengths 2000,20000 --backends cpu,reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:  # run from a checkout without installing
+    import seq2exp_plugin  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seq2exp_plugin.nn import scan  # noqa: E402
+
+
+# --------------------------------------------------------------------------- measuring helpers
+def _libc():
+    try:
+        return ctypes.CDLL(None)
+    except OSError:  # pragma: no cover
+        return None
+
+
+_LIBC = _libc()
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def _hwm_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_peak(fn):
+    """Run fn(); return (result, peak RSS increase in bytes, or None where not measurable)."""
+    gc.collect()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+    base = _rss_bytes()
+    ok = base is not None and _reset_hwm()
+    out = fn()
+    peak = _hwm_bytes() if ok else None
+    return out, (None if peak is None else max(0, peak - base))
+
+
+def best_time(fn, repeats: int):
+    """(best seconds over `repeats` calls of fn, the result of the best call)."""
+    best, res = math.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        el = time.perf_counter() - t0
+        if el < best:
+            best, res = el, out
+        del out
+    return best, res
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
+# --------------------------------------------------------------------------- machine rates
+def measure_gemm_flops(m: int = 200_000, k: int = 128, n: int = 512, threads: int = 2,
+                       repeats: int = 5) -> float:
+    """fp32 GEMM rate of torch on this machine, FLOP/s (best of `repeats`): an (m x k) @ (k x n)
+    product written into a preallocated output, on `threads` threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(m, k, generator=g)
+        b = torch.randn(k, n, generator=g)
+        c = torch.empty(m, n)
+        torch.matmul(a, b, out=c)  # warm-up, faults the output in
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.matmul(a, b, out=c)
+            best = min(best, time.perf_counter() - t0)
+        return 2.0 * m * k * n / best
+    finally:
+        torch.set_num_threads(old)
+
+
+def measure_exp_rate(threads: int = 2, seconds: float = 1.0, repeats: int = 3) -> float:
+    """Rate (exps/s, all threads together, best of `repeats`) of the vectorised float32 exp
+    used by the CPU scan kernel, on L1-resident data (one multiply + one exp per value)."""
+    return max(scan.kernel_exp_rate(threads, seconds) for _ in range(repeats))
+
+
+def run_machine_section(args) -> dict:
+    gemm = measure_gemm_flops(threads=args.threads)
+    try:
+        exp_rate = measure_exp_rate(threads=args.threads)
+        exp_rate_1 = measure_exp_rate(threads=1)
+    except RuntimeError as exc:
+        exp_rate = exp_rate_1 = None
+        print(f"# exp rate not measured: {exc}")
+    return {"gemm_flops": gemm, "gemm_shape": "(200000x128) @ (128x512), fp32",
+            "exp_rate": exp_rate, "exp_rate_1thread": exp_rate_1, "threads": args.threads}
+
+
+def print_machine_section(res: dict) -> None:
+    print("\n== machine rates ==")
+    print(f"torch fp32 GEMM {res['gemm_shape']}, {res['threads']} threads: "
+          f"{res['gemm_flops'] / 1e9:8.1f} GFLOP/s")
+    if res["exp_rate"] is not None:
+        print(f"CPU scan kernel vectorised exp (float32), {res['threads']} threads: "
+              f"{res['exp_rate'] / 1e9:8.2f} G exp/s   (1 thread: "
+              f"{res['exp_rate_1thread'] / 1e9:.2f} G exp/s)")
+
+
+# --------------------------------------------------------------------------- scan
+def scan_inputs(L: int, d: int = 256, n: int = 16, batch: int = 1, seed: int = 0,
+                requires_grad: bool = False) -> dict:
+    """Mamba-like scan inputs in the layout the Mamba block produces (channels-last views):
+    S4D-real A = -(1..n), dt_bias = softplus^-1 of dt log-uniform in [1e-3, 1e-1], D = 1."""
+    g = torch.Generator().manual_seed(seed)
+
+    def cl(c):  # (batch, c, L) view of a contiguous (batch, L, c) tensor
+        return torch.randn(batch, L, c, generator=g).transpose(1, 2)
+
+    dt = torch.exp(torch.rand(d, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    ins = {"u": cl(d), "delta": cl(d) * 0.5, "A": -torch.arange(1, n + 1.0).repeat(d, 1),
+           "B": cl(n), "C": cl(n), "D": torch.ones(d), "z": cl(d),
+           "delta_bias": dt + torch.log(-torch.expm1(-dt))}
+    if requires_grad:
+        for v in ins.values():
+            v.requires_grad_()
+    return ins
+
+
+def _call(backend, ins):
+    return scan.selective_scan(ins["u"], ins["delta"], ins["A"], ins["B"], ins["C"], D=ins["D"],
+                               z=ins["z"], delta_bias=ins["delta_bias"], delta_softplus=True,
+                               backend=backend)
+
+
+def bench_scan_case(backend: str, L: int, d: int, n: int, batch: int, repeats: int) -> dict:
+    """Forward (no grad) and forward+backward times (best of `repeats` after a warm-up call)
+    and peak memory (one more call each) for one case."""
+    ins = scan_inputs(L, d, n, batch)
+
+    def fwd_call():
+        with torch.no_grad():
+            _call(backend, ins)
+
+    warm = backend == "cpu" or L <= 50_000  # the long torch/reference runs need none
+    if warm:
+        fwd_call()  # warm-up: kernel load, allocator
+    fwd, _ = best_time(fwd_call, repeats)
+    _, peak_fwd = measure_peak(fwd_call)
+    ins = scan_inputs(L, d, n, batch, requires_grad=True)
+    gy = torch.randn(batch, L, d, generator=torch.Generator().manual_seed(1)).transpose(1, 2)
+
+    def clear():
+        for v in ins.values():
+            v.grad = None
+
+    def step():
+        t0 = time.perf_counter()
+        y = _call(backend, ins)
+        t1 = time.perf_counter()
+        y.backward(gy)
+        return t1 - t0, time.perf_counter() - t1
+
+    if warm:
+        step()
+    fb, f_g, bwd = math.inf, math.inf, math.inf
+    for _ in range(repeats):
+        clear()
+        t0 = time.perf_counter()
+        tf, tb = step()
+        el = time.perf_counter() - t0
+        if el < fb:
+            fb, f_g, bwd = el, tf, tb
+    clear()  # so that the gradients' memory counts in the peak below
+    _, peak_fb = measure_peak(step)
+    return {"backend": backend, "L": L, "d": d, "n": n, "batch": batch, "repeats": repeats,
+            "threads": torch.get_num_threads(),
+            "fwd_s": fwd, "fwd_bwd_s": fb, "fwd_with_grad_s": f_g, "bwd_s": bwd,
+            "fwd_bp_per_s": batch * L / fwd, "fwd_bwd_bp_per_s": batch * L / fb,
+            "peak_fwd_bytes": peak_fwd, "peak_fwd_bwd_bytes": peak_fb,
+            "load_average": load_average()}
+
+
+def run_scan_section(args) -> dict:
+    torch.set_num_threads(args.threads)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if "cpu" in backends and "cpu" not in scan.available_backends():
+        print(f"# cpu kernel unavailable, skipped: {scan.kernel_info().get('error')}")
+        backends.remove("cpu")
+    lengths = [int(x) for x in args.lengths.split(",")]
+    ref_lengths = [int(x) for x in args.ref_lengths.split(",")]
+    rows = []
+    for backend in backends:
+        for L in (ref_lengths if backend == "reference" else lengths):
+            reps = args.repeats if (L <= 20_000 or backend == "cpu") else 1  # long runs: 1
+            # The reference and torch backends are sequences of small torch ops (the reference
+            # works on batch*d*n values per step, below torch's parallel grain): measure them
+            # on 1 thread too; ratios use a backend's faster run.
+            thread_counts = [args.threads]
+            if backend in ("reference", "torch"):
+                thread_counts = sorted({1, args.threads})
+            if backend == "reference":
+                reps = 1 if L > 2000 else args.repeats
+            for th in thread_counts:
+                torch.set_num_threads(th)
+                row = bench_scan_case(backend, L, args.d, args.n, args.batch, reps)
+                rows.append(row)
+                print(f"# done {backend:9s} L={L:>7d} threads {th}: fwd {row['fwd_s']:.4f} s, "
+                      f"fwd+bwd {row['fwd_bwd_s']:.4f} s (load {load_average()})", flush=True)
+            torch.set_num_threads(args.threads)
+    by = {}
+    for r in rows:  # fastest forward per (backend, L)
+        key = (r["backend"], r["L"])
+        if key not in by or r["fwd_s"] < by[key]["fwd_s"]:
+            by[key] = r
+    ratios = {}
+    Lr = args.ratio_length
+    if ("cpu", Lr) in by and ("reference", Lr) in by:
+        ref = by[("reference", Lr)]
+        ratios["cpu_fwd_speedup_vs_fp32_reference"] = {
+            "L": Lr, "value": ref["fwd_s"] / by[("cpu", Lr)]["fwd_s"], "bar": ">= 100",
+            "note": f"reference on its faster thread count ({ref['threads']})"}
+    for (b, L), r in by.items():
+        if b == "cpu":
+            ratios[f"cpu_bwd_over_fwd_L{L}"] = {"L": L, "value": r["bwd_s"] / r["fwd_s"],
+                                                "bar": "<= 5"}
+    return {"rows": rows, "ratios": ratios, "kernel": scan.kernel_info(),
+            "threads": args.threads}
+
+
+def _fmt_bytes(b) -> str:
+    return "n/a" if b is None else f"{b / 2 ** 20:9.1f}"
+
+
+def print_scan_section(res: dict) -> None:
+    print("\n== selective scan (d={d}, n={n}, batch {b}, float32, channels-last inputs, D, z, "
+          "delta_bias, softplus; {t} threads unless the thr column says otherwise) ==".format(
+              d=res["rows"][0]["d"] if res["rows"] else "?", n=res["rows"][0]["n"] if res["rows"] else "?",
+              b=res["rows"][0]["batch"] if res["rows"] else "?", t=res["threads"]))
+    print("peak MiB = peak RSS increase during the call (VmHWM), inputs excluded")
+    hdr = (f"{'backend':10s} {'thr':>3s} {'L':>8s} {'fwd s':>9s} {'fwd bp/s':>11s} {'peak MiB':>9s} "
+           f"{'fwd+bwd s':>10s} {'bwd s':>9s} {'f+b bp/s':>11s} {'peak MiB':>9s} {'bwd/fwd':>8s}")
+    print(hdr)
+    print("-" * len(hdr))
+    name = {"cpu": "cpu-kernel", "torch": "torch", "reference": "ref-fp32"}
+    for r in res["rows"]:
+        print(f"{name.get(r['backend'], r['backend']):10s} {r['threads']:3d} {r['L']:8d} {r['fwd_s']:9.4f} "
+              f"{r['fwd_bp_per_s']:11.4g} {_fmt_bytes(r['peak_fwd_bytes'])} "
+              f"{r['fwd_bwd_s']:10.4f} {r['bwd_s']:9.4f} {r['fwd_bwd_bp_per_s']:11.4g} "
+              f"{_fmt_bytes(r['peak_fwd_bwd_bytes'])} {r['bwd_s'] / r['fwd_s']:8.2f}")
+    print("(bwd s = the backward call alone; bwd/fwd = bwd s over the no-grad forward)")
+    for key, v in res["ratios"].items():
+        note = f"; {v['note']}" if "note" in v else ""
+        print(f"{key}: {v['value']:.1f}x (L={v['L']}, bar {v['bar']}{note})")
+    k = res.get("kernel", {})
+    if k.get("available"):
+        print(f"kernel: {k['lanes_f32']} float32 lanes per vector, compiler {k['compiler']}, "
+              f"checkpoint every {k['ck_every']} steps, {k['path']}")
+
+
+SECTIONS = {
+    "machine": (run_machine_section, print_machine_section),
+    "scan": (run_scan_section, print_scan_section),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--machine", action="store_true", help="machine rates (GEMM, exp)")
+    p.add_argument("--scan", action="store_true", help="selective-scan backends")
+    p.add_argument("--threads", type=int, default=2, help="torch / kernel threads (default 2)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    g = p.add_argument_group("scan")
+    g.add_argument("--backends", default="cpu,torch,reference")
+    g.add_argument("--lengths", default="2000,20000,200000", help="L for cpu and torch")
+    g.add_argument("--ref-lengths", default="2000,20000", help="L for the fp32 reference")
+    g.add_argument("--ratio-length", type=int, default=20000,
+                   help="L of the cpu-vs-reference forward speed ratio")
+    g.add_argument("--d", type=int, default=256, help="channels (Mamba d_inner)")
+    g.add_argument("--n", type=int, default=16, help="states (d_state)")
+    g.add_argument("--batch", type=int, default=1)
+    g.add_argument("--repeats", type=int, default=3, help="best of this many (fewer for long runs)")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    chosen = [name for name in SECTIONS if getattr(args, name, False)] or list(SECTIONS)
+    print(f"# seq2exp_plugin speed benchmark: torch {torch.__version__}, python "
+          f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"threads {args.threads}, load average {load_average()}")
+    results = {"sections": {}, "argv": sys.argv if argv is None else argv}
+    for name in chosen:
+        run, show = SECTIONS[name]
+        res = run(args)
+        results["sections"][name] = res
+        show(res)
+    print(f"\n# load average at the end: {load_average()} "
+          "(other processes on these cores slow every number above)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+if __name__ == "__main__":
+    main()
