@@ -5,8 +5,12 @@ Sections, chosen with flags (no flag = all sections):
              of the CPU scan kernel's vectorised exp
   --scan     the selective scan, per backend and length: forward and forward+backward
              throughput (bp/s), peak memory, and the ratios the project bars are about
+  --model    the full Seq2Exp-soft model (default size): inference forward and a training
+             step (batch 1) per window length, bp/s, peak RSS and the achieved fraction of
+             the machine bound (matmul FLOPs / GEMM rate + scan exps / exp rate, both
+             measured in the same run)
 
-To add a section (e.g. the full model): write ``run_<name>_section(args) -> dict`` and
+To add a section: write ``run_<name>_section(args) -> dict`` and
 ``print_<name>_section(result)``, register both in SECTIONS, and add its own options in
 ``build_parser`` (they can be prefixed, e.g. ``--model-length``).
 
@@ -20,6 +24,7 @@ and everything kept for the backward do.
 Example:
   python benchmarks/bench_speed.py --threads 2
   python benchmarks/bench_speed.py --scan --lengths 2000,20000 --backends cpu,reference
+  python benchmarks/bench_speed.py --model --model-lengths 20000,200000
 """
 
 from __future__ import annotations
@@ -318,9 +323,147 @@ def print_scan_section(res: dict) -> None:
               f"checkpoint every {k['ck_every']} steps, {k['path']}")
 
 
+# --------------------------------------------------------------------------- full model
+def stack_cost_per_bp(cfg) -> tuple[float, float]:
+    """(matmul FLOPs, scan exponentials) per bp of one forward pass of a BiMamba stack.
+
+    Per layer: the tied in/out projections once, then per direction x_proj and dt_proj
+    (matmuls) and d_inner * d_state exponentials exp(dt * A) in the scan. Element-wise work
+    (conv taps, norms, gating) is left out: the bound is what the matmuls and exps alone cost.
+    """
+    d, e, n = cfg.d_model, cfg.expand * cfg.d_model, cfg.d_state
+    r = cfg.dt_rank or math.ceil(d / 16)
+    dirs = 2 if cfg.bidirectional else 1
+    flops = 2 * d * 2 * e + 2 * e * d + dirs * (2 * e * (r + 2 * n) + 2 * r * e)
+    exps = dirs * e * n
+    return cfg.n_layers * flops, cfg.n_layers * exps
+
+
+def model_cost_per_bp(config) -> tuple[float, float]:
+    """(matmul FLOPs, exps) per bp of a Seq2Exp forward: generator and predictor stacks plus
+    their per-bp embeddings and the generator's Beta head (the pooled MLP head is per gene)."""
+    g_flops, g_exps = stack_cost_per_bp(config.generator)
+    p_flops, p_exps = stack_cost_per_bp(config.predictor)
+    embed = 2 * 4 * config.generator.d_model + 2 * config.generator.d_model * 2
+    embed += 2 * (4 + config.n_signals) * config.predictor.d_model
+    rc = 2 if config.generator.rc_equivariant else 1
+    rc_p = 2 if config.predictor.rc_equivariant else 1
+    return rc * g_flops + rc_p * p_flops + embed, rc * g_exps + rc_p * p_exps
+
+
+def model_inputs(L: int, config, batch: int = 1, seed: int = 0) -> dict:
+    """Random one-hot DNA, positive fold-change-like signals, features and a target."""
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, L), generator=g), 4)
+    signals = torch.rand(batch, config.n_signals, L, generator=g) * 3
+    return {"seq": seq.float().transpose(1, 2).contiguous(), "signals": signals,
+            "features": torch.randn(batch, config.n_features, generator=g),
+            "target": torch.rand(batch, generator=g) * 4}
+
+
+def bench_model_case(L: int, repeats: int, checkpoint_layers: bool, gemm: float,
+                     exp_rate: float | None) -> dict:
+    from seq2exp_plugin.model.config import Seq2ExpConfig
+    from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss
+
+    config = Seq2ExpConfig()
+    config.generator.checkpoint_layers = config.predictor.checkpoint_layers = checkpoint_layers
+    torch.manual_seed(0)
+    model = Seq2ExpModel(config)
+    ins = model_inputs(L, config)
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            return model(ins["seq"], ins["signals"], ins["features"]).expression
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        out = model(ins["seq"], ins["signals"], ins["features"])
+        loss = seq2exp_loss(out, ins["target"], config.mask.kl_weight)["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.detach()
+
+    flops, exps = model_cost_per_bp(config)
+    bound_fwd = L * flops / gemm + (L * exps / exp_rate if exp_rate else 0.0)
+    # a training step does at least the forward's matmuls three times (forward, and the two
+    # gradient products of the backward) and its exps once (kept, not recomputed)
+    bound_train = 3 * L * flops / gemm + (L * exps / exp_rate if exp_rate else 0.0)
+    row = {"L": L, "params": sum(p.numel() for p in model.parameters()),
+           "checkpoint_layers": checkpoint_layers, "matmul_flops_per_bp": flops,
+           "exps_per_bp": exps, "bound_fwd_s": bound_fwd, "bound_train_s": bound_train}
+    forward()  # warm-up: kernel load, allocator
+    row["fwd_s"], _ = best_time(forward, repeats)
+    _, row["fwd_peak_bytes"] = measure_peak(forward)
+    row["fwd_rss_bytes"] = _hwm_bytes()
+    train_step()
+    row["train_s"], _ = best_time(train_step, max(1, repeats - 1))
+    _, row["train_peak_bytes"] = measure_peak(train_step)
+    row["train_rss_bytes"] = _hwm_bytes()
+    row["fwd_bp_per_s"] = L / row["fwd_s"]
+    row["train_bp_per_s"] = L / row["train_s"]
+    row["fwd_bound_fraction"] = bound_fwd / row["fwd_s"]
+    row["train_bound_fraction"] = bound_train / row["train_s"]
+    row["load_average"] = load_average()
+    return row
+
+
+def run_model_section(args) -> dict:
+    torch.set_num_threads(args.threads)
+    machine = run_machine_section(args)
+    rows = []
+    for L in (int(x) for x in args.model_lengths.split(",")):
+        reps = args.repeats if L <= 20_000 else max(1, args.repeats - 1)
+        row = bench_model_case(L, reps, args.checkpoint_layers or L > 50_000,
+                               machine["gemm_flops"], machine["exp_rate"])
+        rows.append(row)
+        print(f"# done model L={L}: forward {row['fwd_s']:.2f} s, training step "
+              f"{row['train_s']:.2f} s (load {load_average()})", flush=True)
+    return {"machine": machine, "rows": rows, "threads": args.threads}
+
+
+def print_model_section(res: dict) -> None:
+    m = res["machine"]
+    print("\n== full model: Seq2Exp-soft, default size, batch 1, float32, "
+          f"{res['threads']} threads ==")
+    print(f"machine rates measured in this run: GEMM {m['gemm_flops'] / 1e9:.1f} GFLOP/s, "
+          f"exp {m['exp_rate'] / 1e9 if m['exp_rate'] else float('nan'):.2f} G/s")
+    if res["rows"]:
+        r = res["rows"][0]
+        print(f"{r['params']:,} parameters; per bp: {r['matmul_flops_per_bp'] / 1e6:.2f} MFLOP "
+              f"of matmuls and {r['exps_per_bp']:,} scan exps (forward)")
+    print("peak RSS = the process's peak resident set during the call (VmHWM, model and "
+          "inputs included); +MiB = its increase over the RSS just before")
+    hdr = (f"{'L':>8s} {'ckpt':>4s} {'fwd s':>7s} {'fwd bp/s':>9s} {'bound s':>7s} "
+           f"{'of bound':>8s} {'RSS GiB':>7s} {'+MiB':>7s} | {'train s':>7s} {'bp/s':>8s} "
+           f"{'bound s':>7s} {'of bound':>8s} {'RSS GiB':>7s} {'+MiB':>7s}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in res["rows"]:
+        def gib(b):
+            return float("nan") if b is None else b / 2 ** 30
+
+        def mib(b):
+            return float("nan") if b is None else b / 2 ** 20
+        print(f"{r['L']:8d} {'yes' if r['checkpoint_layers'] else 'no':>4s} {r['fwd_s']:7.2f} "
+              f"{r['fwd_bp_per_s']:9.0f} {r['bound_fwd_s']:7.2f} {r['fwd_bound_fraction']:8.0%} "
+              f"{gib(r['fwd_rss_bytes']):7.2f} {mib(r['fwd_peak_bytes']):7.0f} | "
+              f"{r['train_s']:7.2f} {r['train_bp_per_s']:8.0f} {r['bound_train_s']:7.2f} "
+              f"{r['train_bound_fraction']:8.0%} {gib(r['train_rss_bytes']):7.2f} "
+              f"{mib(r['train_peak_bytes']):7.0f}")
+    print("bars: forward at 200 kb >= 40% of the bound with peak RSS <= 6 GiB; "
+          "training step at 200 kb in 16 GiB (ckpt = per-layer activation checkpointing)")
+
+
 SECTIONS = {
     "machine": (run_machine_section, print_machine_section),
     "scan": (run_scan_section, print_scan_section),
+    "model": (run_model_section, print_model_section),
 }
 
 
@@ -340,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=16, help="states (d_state)")
     g.add_argument("--batch", type=int, default=1)
     g.add_argument("--repeats", type=int, default=3, help="best of this many (fewer for long runs)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", action="store_true", help="the full Seq2Exp-soft model")
+    g.add_argument("--model-lengths", default="20000,200000", help="window lengths (bp)")
+    g.add_argument("--checkpoint-layers", action="store_true",
+                   help="activation checkpointing at every length (always on above 50 kb)")
     return p
 
 
