@@ -1,4 +1,4 @@
-"""Compile, cache and load the CPU selective-scan kernel (``_cpu_scan.c``).
+"""Compile, cache and load the CPU kernels (``_cpu_scan.c``: selective scan, conv + SiLU).
 
 The kernel is built at first use with the system C compiler (``$CC``, else ``cc``, ``gcc``
 or ``clang``), once as float32 and once as float64 from the same source, linked into one
@@ -59,6 +59,19 @@ class ScanArgs(ctypes.Structure):
         ("gC_st", ctypes.c_int64),
         ("gA", ctypes.c_void_p), ("gD", ctypes.c_void_p), ("gbias", ctypes.c_void_p),
         ("pA", ctypes.c_void_p), ("pD", ctypes.c_void_p), ("pb", ctypes.c_void_p),
+    )]
+
+
+class ConvArgs(ctypes.Structure):
+    """Mirror of ``conv_args`` in ``_cpu_scan.c`` (field order matters)."""
+
+    _fields_ = [(name, typ) for name, typ in (
+        ("batch", ctypes.c_int64), ("len", ctypes.c_int64), ("dim", ctypes.c_int64),
+        ("width", ctypes.c_int64), ("reverse", ctypes.c_int64), ("nthreads", ctypes.c_int64),
+        ("x", ctypes.c_void_p), ("x_sb", ctypes.c_int64), ("x_st", ctypes.c_int64),
+        ("w", ctypes.c_void_p), ("bias", ctypes.c_void_p), ("y", ctypes.c_void_p),
+        ("gy", ctypes.c_void_p), ("gx", ctypes.c_void_p), ("gw", ctypes.c_void_p),
+        ("gb", ctypes.c_void_p),
     )]
 
 
@@ -184,6 +197,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         for name in ("scan_fwd", "scan_bwd"):
             fn = getattr(lib, f"{name}_{sfx}")
             fn.argtypes = [p_args]
+            fn.restype = ctypes.c_int
+        for name in ("conv_silu_fwd", "conv_silu_bwd"):
+            fn = getattr(lib, f"{name}_{sfx}")
+            fn.argtypes = [ctypes.POINTER(ConvArgs)]
             fn.restype = ctypes.c_int
         fn = getattr(lib, f"scan_exp_array_{sfx}")
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]

@@ -302,7 +302,7 @@ static void *alloc_aligned(size_t bytes) {
 
 /* ---------------------------------------------------------------- threads */
 typedef struct {
-    const scan_args *a;
+    const void *a; /* the kernel's arguments (scan_args or conv_args) */
     int tid, nth, err;
 } job_t;
 
@@ -318,7 +318,7 @@ typedef struct {
 #define FP_LEAVE
 #endif
 
-static int run_threads(void *(*fn)(void *), const scan_args *a, int64_t nth_req) {
+static int run_threads(void *(*fn)(void *), const void *a, int64_t nth_req) {
     int nth = nth_req < 1 ? 1 : (nth_req > 256 ? 256 : (int)nth_req);
     job_t jobs[256];
     pthread_t th[256];
@@ -531,6 +531,162 @@ int SFX(scan_bwd)(const scan_args *a) {
     }
     free(w.pA);
     return err;
+}
+
+/* ---------------------------------------------------------------- causal conv + SiLU */
+/* Mamba's depthwise causal conv1d followed by SiLU, channels-last, in one pass over memory:
+ *   p[t, c] = bias[c] + sum_k w[k, c] * x[t - s (K-1-k), c]   (s = +1, or -1 when reverse)
+ *   y[t, c] = silu(p[t, c])
+ * with x = 0 outside [0, L). x rows may be strided (a slice of Mamba's in-projection); y, gy,
+ * gx are contiguous (batch, L, dim); w is (K, dim). The backward recomputes p, keeps the K
+ * rows of the pre-activation gradient gp it needs in a ring, and accumulates the weight and
+ * bias gradients in double per thread (gw (nth, K, dim), gb (nth, dim); the caller sums). */
+typedef struct {
+    int64_t batch, len, dim, width, reverse, nthreads;
+    const real *x;
+    int64_t x_sb, x_st;
+    const real *w, *bias;
+    real *y;
+    const real *gy;
+    real *gx;
+    double *gw, *gb;
+} conv_args;
+
+#define CONV_KMAX 16
+
+/* p for row t of one batch and the channel vector at c0 */
+AI vec conv_pre(const conv_args *a, const real *xb, int64_t t, int64_t c0, int nv) {
+    const int64_t K = a->width, L = a->len;
+    vec p = a->bias ? ldp(a->bias + c0, nv) : vsplat(0);
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t src = a->reverse ? t + (K - 1 - k) : t - (K - 1 - k);
+        if (src >= 0 && src < L) p += ldp(a->w + k * a->dim + c0, nv) * ldp(xb + src * a->x_st + c0, nv);
+    }
+    return p;
+}
+
+/* rows [t0, t1) of every batch are split evenly between threads */
+AI void conv_share(const conv_args *a, const job_t *j, int64_t *i0, int64_t *i1) {
+    const int64_t items = a->batch * a->len;
+    *i0 = items * j->tid / j->nth;
+    *i1 = items * (j->tid + 1) / j->nth;
+}
+
+static void *conv_fwd_thread(void *arg) {
+    job_t *j = (job_t *)arg;
+    const conv_args *a = j->a;
+    FP_ENTER
+    int64_t i0, i1;
+    conv_share(a, j, &i0, &i1);
+    const int64_t E = a->dim, L = a->len;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t b = i / L, t = i % L;
+        const real *xb = a->x + b * a->x_sb;
+        real *yr = a->y + i * E;
+        for (int64_t c0 = 0; c0 < E; c0 += W) {
+            const int nv = (int)(E - c0 < W ? E - c0 : W);
+            const vec p = conv_pre(a, xb, t, c0, nv);
+            stp(yr + c0, p * vsigmoid(p), nv);
+        }
+    }
+    FP_LEAVE
+    return NULL;
+}
+
+/* dst[0:nv] += v, in double */
+AI void acc_double(double *dst, vec v, int nv) {
+    if (nv == W) {
+        vd acc;
+        memcpy(&acc, dst, sizeof acc);
+        acc += __builtin_convertvector(v, vd);
+        memcpy(dst, &acc, sizeof acc);
+    } else {
+        for (int i = 0; i < nv; i++) dst[i] += (double)v[i];
+    }
+}
+
+/* gp = gy * silu'(p) for row t, all channels, into dst; accumulates gb and gw (rows it owns) */
+static void conv_grad_row(const conv_args *a, const real *xb, int64_t b, int64_t t, real *dst,
+                          int own, double *gw, double *gb) {
+    const int64_t E = a->dim, K = a->width, L = a->len;
+    const real *gyr = a->gy + (b * L + t) * E;
+    for (int64_t c0 = 0; c0 < E; c0 += W) {
+        const int nv = (int)(E - c0 < W ? E - c0 : W);
+        const vec p = conv_pre(a, xb, t, c0, nv);
+        const vec sg = vsigmoid(p);
+        const vec gp = ldp(gyr + c0, nv) * sg * (1 + p * (1 - sg));
+        stp(dst + c0, gp, nv);
+        if (!own) continue;
+        acc_double(gb + c0, gp, nv);
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t src = a->reverse ? t + (K - 1 - k) : t - (K - 1 - k);
+            if (src < 0 || src >= L) continue;
+            acc_double(gw + k * E + c0, gp * ldp(xb + src * a->x_st + c0, nv), nv);
+        }
+    }
+}
+
+static void *conv_bwd_thread(void *arg) {
+    job_t *j = (job_t *)arg;
+    const conv_args *a = j->a;
+    FP_ENTER
+    const int64_t E = a->dim, K = a->width, L = a->len;
+    double *gw = a->gw + (int64_t)j->tid * K * E, *gb = a->gb + (int64_t)j->tid * E;
+    memset(gw, 0, (size_t)(K * E) * sizeof(double));
+    memset(gb, 0, (size_t)E * sizeof(double));
+    real *ring = (real *)alloc_aligned((size_t)(K * E) * sizeof(real)); /* gp rows, by t mod K */
+    int64_t i0, i1;
+    conv_share(a, j, &i0, &i1);
+    if (!ring) {
+        j->err = 1;
+    } else {
+        /* gx[t] = sum_k w[k] * gp[t + s (K-1-k)]: walk t upwards; the ring holds the gp rows
+         * of [t - (K-1), t] (reverse) or [t, t + K-1] (forward), each computed once. */
+        int64_t b_cur = -1, hi = -1; /* gp rows of batch b_cur are in the ring up to row hi */
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t b = i / L, t = i % L;
+            const real *xb = a->x + b * a->x_sb;
+            const int64_t need_lo = a->reverse ? t - (K - 1) : t;
+            const int64_t need_hi = a->reverse ? t : t + (K - 1);
+            if (b != b_cur) { b_cur = b; hi = need_lo - 1; }
+            for (int64_t r = hi + 1; r <= need_hi; r++) {
+                if (r < 0 || r >= L) continue;
+                /* a row is owned by the thread whose share contains it: its gw/gb terms count once */
+                const int64_t row = b * L + r;
+                conv_grad_row(a, xb, b, r, ring + (r % K) * E, row >= i0 && row < i1, gw, gb);
+            }
+            if (need_hi > hi) hi = need_hi;
+            real *gxr = a->gx + i * E;
+            for (int64_t c0 = 0; c0 < E; c0 += W) {
+                const int nv = (int)(E - c0 < W ? E - c0 : W);
+                vec acc = vsplat(0);
+                for (int64_t k = 0; k < K; k++) {
+                    const int64_t r = a->reverse ? t - (K - 1 - k) : t + (K - 1 - k);
+                    if (r >= 0 && r < L) acc += ldp(a->w + k * E + c0, nv) * ldp(ring + (r % K) * E + c0, nv);
+                }
+                stp(gxr + c0, acc, nv);
+            }
+        }
+        free(ring);
+    }
+    FP_LEAVE
+    return NULL;
+}
+
+int SFX(conv_silu_fwd)(const conv_args *a) {
+    if (a->width < 1 || a->width > CONV_KMAX) return 2;
+    if (a->len == 0 || a->dim == 0 || a->batch == 0) return 0;
+    return run_threads(conv_fwd_thread, a, a->nthreads);
+}
+
+int SFX(conv_silu_bwd)(const conv_args *a) {
+    if (a->width < 1 || a->width > CONV_KMAX) return 2;
+    if (a->len == 0 || a->dim == 0 || a->batch == 0) {
+        memset(a->gw, 0, (size_t)(a->nthreads * a->width * a->dim) * sizeof(double));
+        memset(a->gb, 0, (size_t)(a->nthreads * a->dim) * sizeof(double));
+        return 0;
+    }
+    return run_threads(conv_bwd_thread, a, a->nthreads);
 }
 
 /* ---------------------------------------------------------------- helpers for tests/benchmarks */
