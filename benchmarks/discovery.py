@@ -38,13 +38,13 @@ MAMBA_VARIANTS = ("seq2exp-soft", "seq2exp-hard", "seq2exp-retrain", "seq-only",
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_out/discovery")
-    p.add_argument("--genes", type=int, default=600, help="synthetic genes")
-    p.add_argument("--window", type=int, default=10_000, help="window length (bp)")
+    p.add_argument("--genes", type=int, default=400, help="synthetic genes")
+    p.add_argument("--window", type=int, default=8_000, help="window length (bp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cell-type", default="synthA")
-    p.add_argument("--steps", type=int, default=600, help="training steps per variant")
+    p.add_argument("--steps", type=int, default=400, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--d-state", type=int, default=8)
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hard-preset", default="hard-packed",
                    help="model preset of Seq2Exp-hard, also used by the MACS3 peak-mask predictor "
                         "(the same predictor reads both masks)")
-    p.add_argument("--workers", type=int, default=1, help="data-loader workers")
+    p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
     p.add_argument("--variants", nargs="+", default=[*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"])
     return p.parse_args(argv)
 

@@ -155,3 +155,27 @@ def test_blacklist_and_promoter_in_the_full_model():
         out = model(seq, signals, features, blacklist)
     assert (out.mask.mask[:, :10] == 0).all()
     assert (out.mask.mask[:, 28:36] == 1).all()
+
+
+def test_mask_token_makes_a_soft_mask_visible_to_the_pre_norm_stack():
+    # The first block normalises each position: m * E(x) and E(x) look the same to its mixer.
+    # With the mask token, masked-out positions move towards e_mask instead.
+    torch.manual_seed(0)
+    seq = F.one_hot(torch.randint(0, 4, (2, 300)), 4).float().transpose(1, 2)
+    signals = torch.rand(2, 3, 300)
+    normed = {}
+    for token in (False, True):
+        predictor = Seq2ExpPredictor(Seq2ExpConfig(mask={"mask_token": token}))
+        if token:
+            with torch.no_grad():
+                predictor.mask_token.normal_()
+            assert torch.equal(predictor.embed(seq, signals, torch.ones(2, 300)),
+                               predictor.embed(seq, signals))  # m = 1 keeps E(x) as it is
+        norm = predictor.backbone.layers[0].norm
+        normed[token] = [norm(predictor.embed(seq, signals, torch.full((2, 300), m)))
+                         for m in (1.0, 0.1)]
+    def gap(pair):
+        return ((pair[0] - pair[1]).abs().max() / pair[0].abs().max()).item()
+
+    assert gap(normed[False]) < 0.01  # the paper's mask: (nearly) invisible after the norm
+    assert gap(normed[True]) > 0.5

@@ -76,6 +76,10 @@ class MaskConfig:
     promoter_keep: int = 2000
     #: Hard mode only: run the predictor on the kept positions alone.
     packed: bool = False
+    #: Masked-out positions read a learned embedding, ``m * E(x) + (1 - m) * e_mask``, instead
+    #: of ``m * E(x)`` (the paper). A pre-norm stack rescales every position to unit RMS, which
+    #: hides a multiplicative mask from its first mixer (and its gradient from the generator).
+    mask_token: bool = False
 
     def __post_init__(self) -> None:
         self.signal_weights = tuple(float(w) for w in self.signal_weights)

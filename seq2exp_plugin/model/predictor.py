@@ -76,18 +76,23 @@ class Seq2ExpPredictor(nn.Module):
         self.signal_embedding = nn.Linear(cfg.n_signals, d_model) if use_signals else None
         self.backbone = BiMambaStack(cfg.predictor)
         self.position = RelativePosition(d_model) if cfg.mask.packed else None
+        self.mask_token = nn.Parameter(torch.zeros(d_model)) if cfg.mask.mask_token else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
         self.mask_product = _elementwise_product()
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``M * (E_seq(x) + E_sig(s))``: ``(B, L, d_model)``."""
+        """``M * (E_seq(x) + E_sig(s))`` (``+ (1 - M) * e_mask`` with a mask token):
+        ``(B, L, d_model)``."""
         hidden = self.seq_embedding(seq.transpose(1, 2))
         if self.signal_embedding is not None:
             if self.config.signal_transform == "log1p":
                 signals = torch.log1p(signals.clamp_min(0))
             hidden = hidden + self.signal_embedding(signals.transpose(1, 2))
         if mask is not None:
-            hidden = self.mask_product(hidden, mask.unsqueeze(-1).to(hidden.dtype))
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            hidden = self.mask_product(hidden, m)
+            if self.mask_token is not None:
+                hidden = hidden + (1 - m) * self.mask_token
         return hidden
 
     def encode(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
