@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hard-preset", default="hard-packed",
                    help="model preset of Seq2Exp-hard, also used by the MACS3 peak-mask predictor "
                         "(the same predictor reads both masks)")
+    p.add_argument("--mask-token", action=argparse.BooleanOptionalAction, default=False,
+                   help="masked predictors read a learned embedding at masked-out positions "
+                        "(MaskConfig.mask_token)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
     p.add_argument("--variants", nargs="+", default=[*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"])
     return p.parse_args(argv)
@@ -86,7 +89,8 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
     stack = {"d_model": args.d_model, "n_layers": args.layers, "d_state": args.d_state,
              "dt_min": args.dt_min, "dt_max": args.dt_max}
     model = {"generator": stack, "predictor": stack, "pool_width": args.promoter,
-             "mask": {"promoter_keep": args.promoter}, "signal_transform": "log1p"}
+             "mask": {"promoter_keep": args.promoter, "mask_token": args.mask_token},
+             "signal_transform": "log1p"}
     config = {
         "variant": variant.replace("seq2exp-soft", "seq2exp").replace("seq2exp-hard", "seq2exp")
                           .replace("seq2exp-retrain", "retrain"),
@@ -200,7 +204,8 @@ def write_report(out: Path, args, metrics: dict, rec: dict, timings: dict, wall:
         f"Command: `python benchmarks/discovery.py {' '.join(sys.argv[1:])}`", "",
         f"{args.genes} genes, {args.window:,} bp windows, cell type {args.cell_type}; every Mamba variant: "
         f"d_model {args.d_model}, {args.layers} layers, d_state {args.d_state}, {args.steps} steps of "
-        f"batch {args.batch_size}, lr {args.lr}. Wall time {wall / 60:.1f} min.", "",
+        f"batch {args.batch_size}, lr {args.lr}, mask token {'on' if args.mask_token else 'off'}. "
+        f"Wall time {wall / 60:.1f} min.", "",
         "## Expression on the test chromosomes (chr22, chrX)", "",
         format_table({names.get(k, k): v for k, v in metrics.items()}), "",
         "## Element recovery on the test genes (R_ag elements; promoters excluded)", "",

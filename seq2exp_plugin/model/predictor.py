@@ -76,7 +76,8 @@ class Seq2ExpPredictor(nn.Module):
         self.signal_embedding = nn.Linear(cfg.n_signals, d_model) if use_signals else None
         self.backbone = BiMambaStack(cfg.predictor)
         self.position = RelativePosition(d_model) if cfg.mask.packed else None
-        self.mask_token = nn.Parameter(torch.zeros(d_model)) if cfg.mask.mask_token else None
+        use_token = cfg.mask.mask_token and not cfg.mask.packed  # packed: kept positions only, m = 1
+        self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
         self.mask_product = _elementwise_product()
 

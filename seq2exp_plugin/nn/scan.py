@@ -525,26 +525,24 @@ _IMPLS = {"cuda": _scan_cuda, "cpu": _scan_cpu, "torch": _scan_torch,
 
 
 # --------------------------------------------------------------------------- kernel probes
-def kernel_exp(x: torch.Tensor) -> torch.Tensor:
-    """exp(x) computed with the CPU kernel's vectorised exp (float32 or float64 CPU tensor)."""
+def _kernel_elementwise(name: str, x: torch.Tensor) -> torch.Tensor:
     lib = _build.load_library()
     if lib is None:
         raise RuntimeError(f"CPU scan kernel unavailable: {_build.build_error()}")
     x = x.detach().contiguous()
     y = torch.empty_like(x)
-    _kernel_fn(lib, "scan_exp_array", x.dtype)(x.data_ptr(), y.data_ptr(), x.numel())
+    _kernel_fn(lib, name, x.dtype)(x.data_ptr(), y.data_ptr(), x.numel())
     return y
+
+
+def kernel_exp(x: torch.Tensor) -> torch.Tensor:
+    """exp(x) computed with the CPU kernel's vectorised exp (float32 or float64 CPU tensor)."""
+    return _kernel_elementwise("scan_exp_array", x)
 
 
 def kernel_softplus(x: torch.Tensor) -> torch.Tensor:
     """softplus(x) as the CPU kernel computes it (float32 or float64 CPU tensor)."""
-    lib = _build.load_library()
-    if lib is None:
-        raise RuntimeError(f"CPU scan kernel unavailable: {_build.build_error()}")
-    x = x.detach().contiguous()
-    y = torch.empty_like(x)
-    _kernel_fn(lib, "scan_softplus_array", x.dtype)(x.data_ptr(), y.data_ptr(), x.numel())
-    return y
+    return _kernel_elementwise("scan_softplus_array", x)
 
 
 def kernel_exp_rate(threads: int | None = None, seconds: float = 0.5,
