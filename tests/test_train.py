@@ -192,3 +192,28 @@ def test_every_baseline_trains_and_evaluates(tiny_synth, tmp_path, variant):
         with torch.no_grad():
             ours = module.net(batch["signals"], batch["features"]).numpy()
         np.testing.assert_allclose(ours, reference.predict(x), rtol=1e-3, atol=1e-3)
+
+
+def test_peak_mask_keeps_the_promoter_and_drops_the_blacklist():
+    # A window with no peak at all (MACS3 finds none near a silent gene): the packed predictor
+    # still pools the promoter, instead of averaging an empty centre into NaN.
+    from seq2exp_plugin.model.config import preset
+    from seq2exp_plugin.model.predictor import Seq2ExpPredictor
+    from seq2exp_plugin.train.variants import given_mask, predict_batch
+
+    config = preset("hard-packed", predictor={"d_model": 8, "n_layers": 1, "d_state": 4},
+                    pool_width=100, mask={"promoter_keep": 100})
+    net = Seq2ExpPredictor(config).eval()
+    L = 1000
+    blacklist = torch.zeros(2, L, dtype=torch.bool)
+    blacklist[:, :50] = True
+    batch = {"seq": torch.nn.functional.one_hot(torch.randint(0, 4, (2, L)), 4).float().transpose(1, 2),
+             "signals": torch.rand(2, 3, L), "features": torch.randn(2, 9),
+             "mask": torch.zeros(2, L), "blacklist": blacklist}
+    batch["mask"][:, :60] = 1.0  # a "peak" inside the blacklist
+    mask = given_mask(net, batch)
+    assert mask[:, 450:550].eq(1).all() and mask[:, :50].eq(0).all() and mask[:, 50:60].eq(1).all()
+    assert mask.sum() == 2 * (100 + 10)
+    with torch.no_grad():
+        prediction, _ = predict_batch(net, batch)
+    assert torch.isfinite(prediction).all()

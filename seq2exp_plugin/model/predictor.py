@@ -123,5 +123,9 @@ class Seq2ExpPredictor(nn.Module):
             hidden = hidden + self.position(kept - (length - 1) / 2)
             hidden = self.backbone(hidden)[0]
             in_centre = (kept >= centre.start) & (kept < centre.stop)
+            if not bool(in_centre.any()):
+                raise ValueError(f"packed predictor: the mask of sequence {b} keeps no position of "
+                                 f"the central {self.config.pool_width} bp it pools; keep the "
+                                 "promoter (seq2exp_plugin.model.mask.constrain)")
             pooled.append(hidden[in_centre].mean(0))
         return torch.stack(pooled)

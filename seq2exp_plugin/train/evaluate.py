@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .config import RunConfig
 from .metrics import METRIC_NAMES, regression_metrics
-from .variants import predict_batch
+from .variants import given_mask, predict_batch
 
 
 @dataclass
@@ -53,7 +53,7 @@ def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_work
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
         prediction, mask = predict_batch(net, batch)
-        scores = mask.score if mask is not None else batch.get("mask")
+        scores = mask.score if mask is not None else given_mask(net, batch)
         for i, gene_id in enumerate(batch["gene_id"]):
             strand = batch["strand"][i]
             yield GenePrediction(

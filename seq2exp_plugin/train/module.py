@@ -22,7 +22,7 @@ from ..adapters.grelu import register
 from .config import RunConfig
 from .metrics import SplitMetrics
 from .recipe import make_optimizer, make_scheduler
-from .variants import predict_batch
+from .variants import given_mask, predict_batch
 
 register()  # gReLU builds the model by name
 from grelu.lightning import LightningModel  # noqa: E402
@@ -67,7 +67,7 @@ class Seq2ExpLightning(LightningModel):
         kl = mask.kl if mask is not None else task.new_zeros(())
         kl_weight = self.net.config.mask.kl_weight if mask is not None else 0.0
         return {"loss": task + kl_weight * kl, "task": task, "kl": kl, "prediction": prediction,
-                "mask": mask.mask if mask is not None else batch.get("mask")}
+                "mask": mask.mask if mask is not None else given_mask(self.net, batch)}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # The mask sample and dropout of step s depend on (seed, s) only: resuming replays them.

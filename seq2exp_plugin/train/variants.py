@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..model.baselines import ExpectoRidge, HierarchicalCNN
 from ..model.config import preset
-from ..model.mask import MaskOutput
+from ..model.mask import MaskOutput, constrain
 from ..model.predictor import Seq2ExpPredictor
 from ..model.seq2exp import Seq2ExpModel
 from .config import RunConfig
@@ -53,10 +53,20 @@ def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Mas
         out = net(seq, signals, features, batch.get("blacklist"))
         return out.expression, out.mask
     if isinstance(net, Seq2ExpPredictor):
-        return net(seq, signals, features, batch.get("mask")), None
+        return net(seq, signals, features, given_mask(net, batch)), None
     if isinstance(net, (HierarchicalCNN, ExpectoRidge)):
         return net(signals, features), None
     raise TypeError(f"no batch rule for {type(net).__name__}")
+
+
+def given_mask(net: nn.Module, batch: dict[str, Tensor]) -> Tensor | None:
+    """The batch's own mask (MACS3 peaks), constrained as the generator's masks are: the
+    central promoter kept (the packed predictor pools it, so it must never be empty) and
+    blacklisted positions removed. None without one."""
+    mask = batch.get("mask")
+    if mask is None or not isinstance(net, Seq2ExpPredictor):
+        return mask
+    return constrain(mask, net.config.mask.promoter_keep, batch.get("blacklist"))
 
 
 def freeze_generator(net: Seq2ExpModel, checkpoint: str) -> None:
