@@ -39,10 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_out/discovery")
     p.add_argument("--genes", type=int, default=400, help="synthetic genes")
-    p.add_argument("--window", type=int, default=8_000, help="window length (bp)")
+    p.add_argument("--window", type=int, default=4_000, help="window length (bp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cell-type", default="synthA")
-    p.add_argument("--steps", type=int, default=400, help="training steps per variant")
+    p.add_argument("--steps", type=int, default=700, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--d-model", type=int, default=32)
@@ -50,11 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--d-state", type=int, default=8)
     p.add_argument("--dt-min", type=float, default=1e-4, help="initial Mamba step sizes (long memory)")
     p.add_argument("--dt-max", type=float, default=1e-2)
-    p.add_argument("--promoter", type=int, default=1000, help="central bp always kept / pooled")
+    p.add_argument("--promoter", type=int, default=500, help="central bp always kept / pooled")
     p.add_argument("--hard-preset", default="hard-packed",
                    help="model preset of Seq2Exp-hard, also used by the MACS3 peak-mask predictor "
                         "(the same predictor reads both masks)")
-    p.add_argument("--mask-token", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--mask-token", action=argparse.BooleanOptionalAction, default=True,
                    help="masked predictors read a learned embedding at masked-out positions "
                         "(MaskConfig.mask_token)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
