@@ -64,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mask-token", action=argparse.BooleanOptionalAction, default=True,
                    help="masked predictors read a learned embedding at masked-out positions "
                         "(MaskConfig.mask_token)")
+    p.add_argument("--kl-weight", type=float, default=None,
+                   help="weight of the KL term of the Seq2Exp variants (default: the preset's, 0.01)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
     p.add_argument("--variants", nargs="+", default=[*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"])
     return p.parse_args(argv)
@@ -96,7 +98,8 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
     stack = {"d_model": args.d_model, "n_layers": args.layers, "d_state": args.d_state,
              "dt_min": args.dt_min, "dt_max": args.dt_max}
     model = {"generator": stack, "predictor": stack, "pool_width": args.promoter,
-             "mask": {"promoter_keep": args.promoter, "mask_token": args.mask_token},
+             "mask": {"promoter_keep": args.promoter, "mask_token": args.mask_token,
+                      **({} if args.kl_weight is None else {"kl_weight": args.kl_weight})},
              "signal_transform": "log1p"}
     config = {
         "variant": variant.replace("seq2exp-soft", "seq2exp").replace("seq2exp-hard", "seq2exp")
