@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(MaskConfig.mask_token)")
     p.add_argument("--kl-weight", type=float, default=None,
                    help="weight of the KL term of the Seq2Exp variants (default: the preset's, 0.01)")
+    p.add_argument("--signal-scale", type=float, default=None,
+                   help="k of the signal Beta of Seq2Exp-soft/-retrain (default: the preset's, 10)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
     p.add_argument("--variants", nargs="+", default=[*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"])
     return p.parse_args(argv)
@@ -101,6 +103,8 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
              "mask": {"promoter_keep": args.promoter, "mask_token": args.mask_token,
                       **({} if args.kl_weight is None else {"kl_weight": args.kl_weight})},
              "signal_transform": "log1p"}
+    if args.signal_scale is not None and variant in ("seq2exp-soft", "seq2exp-retrain"):
+        model["mask"] = {**model["mask"], "signal_scale": args.signal_scale}
     config = {
         "variant": variant.replace("seq2exp-soft", "seq2exp").replace("seq2exp-hard", "seq2exp")
                           .replace("seq2exp-retrain", "retrain"),
