@@ -9,6 +9,7 @@ from torch.distributions import Beta
 from seq2exp_plugin.model.config import MaskConfig
 from seq2exp_plugin.model.mask import (
     constrain,
+    kept_fraction_kl,
     kl_to_prior,
     make_mask,
     posterior,
@@ -133,3 +134,52 @@ def test_top_mode_keeps_the_highest_posterior_means():
     dist = posterior(alpha, torch.full_like(alpha, 5.0), torch.ones_like(alpha), torch.ones_like(alpha), cfg)
     for training in (True, False):  # deterministic: a frozen generator ranks positions
         assert make_mask(dist, cfg, training=training).mask.tolist() == [[0, 1, 0, 0, 0, 0, 1, 0]]
+
+
+# --------------------------------------------------- options beyond the paper (MaskConfig)
+def test_multiplicative_term_scales_the_signal_beta():
+    cfg = MaskConfig(sequence_term="multiplicative")
+    logits = torch.tensor([[[0.0, 0.0], [2.0, -3.0], [-10.0, 5.0]]], dtype=torch.float64)
+    alpha1, beta1 = sequence_beta(logits, cfg)
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    want = [(softplus(a) / math.log(2), softplus(b) / math.log(2)) for a, b in logits[0].tolist()]
+    assert alpha1[0].tolist() == pytest.approx([w[0] for w in want])
+    assert beta1[0].tolist() == pytest.approx([w[1] for w in want])
+    assert (alpha1[0, 0].item(), beta1[0, 0].item()) == pytest.approx((1.0, 1.0))  # h = 0: factors 1
+    alpha2, beta2 = torch.tensor([[20.0, 30.0, 12.0]]), torch.tensor([[18.8, 18.8, 18.8]])
+    dist = posterior(alpha1.float(), beta1.float(), alpha2, beta2, cfg)
+    assert dist.alpha[0].tolist() == pytest.approx([a * w[0] for a, w in zip([20.0, 30.0, 12.0], want)], rel=1e-5)
+    assert dist.beta[0].tolist() == pytest.approx([18.8 * w[1] for w in want], rel=1e-5)
+    # the two terms the metrics rank by
+    assert dist.signal_mean[0].tolist() == pytest.approx([a / (a + 18.8) for a in (20.0, 30.0, 12.0)])
+    assert dist.sequence_mean[0].tolist() == pytest.approx([w[0] / (w[0] + w[1]) for w in want], rel=1e-5)
+    with pytest.raises(ValueError, match="sequence_term"):
+        MaskConfig(sequence_term="product")
+
+
+def _bernoulli_kl(q, rho):
+    return q * math.log(q / rho) + (1 - q) * math.log((1 - q) / (1 - rho))
+
+
+def test_kept_fraction_budget_hand_computed():
+    cfg = MaskConfig(kept_target=0.2, promoter_keep=2)
+    mean = torch.tensor([[0.1, 0.9, 0.5, 0.5, 0.3, 0.7], [0.2, 0.0, 0.9, 0.9, 0.4, 0.8]],
+                        dtype=torch.float64, requires_grad=True)
+    blacklist = torch.zeros(2, 6, dtype=torch.bool)
+    blacklist[1, 5] = True
+    # free: columns 0, 1, 4, 5 (2-3 are the promoter), minus (1, 5): 7 values
+    q = (0.1 + 0.9 + 0.3 + 0.7 + 0.2 + 0.0 + 0.4) / 7
+    kl = kept_fraction_kl(mean, cfg, blacklist)
+    assert kl.item() == pytest.approx(_bernoulli_kl(q, 0.2))
+    kl.backward()
+    dq = math.log(q / 0.2) - math.log((1 - q) / 0.8)  # d KL / d q
+    free = torch.tensor([[1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 1, 0]], dtype=torch.float64)
+    assert torch.allclose(mean.grad, free * dq / 7)
+    # under the budget: no penalty
+    assert kept_fraction_kl(torch.full((1, 6), 0.1), cfg).item() == 0.0
+    # the regulariser make_mask reports
+    dist = posterior(torch.ones(1, 6), torch.ones(1, 6), torch.full((1, 6), 3.0), torch.ones(1, 6), cfg)
+    out = make_mask(dist, cfg, training=False)
+    assert out.kl.item() == pytest.approx(_bernoulli_kl(0.75, 0.2), rel=1e-5)
+    with pytest.raises(ValueError, match="kept_target"):
+        MaskConfig(kept_target=1.0)

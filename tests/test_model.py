@@ -179,3 +179,39 @@ def test_mask_token_makes_a_soft_mask_visible_to_the_pre_norm_stack():
 
     assert gap(normed[False]) < 0.01  # the paper's mask: (nearly) invisible after the norm
     assert gap(normed[True]) > 0.5
+
+
+def test_paper_presets_keep_the_paper_generator():
+    """The options beyond the paper default to the paper: soft/hard presets are unchanged."""
+    for name in ("soft", "hard", "hard-packed", "hard-public"):
+        mask = preset(name).mask
+        assert (mask.sequence_term, mask.kept_target, mask.generator_signals) == ("additive", None, False)
+    torch.manual_seed(5)
+    generator = Seq2ExpGenerator(tiny_config())
+    assert generator.signal_embedding is None
+    assert generator.head.weight.abs().sum() > 0  # the default (random) initialisation
+    learned = preset("learned").mask
+    assert learned.sequence_term == "multiplicative" and learned.kept_target is not None
+
+
+def test_learned_generator_starts_at_the_signal_posterior_and_learns():
+    torch.manual_seed(6)
+    cfg = tiny_config(mask={"sequence_term": "multiplicative", "kept_target": 0.1, "kl_weight": 1.0,
+                            "mask_token": True, "generator_signals": True})
+    model = Seq2ExpModel(cfg)
+    seq, signals, features = batch()
+    model.eval()
+    with torch.no_grad():
+        dist = model.generator.distribution(seq, signals)
+    assert torch.equal(dist.alpha, dist.alpha2) and torch.equal(dist.beta, dist.beta2)  # factors 1
+    model.train()
+    out = model(seq, signals, features)
+    seq2exp_loss(out, torch.tensor([0.5, 1.5]), kl_weight=0.0)["loss"].backward()
+    assert model.generator.head.weight.grad.abs().sum() > 0
+    # the generator reads the signals: changing a track changes its own term
+    with torch.no_grad():
+        model.generator.head.weight.normal_()
+        model.eval()
+        a = model.generator.distribution(seq, signals).sequence_mean
+        b = model.generator.distribution(seq, signals * torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1)).sequence_mean
+    assert not torch.allclose(a, b)

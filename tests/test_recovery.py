@@ -9,7 +9,10 @@ import pytest
 from seq2exp_plugin.data.synth import generate, load_manifest
 from seq2exp_plugin.discover.recovery import (
     _central_slice,
+    causal_vs_decoy_labels,
     compare_methods,
+    generator_metrics,
+    generator_recovery,
     gene_windows,
     peak_scores,
     read_truth,
@@ -140,6 +143,61 @@ def test_truth_labels_forward_reverse_and_exclusions():
     assert truth_labels(truth, [WindowRecord("G9", "chr1", 0, 50)], exclude_center=0)["G9"].sum() == 0
     with pytest.raises(ValueError, match="Rag"):
         truth_labels(truth, [fwd], positive_classes=("Rag",))
+
+
+def test_causal_vs_decoy_labels_keep_peak_bases_only():
+    fwd = WindowRecord("G1", "chr1", 90, 200, "+")
+    lab = causal_vs_decoy_labels(_truth_df(), [fwd], exclude_center=0)["G1"]
+    want = np.full(110, -1, np.int8)
+    want[10:20] = want[95:105] = 1  # R_ag 100-110, 185-195
+    want[40:50] = 0                 # decoy 130-140; promoter, inactive and background: not scored
+    np.testing.assert_array_equal(lab, want)
+    rev = WindowRecord("G1", "chr1", 90, 200, "-", reverse=True)
+    np.testing.assert_array_equal(causal_vs_decoy_labels(_truth_df(), [rev], exclude_center=0)["G1"], want[::-1])
+
+
+def test_generator_metrics_hand_computed():
+    from sklearn.metrics import average_precision_score
+
+    labels = {"a": np.array([1, 0, 0, -1, 1, 0]), "b": np.array([0, 1, 0, 0])}
+    peaks = {"a": np.array([1, 0, -1, -1, 1, -1]), "b": np.array([-1, 1, 0, -1])}
+    mask = {"a": np.array([0.9, 0.2, 0.6, 0.99, 0.7, 0.1]), "b": np.array([0.3, 0.8, 0.5, 0.05])}
+    signal = {"a": np.array([0.4, 0.5, 0.6, 0.9, 0.3, 0.2]), "b": np.array([0.7, 0.1, 0.8, 0.35])}
+    sequence = {"a": np.array([0.6, 0.1, 0.2, 0.5, 0.9, 0.3]), "b": np.array([0.2, 0.7, 0.4, 0.5])}
+    m = generator_metrics(mask, signal, sequence, labels, peaks)
+    # scored positions, pooled a then b: labels 1 0 0 1 0 | 0 1 0 0
+    # mask ranks 0.9(1) 0.8(1) 0.7(1) 0.6 0.5 0.3 0.2 0.1 0.05: every positive first -> AP 1
+    assert m["auprc"] == pytest.approx(1.0)
+    # signal ranks 0.8(0) 0.7(0) 0.6(0) 0.5(0) 0.4(1) 0.35(0) 0.3(1) 0.2(0) 0.1(1):
+    # positives at ranks 5, 7, 9 -> AP = (1/5 + 2/7 + 3/9) / 3
+    assert m["auprc_signal"] == pytest.approx((1 / 5 + 2 / 7 + 3 / 9) / 3)
+    assert m["gain"] == pytest.approx(1.0 - (1 / 5 + 2 / 7 + 3 / 9) / 3)
+    y = np.array([1, 0, 0, 1, 0, 0, 1, 0, 0])
+    seq = np.array([0.6, 0.1, 0.2, 0.9, 0.3, 0.2, 0.7, 0.4, 0.5])
+    assert m["auprc_sequence"] == pytest.approx(average_precision_score(y, seq))
+    # causal vs decoy among peak bases: a[0], a[4], b[1] causal; a[1], b[2] decoys
+    assert m["causal_vs_decoy"] == pytest.approx(1.0)  # mask 0.9, 0.7, 0.8 above 0.2, 0.5
+    # signal 0.8(0) 0.5(0) 0.4(1) 0.3(1) 0.1(1): positives at ranks 3, 4, 5
+    assert m["causal_vs_decoy_signal"] == pytest.approx((1 / 3 + 2 / 4 + 3 / 5) / 3)
+    assert m["decoy_prevalence"] == pytest.approx(3 / 5)
+    assert m["prevalence"] == pytest.approx(3 / 9)
+    assert m["kept_fraction"] == pytest.approx(5 / 9)  # 0.9 0.6 0.7 | 0.8 0.5 are >= 0.5
+
+
+def test_generator_recovery_of_predictions():
+    from seq2exp_plugin.train.evaluate import GenePrediction
+
+    truth = _truth_df()
+    score = np.linspace(0, 1, 110)
+    gene = GenePrediction("G1", "chr1", 90, 200, "+", 145, 1.0, 1.0, score, False,
+                          sequence_score=score[::-1].copy(), signal_score=np.ones(110))
+    got = generator_recovery([gene], truth, exclude_center=0)
+    labels = truth_labels(truth, [WindowRecord("G1", "chr1", 90, 200, "+")], exclude_center=0)
+    peaks = causal_vs_decoy_labels(truth, [WindowRecord("G1", "chr1", 90, 200, "+")], exclude_center=0)
+    want = generator_metrics({"G1": score}, {"G1": np.ones(110)}, {"G1": score[::-1]}, labels, peaks)
+    assert got == want
+    with pytest.raises(ValueError, match="Seq2Exp predictions"):
+        generator_recovery([GenePrediction("G1", "chr1", 90, 200, "+", 145, 1.0, 1.0, score, False)], truth)
 
 
 def test_truth_labels_blacklist(tmp_path):

@@ -3,7 +3,8 @@
 Predicts every demo gene with the Demo weights (expression, mask bigWig, element BED, plots
 with the ground truth drawn; see :mod:`seq2exp_plugin.discover.predict`), then scores how well
 the mask finds the causal elements against the synthetic ground truth, next to ranking by
-DNase alone (:mod:`seq2exp_plugin.discover.recovery`).
+DNase alone and to the signal Beta alone, and reports what the generator adds
+(:mod:`seq2exp_plugin.discover.recovery`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..atomic import write_json
 from ..train.evaluate import GenePrediction
 from ..train.variants import model_config
 from .predict import predict_to_directory
-from .recovery import recovery_metrics, track_scores, truth_labels
+from .recovery import generator_recovery, recovery_metrics, track_scores, truth_labels
 from .regions import WindowRecord
 
 #: Where the editable checkout keeps the model zoo (the README's set-up installs it so).
@@ -57,5 +58,10 @@ def element_recovery(genes: list[GenePrediction], run, truth: Path) -> dict:
         "Seq2Exp mask": {g.gene_id: g.score for g in genes},
         "DNase": track_scores(run.data.signals["dnase"], windows),
     }
-    return {name: {k: recovery_metrics(scores, labels)[k] for k in ("auprc", "prevalence")}
-            for name, scores in methods.items()}
+    if genes and genes[0].signal_score is not None:
+        methods["signals alone"] = {g.gene_id: g.signal_score for g in genes}
+    out = {name: {k: recovery_metrics(scores, labels)[k] for k in ("auprc", "prevalence")}
+           for name, scores in methods.items()}
+    if genes and genes[0].sequence_score is not None:
+        out["generator"] = generator_recovery(genes, truth, exclude_center=model_config(run).mask.promoter_keep)
+    return out

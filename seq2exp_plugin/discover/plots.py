@@ -5,6 +5,8 @@ gives the figure itself), x axis in genomic coordinates, top to bottom:
 
 - one panel per signal track (H3K27ac, DNase, Hi-C contact to the TSS, ... as given), filled;
 - the mask score (0-1) with the element threshold as a dotted line;
+- optionally the generator's own term (the mean of its Beta(alpha1, beta1), 0-1): what the DNA
+  contributed;
 - an annotation panel with one lane each for the called elements, the MACS3 peaks (if given) and
   the ground-truth elements of this gene (if known), coloured by class (promoter, R_ag, decoy,
   inactive).
@@ -100,6 +102,7 @@ def gene_figure(
     record: WindowRecord,
     signals: Mapping[str, np.ndarray] | None = None,
     score: np.ndarray | None = None,
+    generator: np.ndarray | None = None,
     elements: Sequence[Sequence] | None = None,
     peaks=None,
     truth=None,
@@ -122,6 +125,8 @@ def gene_figure(
     record : the window (gene id, chrom, start, end, strand, reverse, tss).
     signals : name -> ``(L,)`` array in window order (e.g. ``{"H3K27ac": ..., "DNase": ..., "Hi-C": ...}``).
     score : ``(L,)`` mask score in window order.
+    generator : ``(L,)`` the generator's own term in window order (the mean of its Beta(alpha1,
+        beta1)): what the DNA contributed to the score, drawn under it.
     elements : genomic ``(start, end, ...)`` rows of the called elements; ``None``: called from
         ``score`` with ``threshold``/``min_gap``/``min_length`` (:func:`call_elements`).
     peaks : MACS3 peaks (a narrowPeak/BED path, ``seq2exp peaks`` directory, an
@@ -142,6 +147,8 @@ def gene_figure(
     gen_signals = {k: np.asarray(record.genomic(np.asarray(v, dtype=np.float64).reshape(-1)))
                    for k, v in signals.items()}
     gscore = None if score is None else np.asarray(record.genomic(np.asarray(score, dtype=np.float64).reshape(-1)))
+    ggen = (None if generator is None
+            else np.asarray(record.genomic(np.asarray(generator, dtype=np.float64).reshape(-1))))
     if elements is None and score is not None:
         els = call_elements(np.asarray(score, dtype=np.float64).reshape(-1), threshold, min_gap, min_length)
         elements = elements_to_genomic(els, record)
@@ -155,7 +162,7 @@ def gene_figure(
     if truth is not None:
         lanes.append(("truth", truth_iv, None))
 
-    n_tracks = len(gen_signals) + (1 if gscore is not None else 0)
+    n_tracks = len(gen_signals) + (gscore is not None) + (ggen is not None)
     heights = [1.0] * n_tracks + [0.35 * len(lanes) + 0.25]
     fig = Figure(figsize=(width, 1.15 * sum(heights) + 1.0), dpi=dpi)
     axes = fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights, "hspace": 0.12})
@@ -184,6 +191,9 @@ def gene_figure(
     if gscore is not None:
         draw_track(axes[i], gscore, "#444444", "mask score", ylim=(0, 1.05))
         axes[i].axhline(threshold, color="#e377c2", linestyle=":", linewidth=0.8)
+        i += 1
+    if ggen is not None:
+        draw_track(axes[i], ggen, "#8c564b", "generator\n(DNA term)", ylim=(0, 1.05))
         i += 1
 
     ax = axes[-1]

@@ -8,7 +8,9 @@ interrupted run leaves nothing):
 - ``mask.<cell>.bw``: the soft mask (posterior mean) per bp, maximum over overlapping windows;
 - ``elements.<cell>.bed``: runs of kept positions, merged, scored, named ``<gene_id>:<n>``;
 - ``plots/<gene_id>.png``: signals, mask, elements, MACS3 peaks and ground truth when given;
-- ``summary.json``: what was run and, when targets are known, the metrics.
+- ``summary.json``: what was run and, when targets are known, the metrics; with ``truth`` and a
+  Seq2Exp model, what its generator adds (``generator``: mask, signal-only and generator AUPRC,
+  causal vs decoy; :func:`seq2exp_plugin.discover.recovery.generator_metrics`).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def predict_to_directory(
     cell = run.data.cell_type
     masked = run.variant in MASKED_VARIANTS
     with atomic_output_dir(out, force=force) as tmp:
-        rows, plotted = [], 0
+        rows, plotted, scored = [], 0, []
         index = {g: i for i, g in enumerate(dataset.gene_ids)}
         with RegionWriter(run.data.genome, bigwig=tmp / f"mask.{cell}.bw" if masked else None,
                           bed=tmp / f"elements.{cell}.bed" if masked else None, threshold=threshold,
@@ -69,6 +71,8 @@ def predict_to_directory(
                     on_gene(gene)
                 if gene.score is None:
                     continue
+                if truth is not None and gene.sequence_score is not None:
+                    scored.append(gene)
                 record = WindowRecord(gene.gene_id, gene.chrom, gene.start, gene.end, gene.strand,
                                       gene.reverse_complemented, gene.tss)
                 elements = regions.add(record, gene.score)
@@ -76,7 +80,8 @@ def predict_to_directory(
                     item = dataset.get_numpy(index[gene.gene_id])
                     plot_gene(tmp / "plots" / f"{gene.gene_id}.png", record,
                               signals=dict(zip(dataset.signal_names, item["signals"])),
-                              score=gene.score, elements=[row[1:] for row in elements], peaks=peaks,
+                              score=gene.score, generator=gene.sequence_score,
+                              elements=[row[1:] for row in elements], peaks=peaks,
                               truth=truth, observed=gene.target, predicted=gene.prediction,
                               threshold=threshold)
                     plotted += 1
@@ -88,6 +93,11 @@ def predict_to_directory(
         known = table["observed"].notna()
         if known.sum() >= 2:
             summary["metrics"] = regression_metrics(table["predicted"][known], table["observed"][known])
+        if scored:
+            from .recovery import generator_recovery
+
+            summary["generator"] = generator_recovery(scored, truth, blacklist=run.data.blacklist,
+                                                      exclude_center=module.net.config.mask.promoter_keep)
         write_json(tmp / "summary.json", summary)
     return out
 

@@ -27,6 +27,12 @@ Metrics (:func:`recovery_metrics`), pooled over all scored positions of all gene
 - at a score ``threshold`` (e.g. 0.5 for a hard mask, 1 for a peak mask): ``precision``,
   ``recall``, ``f1`` and the ratio actually kept.
 
+What the generator adds (:func:`generator_metrics`): the AUPRC of the mask score next to
+that of the signal-only ranking (the signal Beta's mean: the posterior of a generator held
+constant ranks positions the same way) and of the generator's own Beta mean, on the same
+positions; and, among bases inside signal peaks only (:func:`causal_vs_decoy_labels`: the gene's
+``R_ag`` elements against its ``decoy`` elements), how well each ranks causal above decoy.
+
 Scores for the baselines: :func:`peak_scores` (MACS3 peak mask, 0/1) and :func:`track_scores`
 (a bigWig, e.g. DNase: ranking by DNase is thresholding it at every level).
 """
@@ -52,6 +58,9 @@ __all__ = [
     "track_scores",
     "recovery_metrics",
     "compare_methods",
+    "causal_vs_decoy_labels",
+    "generator_metrics",
+    "generator_recovery",
 ]
 
 POSITIVE_CLASSES = ("R_ag",)
@@ -195,6 +204,18 @@ def truth_labels(
     return out
 
 
+def causal_vs_decoy_labels(truth, windows: Sequence[WindowRecord], exclude_center: int | None = None,
+                           blacklist=None) -> dict[str, np.ndarray]:
+    """``gene_id -> int8 (L,)``: 1 inside the gene's ``R_ag`` elements, 0 inside its ``decoy``
+    elements (open, with signal, no effect on this gene), -1 everywhere else - the bases inside
+    signal peaks, on which signal strength alone cannot tell causal from decoy."""
+    df = read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth
+    causal = truth_labels(df, windows, ("R_ag",), exclude_center=exclude_center, blacklist=blacklist)
+    decoy = truth_labels(df, windows, ("decoy",), exclude_center=exclude_center, blacklist=blacklist)
+    return {g: np.where(causal[g] == 1, 1, np.where(decoy[g] == 1, 0, -1)).astype(np.int8)
+            for g in causal}
+
+
 # ---------------------------------------------------------------------------------- scores
 def window_scores(source: Callable[[str, int, int], np.ndarray],
                   windows: Sequence[WindowRecord]) -> dict[str, np.ndarray]:
@@ -332,3 +353,43 @@ def compare_methods(methods: Mapping[str, Mapping[str, np.ndarray]], labels: Map
                     row[f"{tag}_{k2}"] = v
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
+
+
+def generator_metrics(mask: Mapping[str, np.ndarray], signal: Mapping[str, np.ndarray],
+                      sequence: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
+                      peak_labels: Mapping[str, np.ndarray], threshold: float = 0.5) -> dict[str, float]:
+    """What the generator adds to the signals, on the same positions.
+
+    ``mask``, ``signal``, ``sequence``: per-gene scores (the mask score, the signal Beta's mean,
+    the generator's own Beta mean); ``labels`` from :func:`truth_labels`, ``peak_labels`` from
+    :func:`causal_vs_decoy_labels`. Returns ``auprc`` (mask), ``auprc_signal``,
+    ``auprc_sequence``, ``gain`` (mask - signal), ``causal_vs_decoy`` and
+    ``causal_vs_decoy_signal`` (AUPRC among peak bases), ``decoy_prevalence`` (its random
+    level), ``prevalence`` and ``kept_fraction`` (share of scored positions with mask score >=
+    ``threshold``)."""
+    out = {name: recovery_metrics(values, labels)["auprc"]
+           for name, values in (("auprc", mask), ("auprc_signal", signal), ("auprc_sequence", sequence))}
+    out["gain"] = out["auprc"] - out["auprc_signal"]
+    peaks_mask = recovery_metrics(mask, peak_labels)
+    out["causal_vs_decoy"] = peaks_mask["auprc"]
+    out["causal_vs_decoy_signal"] = recovery_metrics(signal, peak_labels)["auprc"]
+    out["decoy_prevalence"] = peaks_mask["prevalence"]
+    y, s = _pool(mask, labels)
+    out["prevalence"] = float(y.mean())
+    out["kept_fraction"] = float((s >= threshold).mean())
+    return out
+
+
+def generator_recovery(genes: Sequence, truth, exclude_center: int | None = None, blacklist=None) -> dict:
+    """:func:`generator_metrics` of Seq2Exp predictions (``GenePrediction`` objects with
+    ``score``, ``signal_score`` and ``sequence_score``, as ``seq2exp predict``/``evaluate`` make
+    them) against a truth BED; genes without truth rows count as all-negative windows."""
+    if not genes or genes[0].sequence_score is None:
+        raise ValueError("generator metrics need Seq2Exp predictions (a generator's mask)")
+    windows = [WindowRecord(g.gene_id, g.chrom, g.start, g.end, g.strand, g.reverse_complemented, g.tss)
+               for g in genes]
+    df = read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth
+    labels = truth_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)
+    peaks = causal_vs_decoy_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)
+    return generator_metrics({g.gene_id: g.score for g in genes}, {g.gene_id: g.signal_score for g in genes},
+                             {g.gene_id: g.sequence_score for g in genes}, labels, peaks)

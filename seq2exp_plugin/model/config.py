@@ -80,6 +80,27 @@ class MaskConfig:
     #: of ``m * E(x)`` (the paper). A pre-norm stack rescales every position to unit RMS, which
     #: hides a multiplicative mask from its first mixer (and its gradient from the generator).
     mask_token: bool = False
+    #: How the generator's two outputs ``h`` enter the posterior. "additive" (the paper, eq. 8
+    #: and Proposition 2): ``alpha1, beta1 = softplus(h) + b_min`` are added to the signal
+    #: Beta's parameters. "multiplicative": ``alpha1, beta1 = softplus(h) / ln 2`` (1 at h = 0;
+    #: the head starts at zero) scale them, ``Beta(alpha1 * alpha2, beta1 * beta2)``, so the DNA
+    #: moves the mask at the signal Beta's own scale (k = 10 makes alpha2, beta2 of order 10-40,
+    #: which an additive O(1) output cannot move) and the generator starts from the signal
+    #: posterior.
+    sequence_term: Literal["additive", "multiplicative"] = "additive"
+    #: Regulariser weighted by ``kl_weight``. None: KL(posterior || Beta(alpha3, beta3)) per
+    #: position (eq. 3), whose optimum is the same constant at every position. A fraction in
+    #: (0, 1): a budget on the expected kept fraction instead - the Bernoulli KL
+    #: ``KL(q || kept_target)`` of the batch's mean posterior mean ``q`` over the positions the
+    #: generator chooses (promoter and blacklist excluded), zero while ``q <= kept_target``;
+    #: the budget says how much to keep, the task loss says where.
+    kept_target: float | None = None
+    #: The generator reads the signals too (not the paper, whose f_theta reads DNA only): each
+    #: track as ``log1p(s / mean of s over the window)``, embedded and added to the DNA
+    #: embedding. The signal Beta sums the tracks, so a contact track of small values (balanced
+    #: Hi-C, about 0.01-0.15) hardly moves it; a generator that sees the tracks can learn which
+    #: combination (a peak that also contacts the TSS) the expression needs.
+    generator_signals: bool = False
 
     def __post_init__(self) -> None:
         self.signal_weights = tuple(float(w) for w in self.signal_weights)
@@ -112,6 +133,11 @@ class MaskConfig:
             raise ValueError("MaskConfig: prior_alpha and prior_beta must be > 0")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"MaskConfig.threshold must be in (0, 1), got {self.threshold}")
+        if self.sequence_term not in ("additive", "multiplicative"):
+            raise ValueError("MaskConfig.sequence_term must be 'additive' or 'multiplicative', "
+                             f"got {self.sequence_term!r}")
+        if self.kept_target is not None and not 0.0 < self.kept_target < 1.0:
+            raise ValueError(f"MaskConfig.kept_target must be in (0, 1) or None, got {self.kept_target}")
         if self.packed and self.mode == "soft":
             raise ValueError("MaskConfig.packed needs a 0/1 mask (mode 'hard' or 'top')")
         if self.packed and self.promoter_keep < 1:
@@ -195,6 +221,9 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
       full-length predictor.
     - ``hard-packed``: ``hard`` with the predictor on kept positions only.
     - ``hard-public``: the public implementation's hard run (posterior without the -1, b_min 0).
+    - ``learned`` (not the paper; the project's default, see the README): soft mask, the
+      generator's factors scale the signal Beta (``sequence_term="multiplicative"``), a budget
+      on the kept fraction instead of the per-position KL, the mask token.
     """
     masks = {
         "soft": MaskConfig(),
@@ -206,6 +235,8 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
             mode="hard", posterior="sum", b_min=0.0, signal_scale=1.0,
             prior_alpha=0.1, prior_beta=0.1222, packed=True,
         ),
+        "learned": MaskConfig(sequence_term="multiplicative", kept_target=0.1, kl_weight=1.0,
+                              mask_token=True),
     }
     if name not in masks:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(masks)}")

@@ -16,6 +16,13 @@ from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior,
                    signal_beta)
 
 
+def relative_signals(signals: Tensor) -> Tensor:
+    """``log1p(s / mean over the window)`` per track: scale-free, so tracks whose values differ
+    by orders of magnitude (fold changes, balanced contacts) reach the generator alike."""
+    signals = signals.float().clamp_min(0)
+    return torch.log1p(signals / (signals.mean(-1, keepdim=True) + 1e-6))
+
+
 class Seq2ExpGenerator(nn.Module):
     """DNA ``(B, 4, L)`` + signals ``(B, d, L)`` -> the mask distribution and the mask.
 
@@ -28,22 +35,33 @@ class Seq2ExpGenerator(nn.Module):
         self.config = config or Seq2ExpConfig()
         d_model = self.config.generator.d_model
         self.embedding = nn.Linear(4, d_model)
+        self.signal_embedding = (nn.Linear(self.config.n_signals, d_model)
+                                 if self.config.mask.generator_signals else None)
         self.backbone = BiMambaStack(self.config.generator)
         self.head = nn.Linear(d_model, 2)
+        if self.config.mask.sequence_term == "multiplicative":
+            # factors of 1: training starts from the signal posterior
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         # Non-linear steps as modules (no parameters): attribution rules attach to modules.
         self.softplus = nn.Softplus()
         self.posterior_mean = BetaMean()
 
-    def encode(self, seq: Tensor) -> Tensor:
-        """``(B, 4, L)`` one-hot -> ``(B, L, d_model)`` hidden states."""
-        return self.backbone(self.embedding(seq.transpose(1, 2)))
+    def encode(self, seq: Tensor, signals: Tensor | None = None) -> Tensor:
+        """``(B, 4, L)`` one-hot (and ``(B, d, L)`` signals with ``mask.generator_signals``)
+        -> ``(B, L, d_model)`` hidden states."""
+        hidden = self.embedding(seq.transpose(1, 2))
+        if self.signal_embedding is not None:
+            hidden = hidden + self.signal_embedding(relative_signals(signals).transpose(1, 2))
+        return self.backbone(hidden)
 
     def distribution(self, seq: Tensor, signals: Tensor) -> MaskDistribution:
         """The posterior Beta(alpha, beta) per position, with its two factors."""
+        inputs = (seq, signals) if self.signal_embedding is not None else (seq,)
         if self.config.generator.rc_equivariant:
-            hidden = rc_symmetrize(self.encode, seq)
+            hidden = rc_symmetrize(self.encode, *inputs)
         else:
-            hidden = self.encode(seq)
+            hidden = self.encode(*inputs)
         alpha1, beta1 = sequence_beta(self.head(hidden), self.config.mask, self.softplus)
         alpha2, beta2 = signal_beta(signals, self.config.mask)
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)

@@ -9,6 +9,9 @@ Per base pair:
   ("paper") or ``Beta(alpha1 + alpha2, beta1 + beta2)`` ("sum", the public implementation);
 - the sparse prior r(m) = ``Beta(alpha3, beta3)`` (eq. 7) enters the loss through a closed-form KL
   (eq. 3);
+- optionally (``sequence_term="multiplicative"``, not the paper): ``alpha1, beta1 =
+  softplus(h) / ln 2`` scale the signal Beta, ``Beta(alpha1 * alpha2, beta1 * beta2)``, and a
+  budget on the expected kept fraction (``kept_target``) replaces the per-position KL;
 - the mask: a reparameterised sample in training (Beta as a Dirichlet, implicit gradients), the
   posterior mean ``alpha / (alpha + beta)`` at inference; hard mode thresholds it at C_m with a
   straight-through gradient; the central promoter is always kept, blacklisted positions never.
@@ -16,6 +19,7 @@ Per base pair:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -46,6 +50,17 @@ class MaskDistribution:
     def mean(self) -> Tensor:
         return self.alpha / (self.alpha + self.beta)
 
+    @property
+    def sequence_mean(self) -> Tensor:
+        """Mean of the generator's own Beta(alpha1, beta1): what the DNA says alone."""
+        return self.alpha1 / (self.alpha1 + self.beta1)
+
+    @property
+    def signal_mean(self) -> Tensor:
+        """Mean of the signal Beta(alpha2, beta2). Ranks positions as the posterior of any
+        position-constant generator does (beta2 is one constant per window)."""
+        return self.alpha2 / (self.alpha2 + self.beta2)
+
 
 @dataclass
 class MaskOutput:
@@ -56,7 +71,8 @@ class MaskOutput:
     mask: Tensor
     #: Posterior mean E[m] with the same constraints: the per-bp score users look at.
     score: Tensor
-    #: Mean KL(posterior || prior) over positions and batch (eq. 3's second term, unweighted).
+    #: The regulariser, unweighted: mean KL(posterior || prior) over positions and batch (eq. 3's
+    #: second term), or the kept-fraction budget's KL (``MaskConfig.kept_target``).
     kl: Tensor
     distribution: MaskDistribution
 
@@ -68,10 +84,14 @@ class MaskOutput:
 
 def sequence_beta(logits: Tensor, config: MaskConfig,
                   softplus: Callable[[Tensor], Tensor] = F.softplus) -> tuple[Tensor, Tensor]:
-    """Eq. 8: ``alpha1, beta1`` from the generator's two output channels ``(B, L, 2)``.
+    """Eq. 8: ``alpha1, beta1`` from the generator's two output channels ``(B, L, 2)``;
+    with ``sequence_term="multiplicative"`` the factors ``softplus(h) / ln 2`` instead.
 
     ``softplus``: the activation, ``F.softplus`` or an ``nn.Softplus()`` module (the generator
     passes its module so that attribution rules, e.g. DeepLIFT's, can attach to it)."""
+    if config.sequence_term == "multiplicative":
+        params = (softplus(logits.float()) / math.log(2.0)).clamp_min(_POSITIVE_FLOOR)
+        return params[..., 0], params[..., 1]
     params = softplus(logits.float()) + config.b_min
     if config.b_min < _POSITIVE_FLOOR:
         params = params.clamp_min(_POSITIVE_FLOOR)
@@ -113,8 +133,13 @@ def posterior(alpha1: Tensor, beta1: Tensor, alpha2: Tensor, beta2: Tensor,
     """Proposition 2: the product of the two Betas.
 
     With the paper's form both parameters stay > 0 by construction: ``alpha1 > b_min >= 1``
-    (checked in :class:`MaskConfig`) and ``alpha2, beta2 >= 0``.
+    (checked in :class:`MaskConfig`) and ``alpha2, beta2 >= 0``. With
+    ``sequence_term="multiplicative"``: ``Beta(alpha1 * alpha2, beta1 * beta2)``.
     """
+    if config.sequence_term == "multiplicative":
+        return MaskDistribution(alpha1, beta1, alpha2, beta2,
+                                (alpha1 * alpha2).clamp_min(_POSITIVE_FLOOR),
+                                (beta1 * beta2).clamp_min(_POSITIVE_FLOOR))
     shift = 1.0 if config.posterior == "paper" else 0.0
     return MaskDistribution(alpha1, beta1, alpha2, beta2,
                             alpha1 + alpha2 - shift, beta1 + beta2 - shift)
@@ -124,6 +149,20 @@ def kl_to_prior(dist: MaskDistribution, config: MaskConfig) -> Tensor:
     """Closed-form mean KL( Beta(alpha, beta) || Beta(alpha3, beta3) ) over all positions."""
     prior = Beta(dist.alpha.new_tensor(config.prior_alpha), dist.alpha.new_tensor(config.prior_beta))
     return kl_divergence(Beta(dist.alpha, dist.beta), prior).mean()
+
+
+def kept_fraction_kl(mean: Tensor, config: MaskConfig, blacklist: Tensor | None = None) -> Tensor:
+    """The kept-fraction budget: Bernoulli ``KL(q || kept_target)`` of the mean posterior mean
+    ``q`` over the batch's free positions (not the promoter, not blacklisted), 0 while
+    ``q <= kept_target``."""
+    free = torch.ones_like(mean, dtype=torch.bool)
+    free[..., central_slice(mean.shape[-1], config.promoter_keep)] = False
+    if blacklist is not None:
+        free &= ~blacklist.bool()
+    q = mean[free].mean().clamp(1e-6, 1 - 1e-6) if bool(free.any()) else mean.new_zeros(())
+    rho = config.kept_target
+    kl = q * torch.log(q / rho) + (1 - q) * torch.log((1 - q) / (1 - rho))
+    return torch.where(q > rho, kl, torch.zeros_like(kl))
 
 
 def straight_through(soft: Tensor, threshold: float) -> Tensor:
@@ -174,6 +213,7 @@ def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
     return MaskOutput(
         mask=constrain(mask, config.promoter_keep, blacklist),
         score=score,
-        kl=kl_to_prior(dist, config),
+        kl=(kl_to_prior(dist, config) if config.kept_target is None
+            else kept_fraction_kl(mean, config, blacklist)),
         distribution=dist,
     )

@@ -30,6 +30,10 @@ class GenePrediction:
     prediction: float
     score: np.ndarray | None
     reverse_complemented: bool
+    #: Seq2Exp only, same order as ``score``: the mean of the generator's own Beta(alpha1,
+    #: beta1) (what the DNA says) and of the signal Beta(alpha2, beta2) (the signal-only ranking).
+    sequence_score: np.ndarray | None = None
+    signal_score: np.ndarray | None = None
 
 
 def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
@@ -54,30 +58,49 @@ def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_work
     for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
         prediction, mask = predict_batch(net, batch)
         scores = mask.score if mask is not None else given_mask(net, batch)
+        terms = (mask.distribution.sequence_mean, mask.distribution.signal_mean) if mask is not None else None
         for i, gene_id in enumerate(batch["gene_id"]):
             strand = batch["strand"][i]
+            sequence, signal = ((t[i].float().numpy() for t in terms) if keep_scores and terms
+                                else (None, None))
             yield GenePrediction(
                 gene_id=gene_id, chrom=batch["chrom"][i], start=int(batch["start"][i]),
                 end=int(batch["end"][i]), strand=strand, tss=int(batch["tss"][i]),
                 target=float(batch["target"][i]), prediction=float(prediction[i]),
                 score=scores[i].float().numpy() if keep_scores and scores is not None else None,
                 reverse_complemented=rc and strand == "-",
+                sequence_score=sequence, signal_score=signal,
             )
 
 
 def evaluate(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
-             progress: bool = True) -> dict[str, float]:
-    """MSE, MAE, Pearson, Spearman over the dataset's genes, the mask ratio, and the count."""
-    predictions, targets, ratios = [], [], []
+             progress: bool = True, truth: str | None = None,
+             blacklist: str | None = None) -> dict[str, float]:
+    """MSE, MAE, Pearson, Spearman over the dataset's genes, the mask ratio, and the count;
+    with a ``truth`` BED (``seq2exp synth``) and a Seq2Exp model also what its generator adds
+    (:func:`seq2exp_plugin.discover.recovery.generator_metrics`, prefixed ``generator_``)."""
+    from ..model.seq2exp import Seq2ExpModel
+
+    if truth is not None and not isinstance(net, Seq2ExpModel):
+        raise ValueError(f"truth given: generator metrics need a Seq2Exp model, not {type(net).__name__}")
+    predictions, targets, ratios, genes = [], [], [], []
     for gene in predict_dataset(net, dataset, batch_size, num_workers, progress=progress):
         predictions.append(gene.prediction)
         targets.append(gene.target)
         if gene.score is not None:
             ratios.append(float((gene.score >= 0.5).mean()))
+        if truth is not None:
+            genes.append(gene)
     metrics = regression_metrics(np.array(predictions), np.array(targets))
     if ratios:
         metrics["mask_ratio"] = float(np.mean(ratios))
     metrics["n_genes"] = int(np.sum(~np.isnan(targets)))
+    if truth is not None:
+        from ..discover.recovery import generator_recovery
+
+        added = generator_recovery(genes, truth, exclude_center=net.config.mask.promoter_keep,
+                                   blacklist=blacklist)
+        metrics.update({f"generator_{k}": v for k, v in added.items()})
     return metrics
 
 
