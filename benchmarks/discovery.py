@@ -83,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--learned-preset", default="learned", help="model preset of Seq2Exp-learned")
     p.add_argument("--mask", nargs="+", default=[], metavar="KEY=VALUE",
                    help="MaskConfig overrides of Seq2Exp-learned (experiments), e.g. kept_target=0.05")
+    p.add_argument("--ceilings-only", action="store_true",
+                   help="only the rankings without a learned generator (signals, oracle DNA reader)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
     p.add_argument("--variants", nargs="+", default=None,
                    help="default: every variant (--quick: " + ", ".join(QUICK_VARIANTS) + ")")
@@ -225,6 +227,46 @@ class Truth:
                           "DNase (thresholded)": track_scores(manifest["tracks"][cell]["dnase"], windows)}
 
 
+def signal_ceilings(args, manifest: dict, cell: str, out: Path, peaks_file: Path, truth: Truth) -> dict:
+    """What rankings without a learned generator reach on the test genes (no training): each
+    signal track as the model reads it, the signal Beta's mean, the signal Beta times the Hi-C
+    contact, and an oracle DNA reader - the signal Beta with every decoy that DNA can tell
+    apart (motif-less or CTCF decoys, other genes' promoters) set to 0, the best a generator
+    reading DNA alone can do to the decoys: the other decoys are other genes' enhancers, whose
+    motifs are those of causal ones."""
+    import torch
+
+    from seq2exp_plugin.discover.recovery import read_truth, recovery_metrics, truth_labels
+    from seq2exp_plugin.model.config import MaskConfig
+    from seq2exp_plugin.model.mask import signal_beta
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.fit import make_dataset
+
+    dataset = make_dataset(RunConfig.from_dict(run_config(args, manifest, cell, "seq-signals", out, peaks_file, 0)),
+                           "test", require_target=True)
+    rows = read_truth(manifest["truth"]["cells"][cell])
+    readable = rows[(rows["class"] == "decoy") & (rows["kind"] != "enhancer")]
+    tracks: dict[str, dict] = {}
+    for i, gene in enumerate(dataset.gene_ids):
+        signals = dataset.get_numpy(i)["signals"]
+        for name, values in zip(dataset.signal_names, signals):
+            tracks.setdefault(name, {})[gene] = values
+        alpha2, beta2 = signal_beta(torch.from_numpy(np.ascontiguousarray(signals))[None], MaskConfig())
+        tracks.setdefault("signal Beta mean", {})[gene] = (alpha2 / (alpha2 + beta2))[0].numpy()
+        tracks.setdefault("signal Beta odds x Hi-C", {})[gene] = (alpha2 / beta2)[0].numpy() * signals[-1]
+    from seq2exp_plugin.discover.recovery import gene_windows
+    from seq2exp_plugin.data.genes import read_gene_table
+
+    table = read_gene_table(manifest["genes"]["table"])
+    wins = gene_windows(table.obs[table.obs["split"] == "test"], window=args.window)
+    dna_readable = truth_labels(readable, wins, ("decoy",), exclude_center=0)
+    tracks["oracle DNA reader (signal Beta)"] = {g: np.where(dna_readable[g] == 1, 0.0, v)
+                                                 for g, v in tracks["signal Beta mean"].items()}
+    return {name: {"auprc": recovery_metrics(values, truth.labels)["auprc"],
+                   "causal_vs_decoy": recovery_metrics(values, truth.peak_labels)["auprc"]}
+            for name, values in tracks.items()}
+
+
 def recovery(truth: Truth, scores: dict) -> tuple[dict, dict]:
     """Element recovery on the test genes: per method AUPRC and precision/recall at its own mask
     ratio; per Seq2Exp generator what it adds over the signals (generator_metrics)."""
@@ -277,7 +319,7 @@ def _cell(stat: tuple[float, float], percent: bool = False) -> str:
     return f"{100 * mean:.2f}% +/- {100 * sd:.2f}" if percent else f"{mean:.4f} +/- {sd:.4f}"
 
 
-def write_report(out: Path, args, per_seed: list[dict], timings: dict, wall: float) -> None:
+def write_report(out: Path, args, per_seed: list[dict], ceilings: dict, timings: dict, wall: float) -> None:
     from seq2exp_plugin.atomic import write_json
     from seq2exp_plugin.train.metrics import METRIC_NAMES
 
@@ -316,10 +358,14 @@ def write_report(out: Path, args, per_seed: list[dict], timings: dict, wall: flo
     for name, r in rec.items():
         lines.append(f"| {name} | {_cell(r['auprc'])} | {r['prevalence'][0]:.4f} | {_cell(r['mask_ratio'], True)} | "
                      f"{_cell(r['precision'])} | {_cell(r['recall'])} |")
+    lines += ["", "## Rankings without a learned generator (test genes; no training)", "",
+              "| ranking | AUPRC | causal vs decoy |", "|---|---|---|"]
+    lines += [f"| {k} | {v['auprc']:.4f} | {v['causal_vs_decoy']:.4f} |" for k, v in ceilings.items()]
     lines += ["", "Training time per variant and seed (s): " + "; ".join(
         f"seed {seed}: " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) for seed, t in timings.items())]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     write_json(out / "results.json", {"args": vars(args), "per_seed": dict(zip(map(str, args.seeds), per_seed)),
+                                      "ceilings": ceilings,
                                       "train_seconds": {str(k): v for k, v in timings.items()},
                                       "wall_seconds": wall})
     _plot(out / "recovery.png", expression, rec)
@@ -354,6 +400,12 @@ def main(argv=None) -> int:
     print(f"synthetic data: {manifest['n_genes']} genes ({time.perf_counter() - t0:.0f} s)", flush=True)
     peaks_file = peaks(manifest, args.cell_type, out)
     truth = Truth(manifest, args.cell_type, peaks_file, args.window, args.promoter)
+    ceilings = signal_ceilings(args, manifest, args.cell_type, out, peaks_file, truth)
+    print("rankings without a learned generator:\n" + "\n".join(
+        f"  {k}: AUPRC {v['auprc']:.4f}, causal vs decoy {v['causal_vs_decoy']:.4f}" for k, v in ceilings.items()),
+        flush=True)
+    if args.ceilings_only:
+        return 0
     per_seed, timings = [], {}
     for seed in args.seeds:
         seed_out = out / f"seed{seed}"
@@ -364,7 +416,7 @@ def main(argv=None) -> int:
         for v, g in generators.items():
             print(f"[seed {seed}] {v}: " + ", ".join(f"{k} {g[k]:.4f}" for k in GENERATOR_COLUMNS), flush=True)
     wall = time.perf_counter() - t0
-    write_report(out, args, per_seed, timings, wall)
+    write_report(out, args, per_seed, ceilings, timings, wall)
     print((out / "results.md").read_text())
     print(f"discovery benchmark: wall time {wall / 60:.1f} min")
     return 0

@@ -175,8 +175,9 @@ def test_kept_fraction_budget_hand_computed():
     dq = math.log(q / 0.2) - math.log((1 - q) / 0.8)  # d KL / d q
     free = torch.tensor([[1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 1, 0]], dtype=torch.float64)
     assert torch.allclose(mean.grad, free * dq / 7)
-    # under the budget: no penalty
-    assert kept_fraction_kl(torch.full((1, 6), 0.1), cfg).item() == 0.0
+    # two-sided: keeping too little costs too
+    assert kept_fraction_kl(torch.full((1, 6), 0.1), cfg).item() == pytest.approx(_bernoulli_kl(0.1, 0.2))
+    assert kept_fraction_kl(torch.full((1, 6), 0.2), cfg).item() == pytest.approx(0.0, abs=1e-7)
     # the regulariser make_mask reports
     dist = posterior(torch.ones(1, 6), torch.ones(1, 6), torch.full((1, 6), 3.0), torch.ones(1, 6), cfg)
     out = make_mask(dist, cfg, training=False)

@@ -124,3 +124,22 @@ def test_plot_bad_input_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="999 scores"):
         plot_gene(tmp_path / "g.png", rec, score=np.zeros(999))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_generator_track_under_the_mask_score(reverse):
+    from seq2exp_plugin.discover.plots import gene_figure
+
+    L = 8_000
+    rec, sig, score, truth = _example(L, reverse, np.random.default_rng(3))
+    generator = np.zeros(L)
+    generator[100:200] = 0.9  # window order: genomic order flipped when reversed
+    fig = gene_figure(rec, signals={"DNase": sig[1]}, score=score, generator=generator, truth=truth)
+    assert len(fig.axes) == 4  # DNase, mask score, generator, lanes
+    ax = fig.axes[2]
+    assert ax.get_ylabel().startswith("generator")
+    x, y = ax.lines[0].get_data()
+    peak = x[int(np.argmax(y))]
+    want = rec.start + (L - 200 if reverse else 100)
+    assert want - 5 <= peak <= want + 100
+    assert len(gene_figure(rec, signals={"DNase": sig[1]}, score=score).axes) == 3

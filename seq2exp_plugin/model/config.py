@@ -90,10 +90,10 @@ class MaskConfig:
     sequence_term: Literal["additive", "multiplicative"] = "additive"
     #: Regulariser weighted by ``kl_weight``. None: KL(posterior || Beta(alpha3, beta3)) per
     #: position (eq. 3), whose optimum is the same constant at every position. A fraction in
-    #: (0, 1): a budget on the expected kept fraction instead - the Bernoulli KL
+    #: (0, 1): a target for the expected kept fraction instead - the Bernoulli KL
     #: ``KL(q || kept_target)`` of the batch's mean posterior mean ``q`` over the positions the
-    #: generator chooses (promoter and blacklist excluded), zero while ``q <= kept_target``;
-    #: the budget says how much to keep, the task loss says where.
+    #: generator chooses (promoter and blacklist excluded); the target says how much to keep,
+    #: the task loss says where.
     kept_target: float | None = None
     #: The generator reads the signals too (not the paper, whose f_theta reads DNA only): each
     #: track as ``log1p(s / mean of s over the window)``, embedded and added to the DNA

@@ -152,17 +152,17 @@ def kl_to_prior(dist: MaskDistribution, config: MaskConfig) -> Tensor:
 
 
 def kept_fraction_kl(mean: Tensor, config: MaskConfig, blacklist: Tensor | None = None) -> Tensor:
-    """The kept-fraction budget: Bernoulli ``KL(q || kept_target)`` of the mean posterior mean
-    ``q`` over the batch's free positions (not the promoter, not blacklisted), 0 while
-    ``q <= kept_target``."""
+    """The kept-fraction target: Bernoulli ``KL(q || kept_target)`` of the mean posterior mean
+    ``q`` over the batch's free positions (not the promoter, not blacklisted). Two-sided: a
+    generator cannot meet it by scaling every position down alike (the Beta sample's noise
+    pushes the task loss that way), it must choose where the kept mass goes."""
     free = torch.ones_like(mean, dtype=torch.bool)
     free[..., central_slice(mean.shape[-1], config.promoter_keep)] = False
     if blacklist is not None:
         free &= ~blacklist.bool()
     q = mean[free].mean().clamp(1e-6, 1 - 1e-6) if bool(free.any()) else mean.new_zeros(())
     rho = config.kept_target
-    kl = q * torch.log(q / rho) + (1 - q) * torch.log((1 - q) / (1 - rho))
-    return torch.where(q > rho, kl, torch.zeros_like(kl))
+    return q * torch.log(q / rho) + (1 - q) * torch.log((1 - q) / (1 - rho))
 
 
 def straight_through(soft: Tensor, threshold: float) -> Tensor:
