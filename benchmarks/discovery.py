@@ -8,14 +8,25 @@ One command does everything on this 2-core CPU machine::
 1. ``seq2exp synth`` (a medium preset: genes at realistic density, windows of ``--window`` bp);
 2. ``seq2exp peaks``: MACS3 callpeak on the simulated DNase reads of the cell type;
 3. ``seq2exp train`` for every variant on the training chromosomes, model selection on the
-   validation chromosomes: Seq2Exp-soft, Seq2Exp-hard, Seq2Exp-retrain (top 10% of the soft
-   generator), sequence only, sequence + signals (no mask), the predictor on the MACS3 peak mask,
-   the hierarchical CNN on 128-bp binned signals, the ExPecto-style ridge;
+   validation chromosomes, once per training seed (``--seeds``, default 0 1 2; the synthetic
+   data stays that of ``--seed``): Seq2Exp-learned (preset ``learned``, the project's default;
+   ``--mask KEY=VALUE`` overrides its MaskConfig for experiments), Seq2Exp-soft, Seq2Exp-hard,
+   Seq2Exp-retrain (top 10% of the soft generator), sequence only, sequence + signals (no mask),
+   the predictor on the MACS3 peak mask, the hierarchical CNN on 128-bp binned signals, the
+   ExPecto-style ridge;
 4. ``seq2exp evaluate`` on the test chromosomes (chr22, chrX): MSE, MAE, Pearson, Spearman, mask
    ratio;
 5. element recovery on the test genes against the ground truth (R_ag elements of each gene;
    promoters excluded): AUPRC of the per-bp score and precision/recall at each method's own
-   mask ratio, for the Seq2Exp soft mask, the MACS3 peak mask and thresholded DNase.
+   mask ratio, for the Seq2Exp masks, the MACS3 peak mask and thresholded DNase; and what each
+   generator adds (``generator_metrics``): the mask's AUPRC next to the signal-only ranking and
+   the generator's own Beta mean on the same positions, causal vs decoy among bases inside
+   signal peaks, the kept fraction;
+6. rankings without a learned generator (no training; ``--ceilings-only`` stops there): each
+   track, the signal Beta, its odds times Hi-C, and an oracle DNA reader.
+
+Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, 400 steps,
+Seq2Exp-learned, Seq2Exp-soft and sequence + signals only (no hard, retrain, baselines).
 
 Writes ``results.md``, ``results.json`` and ``recovery.png`` into ``--out`` and prints the wall
 time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``).
@@ -229,8 +240,8 @@ class Truth:
 
 def signal_ceilings(args, manifest: dict, cell: str, out: Path, peaks_file: Path, truth: Truth) -> dict:
     """What rankings without a learned generator reach on the test genes (no training): each
-    signal track as the model reads it, the signal Beta's mean, the signal Beta times the Hi-C
-    contact, and an oracle DNA reader - the signal Beta with every decoy that DNA can tell
+    signal track as the model reads it, the signal Beta's mean, its odds alpha2 / beta2 times
+    the Hi-C contact (the last track), and an oracle DNA reader - the signal Beta with every decoy that DNA can tell
     apart (motif-less or CTCF decoys, other genes' promoters) set to 0, the best a generator
     reading DNA alone can do to the decoys: the other decoys are other genes' enhancers, whose
     motifs are those of causal ones."""
