@@ -40,12 +40,17 @@ class RelativePosition(nn.Module):
         return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
-def _elementwise_product() -> nn.Module:
-    """``left * right`` as tangermeme's ``BilinearOp`` (the module DeepLIFT/SHAP has a product
-    rule for); imported here, not at module level, as tangermeme takes about a second to import."""
-    from tangermeme.deep_lift_shap import BilinearOp
+class MaskProduct(nn.Module):
+    """``hidden * mask`` as a module of one input, the mask being its last channel:
+    ``(..., D + 1) -> (..., D)``.
 
-    return BilinearOp("...,...->...")
+    Attribution methods attach their rules to modules, and tangermeme's DeepLIFT/SHAP attaches a
+    rule of its own to one-input modules: :func:`seq2exp_plugin.adapters.grelu.deepshap_ops`
+    gives this one integrated gradients, exact for a product. The model itself imports no
+    attribution library."""
+
+    def forward(self, hidden_and_mask: Tensor) -> Tensor:
+        return hidden_and_mask[..., :-1] * hidden_and_mask[..., -1:]
 
 
 class ExpressionHead(nn.Sequential):
@@ -79,7 +84,7 @@ class Seq2ExpPredictor(nn.Module):
         use_token = cfg.mask.mask_token and not cfg.mask.packed  # packed: kept positions only, m = 1
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
-        self.mask_product = _elementwise_product()
+        self.mask_product = MaskProduct()
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
         """``M * (E_seq(x) + E_sig(s))`` (``+ (1 - M) * e_mask`` with a mask token):
@@ -91,7 +96,7 @@ class Seq2ExpPredictor(nn.Module):
             hidden = hidden + self.signal_embedding(signals.transpose(1, 2))
         if mask is not None:
             m = mask.unsqueeze(-1).to(hidden.dtype)
-            hidden = self.mask_product(hidden, m)
+            hidden = self.mask_product(torch.cat([hidden, m], dim=-1))
             if self.mask_token is not None:
                 hidden = hidden + (1 - m) * self.mask_token
         return hidden

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..model.config import StackConfig
+from .config import StackConfig
 from .mamba import Mamba
 
 
