@@ -36,4 +36,5 @@ def given_mask(net: nn.Module, batch: dict[str, Tensor]) -> Tensor | None:
     mask = batch.get("mask")
     if mask is None or not isinstance(net, Seq2ExpPredictor):
         return mask
-    return constrain(mask, net.config.mask.promoter_keep, batch.get("blacklist"))
+    cfg = net.config.mask
+    return constrain(mask, cfg.promoter_keep, batch.get("blacklist"), cfg.promoter_over_blacklist)

@@ -48,6 +48,10 @@ class MaskConfig:
     kl_weight: float = 0.01
     #: Width (bp) of the central promoter region always kept in the mask.
     promoter_keep: int = 2000
+    #: Where the promoter and the blacklist overlap: False (the paper presets) removes the
+    #: blacklisted promoter bases (nothing blacklisted is ever read); True (the public presets)
+    #: keeps the whole promoter, as the authors' code sets it to 1 after removing the blacklist.
+    promoter_over_blacklist: bool = False
     #: Hard mode only: run the predictor on the kept positions alone.
     packed: bool = False
     #: Masked-out positions read a learned embedding, ``m * E(x) + (1 - m) * e_mask``, instead

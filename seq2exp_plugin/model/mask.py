@@ -132,15 +132,22 @@ def straight_through(soft: Tensor, threshold: float) -> Tensor:
     return hard + (soft - soft.detach())  # exactly 0 or 1 in value
 
 
-def constrain(mask: Tensor, promoter_keep: int, blacklist: Tensor | None = None) -> Tensor:
-    """Keep the central ``promoter_keep`` bp (set to 1) and drop blacklisted positions (0)."""
+def constrain(mask: Tensor, promoter_keep: int, blacklist: Tensor | None = None,
+              promoter_over_blacklist: bool = False) -> Tensor:
+    """Keep the central ``promoter_keep`` bp (set to 1) and drop blacklisted positions (0).
+
+    Where the two overlap, the blacklist wins by default; ``promoter_over_blacklist`` keeps the
+    whole promoter instead (the authors' order). See ``MaskConfig.promoter_over_blacklist``.
+    """
     length = mask.shape[-1]
     keep = torch.zeros(length, dtype=torch.bool, device=mask.device)
     keep[central_slice(length, promoter_keep)] = True
-    mask = torch.where(keep, torch.ones_like(mask), mask)
-    if blacklist is not None:
-        mask = torch.where(blacklist.bool(), torch.zeros_like(mask), mask)
-    return mask
+    ones = torch.where(keep, torch.ones_like(mask), mask)
+    if blacklist is None:
+        return ones
+    if promoter_over_blacklist:
+        return torch.where(blacklist.bool() & ~keep, torch.zeros_like(mask), ones)
+    return torch.where(blacklist.bool(), torch.zeros_like(mask), ones)
 
 
 def central_slice(length: int, width: int) -> slice:
@@ -170,9 +177,9 @@ def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
     else:
         soft = Beta(dist.alpha, dist.beta).rsample() if training else mean
         mask = straight_through(soft, config.threshold) if config.mode == "hard" else soft
-    score = constrain(mean.detach(), config.promoter_keep, blacklist)
+    score = constrain(mean.detach(), config.promoter_keep, blacklist, config.promoter_over_blacklist)
     return MaskOutput(
-        mask=constrain(mask, config.promoter_keep, blacklist),
+        mask=constrain(mask, config.promoter_keep, blacklist, config.promoter_over_blacklist),
         score=score,
         kl=kl_to_prior(dist, config),
         distribution=dist,
