@@ -72,14 +72,22 @@ def sequence_beta(logits: Tensor, config: MaskConfig,
 
     ``softplus``: the activation, ``F.softplus`` or an ``nn.Softplus()`` module (the generator
     passes its module so that attribution rules, e.g. DeepLIFT's, can attach to it)."""
-    params = softplus(logits.float()) + config.b_min
+    params = softplus(logits.to(beta_dtype(logits.dtype))) + config.b_min
     if config.b_min < _POSITIVE_FLOOR:
         params = params.clamp_min(_POSITIVE_FLOOR)
     return params[..., 0], params[..., 1]
 
 
-def signal_beta(signals: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
-    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``.
+def beta_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The Beta parameters are computed in the model's precision, and in at least float32
+    (bf16/fp16 activations are upcast; a float64 model stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def signal_beta(signals: Tensor, config: MaskConfig,
+                dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``,
+    in :func:`beta_dtype` of ``dtype`` (default the signals' dtype).
 
     Signals are coverage-like and enter as Beta weights, so negative values (possible in some
     fold-change tracks) count as 0.
@@ -89,8 +97,9 @@ def signal_beta(signals: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
             f"signal Beta: {signals.shape[1]} signal tracks given, "
             f"{len(config.signal_weights)} signal_weights configured"
         )
+    signals = signals.to(beta_dtype(signals.dtype if dtype is None else dtype))
     weights = signals.new_tensor(config.signal_weights).view(1, -1, 1)
-    alpha2 = config.signal_scale * (weights * (signals.float().clamp_min(0) + config.b_min)).sum(1)
+    alpha2 = config.signal_scale * (weights * (signals.clamp_min(0) + config.b_min)).sum(1)
     beta2_value = config.signal_scale * sum(
         w * (c + config.b_min) for w, c in zip(config.signal_weights, config.signal_beta)
     )

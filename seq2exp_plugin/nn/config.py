@@ -30,6 +30,11 @@ class StackConfig:
     rc_equivariant: bool = False
     #: Recompute each layer in backward (long windows fit in memory).
     checkpoint_layers: bool = False
+    #: Caduceus' initialisation (the authors' public code): each block's ``out_proj`` divided by
+    #: sqrt(n_layers) (GPT-2's scaling of residual branches), and the biases of the Linear
+    #: layers that feed and read the stack (embeddings, heads) start at zero; the Mamba
+    #: step-size bias keeps its initialisation. Off: PyTorch's defaults (the paper presets).
+    caduceus_init: bool = False
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "d_state", "d_conv", "expand"):

@@ -23,7 +23,10 @@ def model_config(run: RunConfig):
         mask.setdefault("mode", "top")
         mask.setdefault("kl_weight", 0.0)  # the generator is frozen: no bottleneck to train
         overrides["mask"] = mask
-    return preset(run.preset, **overrides)
+    config = preset(run.preset, **overrides)
+    if config.position_table and "position_table" not in overrides:
+        config.position_table = run.data.window  # one row per position of the run's windows
+    return config
 
 
 def model_params(run: RunConfig) -> dict[str, Any]:
