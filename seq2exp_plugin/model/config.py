@@ -45,7 +45,9 @@ class MaskConfig:
     #: The sparse prior r(m) = Beta(alpha3, beta3) (eq. 7).
     prior_alpha: float = 10.0
     prior_beta: float = 90.0
-    #: beta of eq. 3: weight of the KL term.
+    #: beta of eq. 3: weight of the KL term. The KL is a mean over positions (and genes), as in
+    #: the authors' code, so against a KL summed over a window of L bp this weight is divided
+    #: by L (0.01 per bp is 0.01 / 200,000 per 200 kb window).
     kl_weight: float = 0.01
     #: Width (bp) of the central promoter region always kept in the mask.
     promoter_keep: int = 2000

@@ -130,7 +130,8 @@ def posterior(alpha1: Tensor, beta1: Tensor, alpha2: Tensor, beta2: Tensor,
 
 
 def kl_to_prior(dist: MaskDistribution, config: MaskConfig) -> Tensor:
-    """Closed-form mean KL( Beta(alpha, beta) || Beta(alpha3, beta3) ) over all positions."""
+    """Closed-form KL( Beta(alpha, beta) || Beta(alpha3, beta3) ), the mean over all positions
+    and sequences (the authors' choice: ``MaskConfig.kl_weight`` weighs one base pair's KL)."""
     prior = Beta(dist.alpha.new_tensor(config.prior_alpha), dist.alpha.new_tensor(config.prior_beta))
     return kl_divergence(Beta(dist.alpha, dist.beta), prior).mean()
 
