@@ -392,6 +392,7 @@ def test_cuda_adapter_passes_mamba_arguments(monkeypatch):
 
 
 def test_auto_backend_choice(monkeypatch):
+    monkeypatch.setattr(scan, "_triton_imports", lambda: False)  # with triton: test_scan_triton
     monkeypatch.setattr(scan, "_load_mamba_scan_fn", lambda: (lambda *a, **k: None))
     assert scan._auto_backend("cuda") == "cuda"
     monkeypatch.setattr(scan, "_load_mamba_scan_fn", lambda: None)
