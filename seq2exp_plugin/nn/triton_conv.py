@@ -25,8 +25,9 @@ import triton.language as tl
 
 __all__ = ["causal_conv_silu_triton", "interpreted"]
 
-BLOCK_L = 64   # positions per program (power of two)
-BLOCK_D = 32   # channels per program (power of two)
+BLOCK_L = 32   # positions per program (power of two)
+BLOCK_D = 64   # channels per program (power of two); 64 bf16 channels = one 128-byte line
+NUM_WARPS = 8  # with these tiles, no register spills on sm_90 (tests/test_triton_compile.py)
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
@@ -118,7 +119,8 @@ class _TritonConvSiluFn(torch.autograd.Function):
         if x.numel():
             _conv_fwd_kernel[_grid(batch, L, d)](
                 x, w, bias, y, L, d, x.stride(0), x.stride(1), K=w.shape[1],
-                HAS_BIAS=bias is not None, REVERSE=reverse, BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D)
+                HAS_BIAS=bias is not None, REVERSE=reverse, BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D,
+                num_warps=NUM_WARPS)
         ctx.save_for_backward(x, w, bias)
         ctx.reverse = reverse
         return y
@@ -137,7 +139,7 @@ class _TritonConvSiluFn(torch.autograd.Function):
             _conv_bwd_kernel[_grid(batch, L, d)](
                 x, w, bias, gy, gx, gw, gb, L, d, x.stride(0), x.stride(1), gy.stride(0),
                 gy.stride(1), K=w.shape[1], HAS_BIAS=bias is not None, REVERSE=ctx.reverse,
-                BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D)
+                BLOCK_L=BLOCK_L, BLOCK_D=BLOCK_D, num_warps=NUM_WARPS)
         else:
             gx.zero_()
         return gx, gw.to(w.dtype), None if gb is None else gb.to(bias.dtype), None

@@ -37,6 +37,8 @@ __all__ = ["selective_scan_triton", "interpreted"]
 
 CHUNK = 32     # positions per associative scan (power of two)
 BLOCK_D = 4    # channels per program (power of two); tiles are BLOCK_D x d_state x CHUNK
+NUM_WARPS = 4  # with these tiles and d_state 16, no register spills on sm_90
+               # (tests/test_triton_compile.py)
 
 
 def interpreted() -> bool:
@@ -287,7 +289,7 @@ class _TritonScanFn(torch.autograd.Function):
                 *y.stride(),
                 HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None,
                 SOFTPLUS=softplus, REVERSE=reverse, SAVE_CK=need_grad,
-                BLOCK_D=block_d, NP=triton.next_power_of_2(n), CHUNK=chunk)
+                BLOCK_D=block_d, NP=triton.next_power_of_2(n), CHUNK=chunk, num_warps=NUM_WARPS)
         if need_grad:
             ctx.save_for_backward(u_, dl_, A32, B_, C_, D32, z_, bias32, ck)
         ctx.softplus, ctx.reverse, ctx.chunk, ctx.block_d = softplus, reverse, chunk, block_d
@@ -315,7 +317,8 @@ class _TritonScanFn(torch.autograd.Function):
                 *gy.stride(), *gu.stride(), *gdl.stride(), *_strides3(gz),
                 HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None,
                 SOFTPLUS=ctx.softplus, REVERSE=ctx.reverse,
-                BLOCK_D=ctx.block_d, NP=triton.next_power_of_2(n), CHUNK=ctx.chunk)
+                BLOCK_D=ctx.block_d, NP=triton.next_power_of_2(n), CHUNK=ctx.chunk,
+                num_warps=NUM_WARPS)
         else:
             gu.zero_(), gdl.zero_()
             if gz is not None:
