@@ -31,6 +31,13 @@ def test_matches_reference_d_state_16(opts, reverse):
     check_against_reference("triton", 2, 6, 16, 27, opts, reverse)
 
 
+@pytest.mark.parametrize("segments,reverse", [(3, False), (3, True), (2, True)])
+def test_segmented_scan_matches_reference(monkeypatch, segments, reverse):
+    # L = 45: six chunks of 8 (the last partial) in segments of two or three chunks
+    monkeypatch.setattr(triton_scan, "SEGMENTS", segments)
+    check_against_reference("triton", 2, 6, 16, 45, "all", reverse)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_matches_reference_d_state_1(reverse):
     check_against_reference("triton", 3, 5, 1, 29, "all", reverse)

@@ -23,7 +23,8 @@ from seq2exp_plugin.nn import triton_conv, triton_scan
 
 TARGET = GPUTarget("cuda", 90, 32)
 FLOAT32_POINTERS = {"A_ptr", "D_ptr", "bias_ptr", "ck_ptr", "gB_ptr", "gC_ptr", "gA_ptr",
-                    "gD_ptr", "gbias_ptr", "w_ptr", "gw_ptr", "gb_ptr"}
+                    "gD_ptr", "gbias_ptr", "w_ptr", "gw_ptr", "gb_ptr", "h0_ptr", "hend_ptr",
+                    "sdt_ptr", "g0_ptr", "gend_ptr", "end_ptr", "sum_ptr", "out_ptr"}
 
 
 def signature(fn, constexprs, activation):
@@ -58,10 +59,15 @@ def variants():
         opt = dict(HAS_D=options, HAS_Z=options, HAS_BIAS=options, SOFTPLUS=options)
         none = {} if options else {"D_ptr": None, "z_ptr": None, "bias_ptr": None,
                                    "gD_ptr": None, "gz_ptr": None, "gbias_ptr": None}
-        yield (f"scan_fwd options={options}", triton_scan._scan_fwd_kernel,
-               dict(opt, REVERSE=False, SAVE_CK=True, **scan_tiles), none, triton_scan.NUM_WARPS)
-        yield (f"scan_bwd options={options}", triton_scan._scan_bwd_kernel,
-               dict(opt, REVERSE=True, **scan_tiles), none, triton_scan.NUM_WARPS)
+        for local in (False, True):  # second / first pass of a segmented scan
+            fwd = dict(opt, REVERSE=False, SAVE_CK=not local, LOCAL=local, HAS_H0=not local)
+            bwd = dict(opt, REVERSE=True, LOCAL=local, HAS_G0=not local)
+            yield (f"scan_fwd options={options} local={local}", triton_scan._scan_fwd_kernel,
+                   dict(fwd, **scan_tiles), none, triton_scan.NUM_WARPS)
+            yield (f"scan_bwd options={options} local={local}", triton_scan._scan_bwd_kernel,
+                   dict(bwd, **scan_tiles), none, triton_scan.NUM_WARPS)
+    yield ("segment_carry", triton_scan._segment_carry_kernel,
+           dict(BACKWARD=True, BLOCK_D=triton_scan.BLOCK_D, NP=16), {}, triton_scan.NUM_WARPS)
     conv = dict(K=4, HAS_BIAS=True, REVERSE=True, **conv_tiles)
     yield "conv_fwd", triton_conv._conv_fwd_kernel, conv, {}, triton_conv.NUM_WARPS
     yield "conv_bwd", triton_conv._conv_bwd_kernel, conv, {}, triton_conv.NUM_WARPS
