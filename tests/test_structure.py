@@ -122,10 +122,15 @@ def test_no_import_cycle_between_folders():
 
 @pytest.mark.parametrize("folder", ["nn", "model"])
 def test_model_core_imports_only_torch_and_numpy(folder):
+    """torch and numpy when a module loads; a Triton kernel module may import triton when it
+    loads if the rest of the package imports it only where it is used (never at load time)."""
     allowed = CORE_THIRD_PARTY | set(sys.stdlib_module_names) | {"seq2exp_plugin", "__future__"}
+    loaded_by_imports = set().union(*(_imports(p, top_level_only=True) for p in PACKAGE.rglob("*.py")))
     for path in sorted((PACKAGE / folder).rglob("*.py")):
         at_load = {m.split(".")[0] for m in _imports(path, top_level_only=True)}
-        assert at_load <= allowed, f"{path.relative_to(PACKAGE)} imports {sorted(at_load - allowed)}"
+        kernels = {"triton"} if _module_name(path) not in loaded_by_imports else set()
+        assert at_load <= allowed | kernels, \
+            f"{path.relative_to(PACKAGE)} imports {sorted(at_load - allowed)} when it loads"
         lazy = {m.split(".")[0] for m in _imports(path)} - allowed
         assert lazy <= CORE_LAZY, f"{path.relative_to(PACKAGE)} imports {sorted(lazy - CORE_LAZY)}"
 
