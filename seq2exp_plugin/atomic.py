@@ -72,3 +72,35 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise before any work if ``path`` cannot become (or be written in as) a folder: it is a
+    file, or its nearest existing ancestor is not a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} exists and is not a folder")
+    _check_ancestor(path if path.is_dir() else path.parent, path, what)
+    return path
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "output file", force: bool = True) -> Path:
+    """Raise before any work if ``path`` cannot be written as a file: it is a folder, it exists
+    and ``force`` is false, or its folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, expected a file name")
+    if path.exists() and not force:
+        raise FileExistsError(f"{what} {path} exists (use --force to replace it)")
+    _check_ancestor(path.parent, path, what)
+    return path
+
+
+def _check_ancestor(folder: Path, path: Path, what: str) -> None:
+    folder = folder.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{what} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path}: no permission to write in {folder}")

@@ -142,7 +142,9 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("config", help="YAML run configuration (see seq2exp_plugin.train.config)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override configuration entries, e.g. train.max_steps=100 out_dir=runs/x")
-    p.add_argument("--no-resume", action="store_true", help="start over even if last.ckpt exists")
+    p.add_argument("--restart", "--no-resume", dest="restart", action="store_true",
+                   help="start over: delete the checkpoints and logs a previous run left in out_dir "
+                        "(needed to reuse an out_dir with a different configuration)")
     p.set_defaults(func=_run_train)
 
 
@@ -152,7 +154,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     run = load_config(args.config, _parse_assignments(args.set))
-    fit(run, resume=not args.no_resume)
+    if fit(run, resume=not args.restart) is None:
+        return 0  # a finished run: fit said so
     print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation MSE)")
     _report("train", t0)
     return 0
@@ -439,7 +442,8 @@ _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_gene
                                   _add_evaluate_parser,
                                   _add_predict_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
+_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                IsADirectoryError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,15 +21,7 @@ from .config import RunConfig
 
 def model_config(run: RunConfig):
     """The Seq2Exp configuration of a run: preset + overrides, signals named by the data."""
-    overrides = dict(run.model)
-    if run.data.signals:
-        overrides.setdefault("signals", list(run.data.signals))
-    if run.variant == "retrain":
-        mask = dict(overrides.get("mask", {}))
-        mask.setdefault("mode", "top")
-        mask.setdefault("kl_weight", 0.0)  # the generator is frozen: no bottleneck to train
-        overrides["mask"] = mask
-    return preset(run.preset, **overrides)
+    return preset(run.preset, **run.model_overrides())
 
 
 def model_params(run: RunConfig) -> dict[str, Any]:
