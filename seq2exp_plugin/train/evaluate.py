@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .config import RunConfig
@@ -46,11 +46,13 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
 
 @torch.no_grad()
 def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
-                    keep_scores: bool = True, progress: bool = True) -> Iterator[GenePrediction]:
-    """Run a model over a window dataset, gene by gene, in eval mode."""
+                    keep_scores: bool = True, progress: bool = True,
+                    order: Sequence[int] | None = None) -> Iterator[GenePrediction]:
+    """Run a model over a window dataset, gene by gene (in ``order`` if given), in eval mode."""
     net.eval()
     rc = dataset.rc_minus_strand
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(dataset if order is None else Subset(dataset, list(order)),
+                        batch_size=batch_size, num_workers=num_workers)
     for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
         prediction, mask = predict_batch(net, batch)
         scores = mask.score if mask is not None else given_mask(net, batch)
