@@ -30,11 +30,7 @@ def _umask() -> int:
 def atomic_output_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path`` that becomes ``path`` when the block ends
     normally. ``path`` must not exist, or be empty, unless ``force`` (then it is replaced)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"output {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise FileExistsError(f"output folder {path} exists and is not empty (use --force to replace it)")
+    path = check_output_dir(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), suffix=".tmp", dir=path.parent))
@@ -117,6 +113,15 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def check_output_dir(path: str | os.PathLike, force: bool = False, what: str = "output folder") -> Path:
+    """Raise before any work unless ``path`` can become a new output folder: it must not be a
+    file, must be empty unless ``force``, and its nearest existing ancestor must be writable."""
+    path = check_writable_dir(path, what)
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise FileExistsError(f"{what} {path} exists and is not empty (use --force to replace it)")
+    return path
 
 
 def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:

@@ -180,11 +180,13 @@ def _add_evaluate_parser(subparsers) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .atomic import write_json
+    from .atomic import check_writable_file, write_json
     from .train.evaluate import evaluate, format_table, load_run
     from .train.fit import make_dataset
 
     t0 = time.perf_counter()
+    if args.json:
+        check_writable_file(args.json, "--json")
     module, run = load_run(args.checkpoint, _parse_assignments(args.data))
     dataset = make_dataset(run, args.split)
     if len(dataset) == 0:

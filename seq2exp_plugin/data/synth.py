@@ -92,7 +92,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_output_dir
+from ..atomic import atomic_output_dir, check_output_dir
 
 #: Signal tracks in the order the model reads them (SPEC section 1).
 SIGNALS = ("h3k27ac", "dnase", "hic")
@@ -1123,7 +1123,7 @@ def generate(out: str | os.PathLike, params: SynthParams | None = None, *, force
         params = SynthParams.from_preset(overrides.pop("preset", "tiny"), **overrides)
     elif overrides:
         raise TypeError("give either params or keyword overrides, not both")
-    out = Path(out).absolute()
+    out = check_output_dir(Path(out).absolute(), force, "--out")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"parent directory of {out} does not exist: {out.parent}")
     with atomic_output_dir(out, force=force) as tmp:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_output_dir, check_writable_dir, write_json
+from ..atomic import atomic_output_dir, check_output_dir, write_json
 from ..train.evaluate import GenePrediction, load_run, predict_dataset
 from ..train.fit import make_dataset
 from ..train.metrics import regression_metrics
@@ -52,10 +52,7 @@ def predict_to_directory(
 ) -> Path:
     """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``;
     ``on_gene`` sees each gene's prediction (with its mask score) as it is made."""
-    out = Path(out)
-    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
-    check_writable_dir(out, "--out")
+    out = check_output_dir(out, force, "--out")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
     module, run = load_run(checkpoint, data_overrides)

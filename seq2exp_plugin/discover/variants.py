@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_output_dir
+from ..atomic import atomic_output_dir, check_output_dir
 
 __all__ = ["Variant", "read_variants", "check_reference", "pair_variants", "variant_effects",
            "run_variants", "RESULT_COLUMNS"]
@@ -373,9 +373,7 @@ def run_variants(checkpoint: str, variants_path, out_dir, gene_ids: Sequence[str
     from ..train.evaluate import load_run
     from ..train.fit import make_dataset
 
-    out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise FileExistsError(f"output folder {out_dir} exists and is not empty (use --force to replace it)")
+    out_dir = check_output_dir(out_dir, force, "--out")
     t0 = time.perf_counter()
     variants = read_variants(variants_path)
     if not variants:

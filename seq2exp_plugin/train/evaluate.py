@@ -38,6 +38,11 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
 
     module = load_module(checkpoint)
     run = module.run_config
+    window = (data_overrides or {}).get("window")
+    if window is not None and window != run.data.window:
+        # the same rule as the Kipoi model: the network only knows the window it was trained on
+        raise ValueError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
+                         f"--data window={window} asks for another length (drop it, or train on that window)")
     if data_overrides:
         data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
         run = RunConfig.from_dict({**run.to_dict(), "data": data})
