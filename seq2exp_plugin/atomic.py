@@ -54,16 +54,23 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     replaces ``path`` when the block ends normally and is removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temporary_beside(path)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """A new empty file ``.<name>.<pid>.<random>.tmp<suffix>`` beside ``path`` (same suffix, for
+    writers that go by it), after removing the stale temporaries of ``path``."""
+    path = Path(path)
+    remove_stale_temporaries(path)
+    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def _tmp_prefix(name: str) -> str:
