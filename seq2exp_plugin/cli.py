@@ -23,6 +23,21 @@ def _peak_rss_mb() -> float:
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _report(command: str, t0: float) -> None:
     print(f"seq2exp {command}: wall time {time.perf_counter() - t0:.1f} s, "
           f"peak RSS {_peak_rss_mb():.0f} MiB")
@@ -174,8 +189,8 @@ def _add_evaluate_parser(subparsers) -> None:
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genes=other.h5ad window=20000")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=_count(1), default=1)
+    p.add_argument("--num-workers", type=_count(0), default=0)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -288,11 +303,11 @@ def _add_predict_parser(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
     p.add_argument("--min-gap", type=int, default=0, help="merge elements closer than this (bp)")
     p.add_argument("--min-length", type=int, default=1, help="drop elements shorter than this (bp)")
-    p.add_argument("--plots", type=int, default=20, help="plot at most this many genes (20)")
+    p.add_argument("--plots", type=_count(0), default=20, help="plot at most this many genes (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=_count(1), default=1)
+    p.add_argument("--num-workers", type=_count(0), default=0)
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_run_predict)
 
@@ -326,7 +341,7 @@ def _add_ism_parser(subparsers) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--gene", nargs="+", required=True, metavar="GENE_ID", help="gene id(s) of the gene table")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-    p.add_argument("--top-elements", type=int, default=5, help="at most this many elements (default 5)")
+    p.add_argument("--top-elements", type=_count(1), default=5, help="at most this many elements (default 5)")
     p.add_argument("--bp-budget", type=int, default=500,
                    help="bases mutated in the elements at most (default 500; 3 model calls each)")
     p.add_argument("--promoter-bp", type=int, default=0,
@@ -338,7 +353,7 @@ def _add_ism_parser(subparsers) -> None:
     p.add_argument("--min-length", type=int, default=10, help="drop elements shorter than this (bp, default 10)")
     p.add_argument("--mask-mode", choices=("recompute", "fixed"), default="recompute",
                    help="recompute: the generator sees the mutated DNA (default); fixed: reference mask")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_count(1), default=64)
     p.add_argument("--device", default="cpu", help="cpu, or a GPU index for gReLU's trainer (default cpu)")
     p.add_argument("--plot-elements", type=int, default=1, help="PNG for the top N elements (default 1)")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
@@ -389,7 +404,7 @@ def _add_variants_parser(subparsers) -> None:
                    help="auto: pair each variant with every candidate gene whose window contains it "
                         "(default); nearest: with the nearest such TSS only")
     p.add_argument("--h5ad", action="store_true", help="also write variants x genes as OUT/variants.h5ad")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_count(1), default=16)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genome=other.fa")
@@ -423,7 +438,7 @@ def _add_demo_parser(subparsers) -> None:
                     "scores how well the mask finds the causal elements, next to DNase alone.")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--zoo", default=None, help="the model_zoo folder (default: this checkout's)")
-    p.add_argument("--plots", type=int, default=12, help="plot at most this many genes (12)")
+    p.add_argument("--plots", type=_count(0), default=12, help="plot at most this many genes (12)")
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_run_demo)
 

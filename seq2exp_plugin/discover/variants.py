@@ -107,7 +107,10 @@ def read_variants(path) -> list[Variant]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"variants file not found: {path}")
-    return _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    try:
+        return _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text VCF or TSV (plain or gzip)") from None
 
 
 def _allele(value: str, what: str, where: str) -> str:

@@ -112,6 +112,7 @@ def read_checkpoint(path: str) -> dict:
     "not a seq2exp checkpoint: <path>: <why>" for anything else (empty, truncated, random
     bytes, a bare state_dict, another model's checkpoint)."""
     import os
+    import zipfile
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -121,6 +122,8 @@ def read_checkpoint(path: str) -> dict:
 
     if os.path.getsize(path) == 0:
         raise refuse("the file is empty")
+    if not zipfile.is_zipfile(path):  # what torch.save writes
+        raise refuse("not a PyTorch checkpoint (no zip archive inside: truncated, or another format)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises many types for damaged files
