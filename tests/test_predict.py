@@ -112,3 +112,21 @@ def test_streamed_outputs_equal_the_whole_set_computed_at_once(tiny_checkpoint, 
     elements = read_elements_bed(out / "elements.synthA.bed")
     rows = list(zip(elements["chrom"], elements["start"], elements["end"], elements["name"]))
     assert rows == sorted(want_rows, key=lambda r: (r[0], r[1], r[2], r[3])) and len(rows) > 0
+
+
+def test_predict_keeps_no_per_bp_scores_of_finished_genes(tiny_checkpoint, tmp_path):
+    """Memory flat in the number of genes: once a gene is written, its per-bp mask is freed."""
+    import gc
+    import weakref
+
+    refs, alive = [], []
+
+    def on_gene(gene):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in refs))
+        refs.append(weakref.ref(gene.score))
+
+    genes = [f"SYNG{i:05d}" for i in range(1, 11)]
+    predict_to_directory(str(tiny_checkpoint), tmp_path / "pred", gene_ids=genes, max_plots=0,
+                         progress=False, on_gene=on_gene)
+    assert len(alive) == 10 and max(alive) <= 1, alive
