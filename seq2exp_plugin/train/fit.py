@@ -153,9 +153,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-    from .module import Seq2ExpLightning
+    from .module import Seq2ExpLightning, freeze_generator
     from .run_dir import finished_step, prepare
-    from .variants import freeze_generator
 
     last = prepare(run, restart=not resume)  # before any loading or writing
     if last is not None and finished_step(last) >= run.train.max_steps and run.variant != "ridge":
@@ -165,7 +164,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     if run.variant == "ridge":
         from .ridge import fit_ridge
 
-        return fit_ridge(run)
+        return fit_ridge(run, make_dataset(run, "train", require_target=True),
+                         make_dataset(run, "valid", require_target=True))
 
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
