@@ -178,7 +178,17 @@ def bind(model, locus: Locus, mask_mode: str = "recompute"):
         # recompute: no mask bound, the generator runs on every sequence; fixed: the mask the
         # predictor reads for the reference window
         mask = _reference_generator_output(net, locus).mask[0].float() if mask_mode == "fixed" else None
-    return bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+    bound = bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+    predict = bound.predict_on_dataset
+
+    def predict_on_dataset(*args, **kwargs):
+        # gReLU's tools (ISM_predict, ...) predict through this: keep Lightning's default
+        # lightning_logs/ and start-up chatter out of the caller's working directory
+        with _grelu_prediction_context():
+            return predict(*args, **kwargs)
+
+    bound.predict_on_dataset = predict_on_dataset
+    return bound
 
 
 # ------------------------------------------------------------------------------- gReLU runs

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import atomic_output_dir
+from ..atomic import atomic_output_dir, check_output_dir
 from .ism import BASES, ISMResult, SelectedElement, ism_gene, load_locus, reference_mask
 
 
@@ -163,9 +163,7 @@ def run_ism(checkpoint: str, gene_ids: Sequence[str], out_dir: str | os.PathLike
         raise ValueError("give at least one gene (--gene)")
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise FileExistsError(f"output folder {out_dir} exists and is not empty (use --force to replace it)")
+    out_dir = check_output_dir(out_dir, force, "--out")
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, None, gene_ids=list(gene_ids))
     sizes = read_chrom_sizes(str(run.data.genome))
