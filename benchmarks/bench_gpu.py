@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--slow", type=float, default=5.0,
                    help="a warm-up call slower than this (s) is not repeated")
+    p.add_argument("--window", type=int,
+                   help="window (bp) of the model sections; default 200,000 (tiny: 2,048)")
     p.add_argument("--sections", default="machine,scan,forward,train")
     p.add_argument("--json", help="also write the results to this JSON file")
     return p
@@ -298,6 +300,9 @@ def main(argv=None) -> int:
         print(f"bench_gpu: unknown sections {sorted(unknown)}", file=sys.stderr)
         return 2
     sz = sizes(args.tiny)
+    if args.window:
+        sz["window"] = args.window
+        sz["pool_width"] = min(sz["pool_width"], args.window)
     if args.tiny and args.device == "cpu":
         args.slow = min(args.slow, 0.3)  # a check of the script: one timed call for most
     torch.manual_seed(0)
