@@ -42,6 +42,13 @@ class Seq2ExpModel(nn.Module):
         self.config = config
         self.generator = Seq2ExpGenerator(config)
         self.predictor = Seq2ExpPredictor(config)
+        if config.shared_embedding:
+            for name in ("signal_embedding", "positions"):
+                if getattr(self.generator, name) is not None:
+                    setattr(self.predictor, name, getattr(self.generator, name))
+            self.predictor.seq_embedding = self.generator.embedding
+        if config.shared_stack:
+            self.predictor.backbone = self.generator.backbone
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
                 blacklist: Tensor | None = None) -> Seq2ExpOutput:
