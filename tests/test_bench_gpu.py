@@ -21,6 +21,7 @@ def test_bench_gpu_tiny_cpu_run_reports_every_section(tmp_path, capsys):
     args = ["--device", "cpu", "--tiny", "--repeats", "1", "--window", "512", "--json", str(out)]
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
+    assert len(result["check"]) == 2 * 9 + 2 * 4 and max(result["check"].values()) <= 1e-5
     assert result["machine"]["gemm_bf16_flops"] > 0 and result["machine"]["bandwidth_bytes"] > 0
     assert set(result["scan"]) == {f"{b}@{n}" for b in ("triton", "cpu", "torch") for n in (32, 96)}
     assert set(result["forward"]) == {"parameters", "batch1", "batch2"}
