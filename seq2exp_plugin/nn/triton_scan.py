@@ -134,7 +134,8 @@ def _scan_fwd_kernel(
     of channels. ``LOCAL``: from a zero state, store only the final state and the sum of dt
     (first pass of a segmented scan); else from the state in ``h0`` (or zero) store y and,
     with ``SAVE_CK``, the state entering each chunk."""
-    b, seg, n_seg = tl.program_id(0), tl.program_id(2), tl.num_programs(2)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
+    seg, n_seg = tl.program_id(2), tl.num_programs(2)
     offs_d, offs_n, mask_d, mask_dn, offs_dn, A = _channel_block(A_ptr, d, n, BLOCK_D, NP)
     mask_n = offs_n < n
     offs_c = tl.arange(0, CHUNK)
@@ -187,7 +188,7 @@ def _segment_carry_kernel(end_ptr, sum_ptr, A_ptr, out_ptr, n_seg, d, n,
                           BACKWARD: tl.constexpr, BLOCK_D: tl.constexpr, NP: tl.constexpr):
     """Chain the segments of a segmented scan: ``out[j]`` = what enters segment j, where a
     segment maps x to ``exp(A * sum[j]) * x + end[j]``; walked last to first for the adjoint."""
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
     offs_d, _, mask_d, mask_dn, offs_dn, A = _channel_block(A_ptr, d, n, BLOCK_D, NP)
     carry = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
     for i in range(0, n_seg):
@@ -216,7 +217,8 @@ def _scan_bwd_kernel(
     adjoint recurrence from zero, storing the adjoint at the segment's first step and the sum
     of the decays' dt (first pass of a segmented backward); else every gradient, starting
     from the adjoint in ``g0`` (or zero) after the segment."""
-    b, seg, n_seg = tl.program_id(0), tl.program_id(2), tl.num_programs(2)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
+    seg, n_seg = tl.program_id(2), tl.num_programs(2)
     offs_d, offs_n, mask_d, mask_dn, offs_dn, A = _channel_block(A_ptr, d, n, BLOCK_D, NP)
     mask_n = offs_n < n
     offs_c = tl.arange(0, CHUNK)
