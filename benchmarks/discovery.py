@@ -6,7 +6,9 @@ One command does everything on this 2-core CPU machine::
     python benchmarks/discovery.py --out bench_out/discovery
 
 1. ``seq2exp synth`` (a medium preset: genes at realistic density, windows of ``--window`` bp);
-2. ``seq2exp peaks``: MACS3 callpeak on the simulated DNase reads of the cell type;
+2. ``seq2exp peaks``: MACS3 callpeak on the simulated DNase reads of the cell type (only when
+   ``--variants`` includes ``peak-mask``; MACS3 is the ``peaks`` extra:
+   ``pip install -e ".[peaks]"``);
 3. ``seq2exp train`` for every variant on the training chromosomes, model selection on the
    validation chromosomes, once per training seed (``--seeds``, default 0 1 2; the synthetic
    data stays that of ``--seed``): Seq2Exp-learned (preset ``learned``, the project's default;
@@ -94,6 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--learned-preset", default="learned", help="model preset of Seq2Exp-learned")
     p.add_argument("--mask", nargs="+", default=[], metavar="KEY=VALUE",
                    help="MaskConfig overrides of Seq2Exp-learned (experiments), e.g. kept_target=0.05")
+    p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="Seq2ExpConfig overrides of Seq2Exp-learned, e.g. generator_signals=true")
     p.add_argument("--ceilings-only", action="store_true",
                    help="only the rankings without a learned generator (signals, oracle DNA reader)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
@@ -109,7 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.variants = list(QUICK_VARIANTS if args.quick else (*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"))
     if "seq2exp-retrain" in args.variants and "seq2exp-soft" not in args.variants:
         p.error("seq2exp-retrain needs seq2exp-soft (its generator)")
-    args.mask = {k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.mask)}
+    args.mask, args.model = ({k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in pairs)}
+                             for pairs in (args.mask, args.model))
     return args
 
 
@@ -136,7 +141,7 @@ def peaks(manifest: dict, cell: str, out: Path) -> Path:
     return target / "peaks.narrowPeak"
 
 
-def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_file: Path,
+def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_file: Path | None,
                seed: int) -> dict:
     stack = {"d_model": args.d_model, "n_layers": args.layers, "d_state": args.d_state,
              "dt_min": args.dt_min, "dt_max": args.dt_max}
@@ -146,8 +151,9 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
              "signal_transform": "log1p"}
     if args.signal_scale is not None and variant in ("seq2exp-soft", "seq2exp-retrain"):
         model["mask"] = {**model["mask"], "signal_scale": args.signal_scale}
-    if variant == "seq2exp-learned":  # the preset's own mask token, KL weight; then --mask
+    if variant == "seq2exp-learned":  # the preset's own mask token, KL weight; then --mask, --model
         model["mask"] = {"promoter_keep": args.promoter, **args.mask}
+        model.update(args.model)
     presets = {"seq2exp-hard": args.hard_preset, "peak-mask": args.hard_preset,
                "seq2exp-learned": args.learned_preset}
     config = {
@@ -171,7 +177,8 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
     return config
 
 
-def train_all(args, manifest: dict, cell: str, out: Path, peaks_file: Path, seed: int) -> dict[str, float]:
+def train_all(args, manifest: dict, cell: str, out: Path, peaks_file: Path | None,
+              seed: int) -> dict[str, float]:
     from seq2exp_plugin.train.config import RunConfig
     from seq2exp_plugin.train.fit import fit
 
@@ -222,7 +229,7 @@ class Truth:
     """Labels of the test genes (R_ag elements; causal vs decoy inside peaks) and the baselines'
     scores, computed once for every seed."""
 
-    def __init__(self, manifest: dict, cell: str, peaks_file: Path, window: int, promoter: int) -> None:
+    def __init__(self, manifest: dict, cell: str, peaks_file: Path | None, window: int, promoter: int) -> None:
         from seq2exp_plugin.data.genes import read_gene_table
         from seq2exp_plugin.discover.recovery import (
             causal_vs_decoy_labels, gene_windows, peak_scores, read_truth, track_scores, truth_labels,
@@ -234,11 +241,12 @@ class Truth:
         self.labels = truth_labels(truth, windows, exclude_center=promoter, blacklist=manifest["blacklist"])
         self.peak_labels = causal_vs_decoy_labels(truth, windows, exclude_center=promoter,
                                                   blacklist=manifest["blacklist"])
-        self.baselines = {"MACS3 peak mask": peak_scores(peaks_file, windows),
-                          "DNase (thresholded)": track_scores(manifest["tracks"][cell]["dnase"], windows)}
+        self.baselines = {"DNase (thresholded)": track_scores(manifest["tracks"][cell]["dnase"], windows)}
+        if peaks_file is not None:
+            self.baselines["MACS3 peak mask"] = peak_scores(peaks_file, windows)
 
 
-def signal_ceilings(args, manifest: dict, cell: str, out: Path, peaks_file: Path, truth: Truth) -> dict:
+def signal_ceilings(args, manifest: dict, cell: str, out: Path, peaks_file: Path | None, truth: Truth) -> dict:
     """What rankings without a learned generator reach on the test genes (no training): each
     signal track as the model reads it, the signal Beta's mean, its odds alpha2 / beta2 times
     the Hi-C contact (the last track), and an oracle DNA reader - the signal Beta with every decoy that DNA can tell
@@ -345,7 +353,7 @@ def write_report(out: Path, args, per_seed: list[dict], ceilings: dict, timings:
         f"every Mamba variant: d_model {args.d_model}, {args.layers} layers, d_state {args.d_state}, "
         f"{args.steps} steps of batch {args.batch_size}, lr {args.lr}, mask token "
         f"{'on' if args.mask_token else 'off'} (Seq2Exp-learned: preset {args.learned_preset!r}"
-        f"{', ' + str(args.mask) if args.mask else ''}). Mean +/- sd over training seeds "
+        f"{', ' + str(args.mask) if args.mask else ''}{', ' + str(args.model) if args.model else ''}). Mean +/- sd over training seeds "
         f"{args.seeds} ({n}). Wall time {wall / 60:.1f} min.", "",
         "## Expression on the test chromosomes (chr22, chrX)", "",
         "| model | " + " | ".join([*METRIC_NAMES, "mask_ratio"]) + " |", "|---" * (len(METRIC_NAMES) + 2) + "|",
@@ -409,7 +417,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     manifest = synth(args, out)
     print(f"synthetic data: {manifest['n_genes']} genes ({time.perf_counter() - t0:.0f} s)", flush=True)
-    peaks_file = peaks(manifest, args.cell_type, out)
+    # MACS3 (the `peaks` extra) only for the variant that reads its peaks
+    peaks_file = peaks(manifest, args.cell_type, out) if "peak-mask" in args.variants else None
     truth = Truth(manifest, args.cell_type, peaks_file, args.window, args.promoter)
     ceilings = signal_ceilings(args, manifest, args.cell_type, out, peaks_file, truth)
     print("rankings without a learned generator:\n" + "\n".join(

@@ -52,7 +52,7 @@ def test_config_round_trip_and_presets():
     cfg = preset("hard-packed", generator={"n_layers": 2})
     assert Seq2ExpConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.mask.mode == "hard" and cfg.mask.packed and cfg.generator.n_layers == 2
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="model.generatr: unknown key"):
         Seq2ExpConfig.from_dict({"generatr": {}})
     with pytest.raises(ValueError, match="3 signals"):
         Seq2ExpConfig(mask={"signal_weights": (1.0,), "signal_beta": (1.0,)})
@@ -183,9 +183,11 @@ def test_mask_token_makes_a_soft_mask_visible_to_the_pre_norm_stack():
 
 def test_paper_presets_keep_the_paper_generator():
     """The options beyond the paper default to the paper: soft/hard presets are unchanged."""
-    for name in ("soft", "hard", "hard-packed", "hard-public"):
-        mask = preset(name).mask
-        assert (mask.sequence_term, mask.kept_target, mask.generator_signals) == ("additive", None, False)
+    for name in ("soft", "hard", "hard-packed", "public-soft", "public-hard"):
+        cfg = preset(name)
+        assert (cfg.mask.sequence_term, cfg.mask.kept_target, cfg.generator_signal_transform) == (
+            "additive", None, None)
+    assert not preset("soft").generator_signals and not preset("hard").generator_signals
     torch.manual_seed(5)
     generator = Seq2ExpGenerator(tiny_config())
     assert generator.signal_embedding is None
@@ -197,7 +199,8 @@ def test_paper_presets_keep_the_paper_generator():
 def test_learned_generator_starts_at_the_signal_posterior_and_learns():
     torch.manual_seed(6)
     cfg = tiny_config(mask={"sequence_term": "multiplicative", "kept_target": 0.1, "kl_weight": 1.0,
-                            "mask_token": True, "generator_signals": True})
+                            "mask_token": True},
+                      generator_signals=True, generator_signal_transform="relative")
     model = Seq2ExpModel(cfg)
     seq, signals, features = batch()
     model.eval()

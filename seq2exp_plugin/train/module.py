@@ -18,14 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..adapters.grelu import register
+# gReLU builds the model by name (model_params["model_type"]); the names resolve because
+# `import seq2exp_plugin` registers the classes the moment gReLU loads (adapters.registry).
+from grelu.lightning import LightningModel
+
+from ..model.batch import given_mask, predict_batch
+from ..model.seq2exp import Seq2ExpModel
 from .config import RunConfig
 from .metrics import SplitMetrics
 from .recipe import make_optimizer, make_scheduler
-from .variants import given_mask, predict_batch
-
-register()  # gReLU builds the model by name
-from grelu.lightning import LightningModel  # noqa: E402
 
 
 class Seq2ExpLightning(LightningModel):
@@ -107,12 +108,41 @@ class Seq2ExpLightning(LightningModel):
         }
 
 
-def load_module(path: str) -> Seq2ExpLightning:
-    """A checkpoint written by ``seq2exp train``, on the CPU, in eval mode."""
+def read_checkpoint(path: str) -> dict:
+    """The contents of a ``seq2exp train`` checkpoint (tensors memory-mapped), or a ValueError
+    "not a seq2exp checkpoint: <path>: <why>" for anything else (empty, truncated, random
+    bytes, a bare state_dict, another model's checkpoint)."""
     import os
+    import zipfile
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"not a seq2exp checkpoint: {path}: {why}")
+
+    if os.path.getsize(path) == 0:
+        raise refuse("the file is empty")
+    if not zipfile.is_zipfile(path):  # what torch.save writes
+        raise refuse("not a PyTorch checkpoint (no zip archive inside: truncated, or another format)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for damaged files
+        why = " ".join(str(err).split())[:160]
+        raise refuse(f"not a readable PyTorch checkpoint (truncated or another format): {why}") from None
+    if not isinstance(checkpoint, dict):
+        raise refuse(f"it holds a {type(checkpoint).__name__}, not a training checkpoint")
+    if "state_dict" not in checkpoint:
+        raise refuse("no 'state_dict' entry (a bare state_dict? `seq2exp train` writes full checkpoints)")
+    params = checkpoint.get("hyper_parameters", {}).get("train_params", {})
+    if not isinstance(params, dict) or "seq2exp" not in params:
+        raise refuse("no seq2exp run configuration in its hyper_parameters (not written by `seq2exp train`)")
+    return checkpoint
+
+
+def load_module(path: str) -> Seq2ExpLightning:
+    """A checkpoint written by ``seq2exp train``, on the CPU, in eval mode."""
+    read_checkpoint(path)
     module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu")
     return module.eval()
 
@@ -120,3 +150,16 @@ def load_module(path: str) -> Seq2ExpLightning:
 def load_network(path: str) -> torch.nn.Module:
     """The library model inside a ``seq2exp train`` checkpoint, on the CPU, in eval mode."""
     return load_module(path).net
+
+
+def freeze_generator(net: Seq2ExpModel, checkpoint: str) -> None:
+    """Seq2Exp-retrain: copy a trained model's generator into ``net`` and freeze it."""
+    trained = load_network(checkpoint)
+    if not isinstance(trained, Seq2ExpModel):
+        raise ValueError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
+    try:
+        net.generator.load_state_dict(trained.generator.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
+    net.generator.requires_grad_(False)
+    net.generator.eval()
