@@ -49,6 +49,29 @@ def test_predict_writes_consistent_outputs(tiny_synth, tiny_checkpoint, tmp_path
     assert sorted(p.name for p in (out / "plots").iterdir()) == [f"{g}.png" for g in genes[:2]]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_genes"] == 3 and set(summary["metrics"]) >= {"mse", "pearson"}
+    # with a truth: what the generator adds, on the same genes
+    from seq2exp_plugin.discover.recovery import generator_recovery
+
+    want = generator_recovery(list(direct.values()), tiny_synth / "truth" / "synthA.bed",
+                              exclude_center=module.net.config.mask.promoter_keep, blacklist=run.data.blacklist)
+    assert summary["generator"] == pytest.approx(want, nan_ok=True)
+
+
+def test_evaluate_with_truth_reports_what_the_generator_adds(tiny_synth, tiny_checkpoint, tmp_path, capsys):
+    from seq2exp_plugin.discover.recovery import generator_recovery
+
+    truth = tiny_synth / "truth" / "synthA.bed"
+    assert main(["evaluate", str(tiny_checkpoint), "--split", "train", "--truth", str(truth),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    assert "causal_vs_decoy" in capsys.readouterr().out
+    got = json.loads((tmp_path / "m.json").read_text())
+    module, run = load_run(str(tiny_checkpoint))
+    genes = list(predict_dataset(module.net, make_dataset(run, "train"), progress=False))
+    want = generator_recovery(genes, truth, exclude_center=module.net.config.mask.promoter_keep,
+                              blacklist=run.data.blacklist)
+    assert {k[len("generator_"):]: v for k, v in got.items() if k.startswith("generator_")} == pytest.approx(
+        want, nan_ok=True)
+    assert main(["evaluate", str(tiny_checkpoint), "--truth", str(tmp_path / "none.bed")]) != 0
 
 
 def test_predict_is_atomic_and_refuses_to_overwrite(tiny_checkpoint, tmp_path, monkeypatch):
