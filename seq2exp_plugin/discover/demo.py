@@ -3,7 +3,7 @@
 Predicts every demo gene with the Demo weights (expression, mask bigWig, element BED, plots
 with the ground truth drawn; see :mod:`seq2exp_plugin.discover.predict`), then scores how well
 the mask finds the causal elements against the synthetic ground truth, next to ranking by
-DNase alone and to the signal Beta alone, and reports what the generator adds
+DNase alone, and reports what the generator adds over the signal Beta alone
 (:mod:`seq2exp_plugin.discover.recovery`).
 """
 
@@ -58,10 +58,10 @@ def element_recovery(genes: list[GenePrediction], run, truth: Path) -> dict:
         "Seq2Exp mask": {g.gene_id: g.score for g in genes},
         "DNase": track_scores(run.data.signals["dnase"], windows),
     }
-    if genes and genes[0].signal_score is not None:
-        methods["signals alone"] = {g.gene_id: g.signal_score for g in genes}
     out = {name: {k: recovery_metrics(scores, labels)[k] for k in ("auprc", "prevalence")}
            for name, scores in methods.items()}
     if genes and genes[0].sequence_score is not None:
-        out["generator"] = generator_recovery(genes, truth, exclude_center=model_config(run).mask.promoter_keep)
+        # blacklisted positions left out: the mask is 0 there by rule, the signals are not
+        out["generator"] = generator_recovery(genes, truth, exclude_center=model_config(run).mask.promoter_keep,
+                                              blacklist=run.data.blacklist)
     return out
