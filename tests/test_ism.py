@@ -183,7 +183,7 @@ def test_ism_cli_end_to_end(trained, tmp_path):
 
 
 def test_ism_outputs_are_atomic(trained, tmp_path, monkeypatch, capsys):
-    import seq2exp_plugin.discover.ism as ism
+    import seq2exp_plugin.discover.ism_run as ism_run
     from seq2exp_plugin.cli import main
 
     out = tmp_path / "ism"
@@ -193,7 +193,7 @@ def test_ism_outputs_are_atomic(trained, tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ism, "plot_element", interrupted)  # dies while writing the outputs
+    monkeypatch.setattr(ism_run, "plot_element", interrupted)  # dies while writing the outputs
     assert main(argv) == 130  # Ctrl-C: one line, no traceback
     assert capsys.readouterr().err.strip() == "seq2exp ism: interrupted; unfinished outputs were removed"
     assert os.listdir(tmp_path) == []  # no output folder, no temporary one
