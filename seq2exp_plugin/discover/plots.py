@@ -193,7 +193,7 @@ def gene_figure(
         axes[i].axhline(threshold, color="#e377c2", linestyle=":", linewidth=0.8)
         i += 1
     if ggen is not None:
-        draw_track(axes[i], ggen, "#bcbd22", "generator\n(DNA term)", ylim=(0, 1.05))
+        draw_track(axes[i], ggen, "#bcbd22", "generator\nterm", ylim=(0, 1.05))
         i += 1
 
     ax = axes[-1]
