@@ -212,8 +212,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     dataset = make_dataset(run, args.split)
     if len(dataset) == 0:
         raise ValueError(f"{run.data.genes}: no genes in split {args.split!r}")
-    metrics = evaluate(module.net, dataset, args.batch_size, args.num_workers, truth=args.truth,
-                       blacklist=run.data.blacklist)
+    genes: list = []
+    if args.truth and run.variant not in ("seq2exp", "retrain"):
+        raise ValueError(f"--truth: generator metrics need a Seq2Exp checkpoint, not variant {run.variant!r}")
+    metrics = evaluate(module.net, dataset, args.batch_size, args.num_workers,
+                       on_gene=genes.append if args.truth else None)
+    if args.truth:
+        from .discover.recovery import generator_recovery
+
+        added = generator_recovery(genes, args.truth, exclude_center=module.net.config.mask.promoter_keep,
+                                   blacklist=run.data.blacklist)
+        metrics.update({f"generator_{k}": v for k, v in added.items()})
     print(format_table({f"{run.variant} ({args.split})": metrics}))
     if args.truth:
         print("what the generator adds (AUPRC against the truth's R_ag elements, promoters excluded):")

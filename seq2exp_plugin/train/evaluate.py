@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -81,33 +81,23 @@ def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_work
 
 
 def evaluate(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
-             progress: bool = True, truth: str | None = None,
-             blacklist: str | None = None) -> dict[str, float]:
+             progress: bool = True,
+             on_gene: Callable[[GenePrediction], None] | None = None) -> dict[str, float]:
     """MSE, MAE, Pearson, Spearman over the dataset's genes, the mask ratio, and the count;
-    with a ``truth`` BED (``seq2exp synth``) and a Seq2Exp model also what its generator adds
-    (:func:`seq2exp_plugin.discover.recovery.generator_metrics`, prefixed ``generator_``)."""
-    from ..model.seq2exp import Seq2ExpModel
-
-    if truth is not None and not isinstance(net, Seq2ExpModel):
-        raise ValueError(f"truth given: generator metrics need a Seq2Exp model, not {type(net).__name__}")
-    predictions, targets, ratios, genes = [], [], [], []
+    ``on_gene`` sees each gene's prediction (``seq2exp evaluate --truth`` keeps them to score
+    the generator)."""
+    predictions, targets, ratios = [], [], []
     for gene in predict_dataset(net, dataset, batch_size, num_workers, progress=progress):
         predictions.append(gene.prediction)
         targets.append(gene.target)
         if gene.score is not None:
             ratios.append(float((gene.score >= 0.5).mean()))
-        if truth is not None:
-            genes.append(gene)
+        if on_gene is not None:
+            on_gene(gene)
     metrics = regression_metrics(np.array(predictions), np.array(targets))
     if ratios:
         metrics["mask_ratio"] = float(np.mean(ratios))
     metrics["n_genes"] = int(np.sum(~np.isnan(targets)))
-    if truth is not None:
-        from ..discover.recovery import generator_recovery
-
-        added = generator_recovery(genes, truth, exclude_center=net.config.mask.promoter_keep,
-                                   blacklist=blacklist)
-        metrics.update({f"generator_{k}": v for k, v in added.items()})
     return metrics
 
 
