@@ -164,10 +164,10 @@ class WindowExtractor:
                     f"(length {length} in {self.genome.path})"
                 )
             self._check_signal_lengths(c, sel, tss, ids)
-        longest = max(self.genome.chrom_length(c) for c in dict.fromkeys(chroms.tolist())) if len(chroms) else 0
-        if self.window > longest:
-            raise ValueError(f"window {self.window:,} bp is longer than every chromosome of these genes "
-                             f"(the longest: {longest:,} bp in {self.genome.path}); choose a shorter window")
+        longest = max(self.genome.chrom_sizes.values(), default=0)
+        if self.window > longest:  # windows past a chromosome end are padded, but none can fit anywhere
+            raise ValueError(f"window {self.window:,} bp is longer than every chromosome of {self.genome.path} "
+                             f"(the longest: {longest:,} bp); choose a shorter window")
 
     def _check_signal_lengths(self, chrom: str, sel: np.ndarray, tss: np.ndarray, ids: np.ndarray) -> None:
         """A TSS past the end of a signal's chromosome means the signal is of another assembly
