@@ -39,6 +39,40 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1] (a mask score or a fraction)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
+def _device(gpu_index_only: bool) -> Callable[[str], str]:
+    """An argparse type: ``cpu`` or a GPU this machine has (an index; or a torch device name
+    unless ``gpu_index_only``), so that a bad device fails before the model is loaded."""
+
+    def parse(text: str) -> str:
+        import torch
+
+        name = f"cuda:{text}" if text.isdigit() else text
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            device = None
+        if device is None or (gpu_index_only and name != "cpu" and not text.isdigit()):
+            raise argparse.ArgumentTypeError(f"expected cpu or a GPU index{'' if gpu_index_only else ' or a torch device'}"
+                                             f", got {text!r}")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"no CUDA device {text!r} on this machine "
+                                             f"({torch.cuda.device_count()} visible)")
+        return text
+
+    return parse
+
+
 def _report(command: str, t0: float) -> None:
     print(f"seq2exp {command}: wall time {time.perf_counter() - t0:.1f} s, "
           f"peak RSS {_peak_rss_mb():.0f} MiB")
@@ -260,17 +294,17 @@ def _add_peaks_parser(subparsers) -> None:
     g.add_argument("--genome", default=None, help="genome FASTA, .fai or .sizes: -g = its total length")
     g.add_argument("--genome-size", default=None,
                    help="MACS3 -g instead: a number (2.7e9) or hs/mm/ce/dm (overrides --genome)")
-    g.add_argument("--qvalue", type=float, default=0.05, help="q-value cut-off (default 0.05)")
-    g.add_argument("--pvalue", type=float, default=None, help="p-value cut-off (replaces --qvalue)")
+    g.add_argument("--qvalue", type=_fraction, default=0.05, help="q-value cut-off (default 0.05)")
+    g.add_argument("--pvalue", type=_fraction, default=None, help="p-value cut-off (replaces --qvalue)")
     g.add_argument("--shift", type=int, default=-100, help="--shift for --nomodel (default -100)")
-    g.add_argument("--extsize", type=int, default=200, help="--extsize for --nomodel (default 200)")
+    g.add_argument("--extsize", type=_count(1), default=200, help="--extsize for --nomodel (default 200)")
     g.add_argument("--model", action="store_true", help="let MACS3 build its fragment model "
                                                         "(no --nomodel/--shift/--extsize)")
     g.add_argument("--keep-dup", default="all", help="--keep-dup (default all: DNase cut sites)")
     b = p.add_argument_group("bdgpeakcall (--bigwig)")
     b.add_argument("--cutoff", type=float, default=5.0, help="signal cut-off on the track's scale (default 5)")
-    b.add_argument("--min-length", type=int, default=200, help="minimum peak length in bp (default 200)")
-    b.add_argument("--max-gap", type=int, default=30, help="maximum gap merged inside a peak (default 30)")
+    b.add_argument("--min-length", type=_count(1), default=200, help="minimum peak length in bp (default 200)")
+    b.add_argument("--max-gap", type=_count(0), default=30, help="maximum gap merged inside a peak (default 30)")
     p.add_argument("--macs3-arg", action="append", default=[], metavar="ARG",
                    help="extra argument passed to MACS3 as is (repeat; use --macs3-arg=--flag)")
     p.set_defaults(func=_run_peaks)
@@ -322,8 +356,8 @@ def _add_predict_parser(subparsers) -> None:
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
-    p.add_argument("--min-gap", type=int, default=0, help="merge elements closer than this (bp)")
-    p.add_argument("--min-length", type=int, default=1, help="drop elements shorter than this (bp)")
+    p.add_argument("--min-gap", type=_count(0), default=0, help="merge elements closer than this (bp)")
+    p.add_argument("--min-length", type=_count(1), default=1, help="drop elements shorter than this (bp)")
     p.add_argument("--plots", type=_count(0), default=20, help="plot at most this many genes (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
@@ -363,20 +397,21 @@ def _add_ism_parser(subparsers) -> None:
     p.add_argument("--gene", nargs="+", required=True, metavar="GENE_ID", help="gene id(s) of the gene table")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     p.add_argument("--top-elements", type=_count(1), default=5, help="at most this many elements (default 5)")
-    p.add_argument("--bp-budget", type=int, default=500,
+    p.add_argument("--bp-budget", type=_count(0), default=500,
                    help="bases mutated in the elements at most (default 500; 3 model calls each)")
-    p.add_argument("--promoter-bp", type=int, default=0,
+    p.add_argument("--promoter-bp", type=_count(0), default=0,
                    help="also mutate the central N bp (promoter/TSS), on top of the budget (default 0)")
-    p.add_argument("--threshold", type=float, default=0.5, help="element = mask score >= this (default 0.5)")
-    p.add_argument("--top-fraction", type=float, default=None,
+    p.add_argument("--threshold", type=_fraction, default=0.5, help="element = mask score >= this (default 0.5)")
+    p.add_argument("--top-fraction", type=_fraction, default=None,
                    help="element = the window's top fraction of mask scores instead of --threshold")
-    p.add_argument("--min-gap", type=int, default=20, help="merge elements closer than this (bp, default 20)")
-    p.add_argument("--min-length", type=int, default=10, help="drop elements shorter than this (bp, default 10)")
+    p.add_argument("--min-gap", type=_count(0), default=20, help="merge elements closer than this (bp, default 20)")
+    p.add_argument("--min-length", type=_count(1), default=10, help="drop elements shorter than this (bp, default 10)")
     p.add_argument("--mask-mode", choices=("recompute", "fixed"), default="recompute",
                    help="recompute: the generator sees the mutated DNA (default); fixed: reference mask")
     p.add_argument("--batch-size", type=_count(1), default=64)
-    p.add_argument("--device", default="cpu", help="cpu, or a GPU index for gReLU's trainer (default cpu)")
-    p.add_argument("--plot-elements", type=int, default=1, help="PNG for the top N elements (default 1)")
+    p.add_argument("--device", type=_device(gpu_index_only=True), default="cpu",
+                   help="cpu, or a GPU index for gReLU's trainer (default cpu)")
+    p.add_argument("--plot-elements", type=_count(0), default=1, help="PNG for the top N elements (default 1)")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genome=other.fa")
     p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
@@ -387,6 +422,8 @@ def _run_ism(args: argparse.Namespace) -> int:
     from .discover.ism_run import run_ism
 
     t0 = time.perf_counter()
+    if args.bp_budget == 0 and args.promoter_bp == 0:
+        raise ValueError("--bp-budget 0 and --promoter-bp 0 leave no base to mutate")
     device = int(args.device) if str(args.device).isdigit() else args.device
     summary = run_ism(
         args.checkpoint, args.gene, args.out, top_elements=args.top_elements, bp_budget=args.bp_budget,
@@ -426,7 +463,7 @@ def _add_variants_parser(subparsers) -> None:
                         "(default); nearest: with the nearest such TSS only")
     p.add_argument("--h5ad", action="store_true", help="also write variants x genes as OUT/variants.h5ad")
     p.add_argument("--batch-size", type=_count(1), default=16)
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", type=_device(gpu_index_only=False), default="cpu", help="torch device (default cpu)")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genome=other.fa")
     p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")

@@ -7,7 +7,9 @@ checkpoint, ``{good_cfg}`` a valid training config, ``{cfg}`` the row's own conf
 fresh folder, ``{file}`` an existing file, ``{full}`` a non-empty folder, ``{world}`` the small
 synthetic inputs of conftest's ``data_world`` (``{tracks}`` its --tracks item for K562,
 ``{expression}`` K562 expression, ``{tss_beyond}`` its TSS BED with a TSS past the end of chr2), ``{variants}`` a valid variant
-table, and damaged checkpoints ``{empty_ckpt}``, ``{truncated_ckpt}``, ``{random_ckpt}``,
+table, ``{empty}`` an empty file, ``{short_bw}`` a bigWig of 1 kb chromosomes (another assembly),
+``{expression_inf}`` / ``{expression_other}`` expression with an infinite value / no gene of
+``{world}``'s TSSs, and damaged checkpoints ``{empty_ckpt}``, ``{truncated_ckpt}``, ``{random_ckpt}``,
 ``{state_dict_ckpt}``, ``{foreign_ckpt}``, ``{text_ckpt}``.
 """
 
@@ -57,12 +59,29 @@ def places(tiny_synth, tiny_checkpoint, data_world, tmp_path_factory) -> dict:
     (root / "tss_beyond.bed").write_text(tss)
     (root / "expression.tsv").write_text("gene_id\tK562\nG1\t10\nG2\t0\nG3\t99\nG4\t3.5\n")
     (root / "variants.tsv").write_text("chrom\tpos\tref\talt\nchr1\t10001\tA\tC\n")
+    (root / "empty.txt").write_text("")
+    (root / "expression_inf.tsv").write_text("gene_id\tK562\nG1\t10\nG2\tinf\n")
+    (root / "expression_other.tsv").write_text("gene_id\tK562\nX1\t10\nX2\t3\n")
+    _short_bigwig(tiny_synth / "genome.fa.fai", root / "short.bw")
     return {"root": root, "ckpt": str(tiny_checkpoint), "good_cfg": str(good), "file": str(root / "afile.txt"),
             "full": str(root / "full"), "world": str(data_world.root), "tss_beyond": str(root / "tss_beyond.bed"),
             "tracks": f"K562:dnase={data_world.dnase_bw},h3k27ac={data_world.h3k27ac_bw}",
             "variants": str(root / "variants.tsv"), "expression": str(root / "expression.tsv"),
+            "empty": str(root / "empty.txt"), "short_bw": str(root / "short.bw"),
+            "expression_inf": str(root / "expression_inf.tsv"), "expression_other": str(root / "expression_other.tsv"),
             **{f"{n}_ckpt": str(root / f"{n}.ckpt") for n in ("empty", "truncated", "random", "text",
                                                               "state_dict", "foreign")}}
+
+
+def _short_bigwig(fai: Path, path: Path) -> None:
+    """A bigWig whose chromosomes have the FASTA's names but are 1 kb long (another assembly)."""
+    import pyBigWig
+
+    names = [line.split("\t")[0] for line in fai.read_text().splitlines()]
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader([(n, 1000) for n in names])
+    bw.addEntries(names, [0] * len(names), ends=[1000] * len(names), values=[1.0] * len(names))
+    bw.close()
 
 
 def _fill(text: str, values: dict) -> str:

@@ -9,6 +9,7 @@ as ``col<i>``.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import os
 from pathlib import Path
@@ -20,12 +21,22 @@ __all__ = ["read_bed", "open_text"]
 
 
 def open_text(path: str | os.PathLike):
+    """A text stream over a plain or gzip file; ``ValueError`` naming the file if its first
+    bytes are not text (a bigWig, a checkpoint...), instead of a decoding error mid-read."""
     path = Path(path)
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt")
-    return open(path, "rt")
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(8192)
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, head.index(b"\0"), len(head), "NUL byte")
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a cut last character is fine
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a text file ({exc.__class__.__name__}); expected tab-separated text, "
+                         f"plain or gzip") from None
+    return opener(path, "rt")
 
 
 def read_bed(

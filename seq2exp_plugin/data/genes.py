@@ -148,7 +148,11 @@ def read_gene_table(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"gene table not found: {path}")
-    adata = anndata.read_h5ad(path)
+    try:
+        adata = anndata.read_h5ad(path)
+    except OSError as exc:  # h5py: not an HDF5 file, truncated...
+        raise ValueError(f"gene table {path}: not a readable .h5ad file ({exc}); build one with "
+                         f"`seq2exp genes`") from None
     for col in ("gene_id", "symbol", "chrom", "strand", "split"):
         if col in adata.obs.columns:
             adata.obs[col] = adata.obs[col].astype(str).astype(object)
@@ -313,7 +317,13 @@ def _read_table(obj, what: str) -> tuple[pd.DataFrame, str]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     sep = "," if path.name.lower().endswith((".csv", ".csv.gz")) else "\t"
-    return pd.read_csv(path, sep=sep), str(path)
+    try:
+        with open_text(path) as fh:  # names the file when it is not text
+            return pd.read_csv(fh, sep=sep), str(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{what} {path} is empty (a header line with 'gene_id' expected)") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table ({exc})") from None
 
 
 def _read_expression(expression) -> tuple[pd.DataFrame, str, list[str], pd.Series | None]:
@@ -338,6 +348,8 @@ def _read_expression(expression) -> tuple[pd.DataFrame, str, list[str], pd.Serie
         vals = df[c].to_numpy(dtype=np.float64)
         if np.nanmin(vals, initial=0.0) < 0:
             raise ValueError(f"{source}: column {c!r} has negative values (raw, non-log expression expected)")
+        if np.isinf(vals).any():  # NaN means not measured; infinity is a broken file
+            raise ValueError(f"{source}: column {c!r} of gene {df['gene_id'][np.isinf(vals)].iloc[0]!r} is infinite")
     return df, source, cell_types, symbols
 
 
@@ -649,6 +661,9 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     ok = rows >= 0
     raw = expr[cell_types].to_numpy(dtype=np.float64)
     X[ok, : len(cell_types)] = np.log10(raw[rows[ok]] + 1.0).astype(np.float32)
+    if not ok.any():
+        raise ValueError(f"{expr_source}: no gene_id matches a gene of {tss_source} "
+                         f"(e.g. {expr['gene_id'].iloc[0]!r} vs {ids[0]!r})")
     n_unused = len(expr) - len(set(rows[ok].tolist()))
     if n_unused:
         warnings.warn(f"{expr_source}: {n_unused} genes are not in the TSS set and were dropped", stacklevel=2)

@@ -39,7 +39,7 @@ import numpy as np
 
 from .blacklist import Blacklist, IntervalMask
 from .genes import gene_features, read_gene_table, validate_gene_table
-from .genome import Genome, reverse_complement_one_hot
+from .genome import Genome, resolve_chrom, reverse_complement_one_hot
 from .hic import HiCContacts, is_hic_path
 from .tracks import BigWigTrack, is_bigwig_path
 
@@ -162,6 +162,28 @@ class WindowExtractor:
                 raise ValueError(
                     f"gene {g!r}: TSS {int(tss[bad][0])} is outside chromosome {c!r} "
                     f"(length {length} in {self.genome.path})"
+                )
+            self._check_signal_lengths(c, sel, tss, ids)
+        longest = max(self.genome.chrom_sizes.values(), default=0)
+        if self.window > longest:  # windows past a chromosome end are padded, but none can fit anywhere
+            raise ValueError(f"window {self.window:,} bp is longer than every chromosome of {self.genome.path} "
+                             f"(the longest: {longest:,} bp); choose a shorter window")
+
+    def _check_signal_lengths(self, chrom: str, sel: np.ndarray, tss: np.ndarray, ids: np.ndarray) -> None:
+        """A TSS past the end of a signal's chromosome means the signal is of another assembly
+        (its windows would silently read zeros)."""
+        for name, reader in zip(self.signal_names, self.signals):
+            sizes = getattr(reader, "chrom_sizes", None) or {}
+            try:
+                spelled = resolve_chrom(chrom, sizes)
+            except KeyError:  # absent: zeros were allowed (checked above)
+                continue
+            bad = sel & (tss >= sizes[spelled])
+            if bad.any():
+                src = getattr(reader, "path", name)
+                raise ValueError(
+                    f"gene {ids[bad][0]!r}: TSS {int(tss[bad][0])} is beyond the end of {chrom!r} in signal "
+                    f"{name!r} ({src}: {sizes[spelled]:,} bp); is it of another genome assembly?"
                 )
 
     def __call__(self, chrom: str, tss: int, strand: str = "+") -> dict:

@@ -222,6 +222,8 @@ def call_peaks_on_reads(
     for p in reads_l + ctrl_l:
         if not p.is_file():
             raise FileNotFoundError(f"reads file not found: {p}")
+        if p.stat().st_size == 0:  # MACS3 answers an empty file with its own traceback
+            raise ValueError(f"reads file {p} is empty")
     fmt_s = _read_format(reads_l + ctrl_l, fmt)
     gsize = macs3_genome_size(genome, genome_size)
     if pvalue is None and (qvalue is None or not 0.0 < float(qvalue) <= 1.0):

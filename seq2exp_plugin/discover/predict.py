@@ -17,6 +17,7 @@ interrupted run leaves nothing):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,6 +33,19 @@ from .regions import RegionWriter, WindowRecord, genomic_order, read_chrom_sizes
 
 #: Variants whose predictions come with a per-bp mask (the others get no mask files).
 MASKED_VARIANTS = ("seq2exp", "retrain", "peak-mask")
+
+
+def _read_annotations(truth, peaks):
+    """The --truth and --peaks files read once, before any work (so that a bad file is an error
+    even when no gene is plotted)."""
+    from ..data.blacklist import IntervalMask
+    from .peaks import resolve_peaks_path
+    from .recovery import read_truth
+
+    truth = read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth
+    if isinstance(peaks, (str, os.PathLike)):
+        peaks = IntervalMask(resolve_peaks_path(peaks), what="peaks file")
+    return truth, peaks
 
 
 def predict_to_directory(
@@ -57,6 +71,7 @@ def predict_to_directory(
     out = check_output_dir(out, force, "--out")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
+    truth, peaks = _read_annotations(truth, peaks)
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, split, gene_ids=gene_ids)
     cell = run.data.cell_type

@@ -154,8 +154,11 @@ def _read_table(path: Path) -> list[Variant]:
 
     from ..data.bed import open_text
 
-    with open_text(path) as fh:
-        df = pd.read_csv(fh, sep="\t", dtype=str, keep_default_na=False)
+    try:
+        with open_text(path) as fh:
+            df = pd.read_csv(fh, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty variant table (a header line chrom, pos, ref, alt expected)") from None
     cols = {c.lower().lstrip("#"): c for c in df.columns}
     missing = [c for c in ("chrom", "pos", "ref", "alt") if c not in cols]
     if missing:

@@ -115,6 +115,8 @@ class MaskConfig:
             raise ValueError(f"MaskConfig.kept_target must be in (0, 1) or None, got {self.kept_target}")
         if self.packed and self.mode == "soft":
             raise ValueError("MaskConfig.packed needs a 0/1 mask (mode 'hard' or 'top')")
+        if self.promoter_keep < 0:
+            raise ValueError(f"MaskConfig.promoter_keep must be >= 0 bp, got {self.promoter_keep}")
         if self.packed and self.promoter_keep < 1:
             raise ValueError("MaskConfig.packed needs promoter_keep >= 1 (the pooled centre must be kept)")
 

@@ -106,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
         if self.num_nodes < 1 or (isinstance(self.devices, int) and self.devices < 1):
             raise ValueError("train.num_nodes and devices must be >= 1")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"train.seed must be in [0, 2**32), got {self.seed}")
 
 
 @dataclass
@@ -131,9 +133,12 @@ class RunConfig:
         if self.variant == "peak-mask" and not self.data.peaks:
             raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
         try:  # every variant's model is built from it: check names, types and ranges now
-            preset(self.preset, **self.model_overrides())
+            model = preset(self.preset, **self.model_overrides())
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model: {err}" if not str(err).startswith("model") else str(err)) from None
+        if model.pool_width > self.data.window:
+            raise ConfigError(f"model.pool_width: {model.pool_width} bp pooled at the centre of a "
+                              f"data.window of {self.data.window} bp; it must not exceed the window")
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``model`` section completed by the run: signals named by the data, and for
@@ -166,11 +171,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise FileNotFoundError(f"training config not found: {path}")
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = yaml.safe_load(fh)
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a YAML text file") from None
+    if raw is None:
+        raise ValueError(f"{path}: the configuration is empty (see seq2exp_plugin.train.config for its keys)")
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level")
     for key, value in (overrides or {}).items():
