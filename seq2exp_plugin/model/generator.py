@@ -14,6 +14,7 @@ from ..nn.bimamba import BiMambaStack, rc_symmetrize
 from .config import Seq2ExpConfig
 from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior, sequence_beta,
                    signal_beta)
+from .scaling import InputScaling
 
 
 class Seq2ExpGenerator(nn.Module):
@@ -33,6 +34,7 @@ class Seq2ExpGenerator(nn.Module):
         # Non-linear steps as modules (no parameters): attribution rules attach to modules.
         self.softplus = nn.Softplus()
         self.posterior_mean = BetaMean()
+        self.scaling = InputScaling(self.config.scaling)
 
     def encode(self, seq: Tensor) -> Tensor:
         """``(B, 4, L)`` one-hot -> ``(B, L, d_model)`` hidden states."""
@@ -45,7 +47,7 @@ class Seq2ExpGenerator(nn.Module):
         else:
             hidden = self.encode(seq)
         alpha1, beta1 = sequence_beta(self.head(hidden), self.config.mask, self.softplus)
-        alpha2, beta2 = signal_beta(signals, self.config.mask)
+        alpha2, beta2 = signal_beta(self.scaling.signals(signals), self.config.mask)
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)
 
     def forward(self, seq: Tensor, signals: Tensor, blacklist: Tensor | None = None) -> MaskOutput:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..nn.bimamba import BiMambaStack, rc_symmetrize
 from .config import Seq2ExpConfig
 from .mask import central_slice
+from .scaling import InputScaling
 
 
 class RelativePosition(nn.Module):
@@ -80,6 +81,7 @@ class Seq2ExpPredictor(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
         self.mask_product = _elementwise_product()
+        self.scaling = InputScaling(cfg.scaling)
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
         """``M * (E_seq(x) + E_sig(s))`` (``+ (1 - M) * e_mask`` with a mask token):
@@ -101,6 +103,8 @@ class Seq2ExpPredictor(nn.Module):
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
                 mask: Tensor | None = None) -> Tensor:
+        """Raw inputs in (the fitted scaling is applied here), expression on the target scale out."""
+        signals, features = self.scaling.signals(signals), self.scaling.features(features)
         if self.position is not None and mask is not None:
             pooled = self._pool_packed(seq, signals, mask)
         else:
@@ -109,7 +113,8 @@ class Seq2ExpPredictor(nn.Module):
             else:
                 hidden = self.encode(seq, signals, mask)
             pooled = hidden[:, central_slice(seq.shape[-1], self.config.pool_width)].mean(1)
-        return self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
+        standardised = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
+        return self.scaling.output(standardised)
 
     def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:
         """Run the stack on each sequence's kept positions (mask > 0.5) and pool its centre."""

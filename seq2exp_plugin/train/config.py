@@ -37,7 +37,11 @@ VARIANTS = {
     "peak-mask": "the predictor on a MACS3 peak mask (data.peaks)",
     "hierarchical-cnn": "chromatin-to-expression CNN on signals binned at 128 bp",
     "ridge": "ExPecto-style ridge regression on spatially binned signals",
+    "promoter-ridge": "ridge regression on the promoter signals (central 1 kb) and the gene features",
 }
+
+#: How ``seq2exp train`` scales inputs and targets (see seq2exp_plugin.train.scaling).
+SCALING_MODES = ("auto", "none")
 
 
 @dataclass
@@ -56,6 +60,15 @@ class DataConfig:
     #: Options of the Hi-C contact-to-TSS extraction (see seq2exp_plugin.data.hic).
     hic: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 2
+    #: Gene-level splits (seq2exp_plugin.data.splits): the obs column of train/valid/test
+    #: labels; or K contiguous folds along the genome with ``fold`` the test fold; or folds
+    #: from the values of an obs column; or gene-list files of test / validation genes.
+    split_column: str = "split"
+    folds: int = 0
+    fold: int = 0
+    fold_column: str | None = None
+    valid_genes: str | None = None
+    test_genes: str | None = None
 
 
 @dataclass
@@ -105,6 +118,9 @@ class RunConfig:
     #: hierarchical-cnn: keyword options of HierarchicalCNN (channels, dropout, ...).
     cnn: dict[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/seq2exp"
+    #: "auto": fit the input/target scaling on the training genes at the start of training and
+    #: store it in the model (unless ``model.scaling`` is given); "none": the paper's raw values.
+    scaling: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -115,6 +131,8 @@ class RunConfig:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.variant == "retrain" and not self.generator_checkpoint:
             raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
+        if self.scaling not in SCALING_MODES:
+            raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
             raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
 
@@ -134,7 +152,7 @@ def _build(cls, data: dict[str, Any], where: str):
     return cls(**data)
 
 
-_PATH_FIELDS = ("genes", "genome", "blacklist", "peaks")
+_PATH_FIELDS = ("genes", "genome", "blacklist", "peaks", "valid_genes", "test_genes")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -59,9 +59,13 @@ class StepBatchSampler(Sampler[list[int]]):
 def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_target: bool = False) -> Dataset:
     """The window dataset of a run's data section (one split, or the given genes); training and
     validation drop genes without a measured target."""
+    from ..data.splits import SPLIT_OPTIONS, genes_of_split
     from ..data.windows import WindowDataset
 
     d = run.data
+    held = None if split is None else genes_of_split(d.genes, split, **{k: getattr(d, k) for k in SPLIT_OPTIONS})
+    if held is not None:  # a gene-level split: select its genes by id
+        split, gene_ids = None, held if gene_ids is None else [g for g in gene_ids if g in set(held)]
     return WindowDataset(
         genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
@@ -105,7 +109,10 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from .module import Seq2ExpLightning
     from .variants import freeze_generator
 
-    if run.variant == "ridge":
+    from .scaling import with_fitted_scaling
+
+    run = with_fitted_scaling(run, make_dataset(run, "train", require_target=True))
+    if run.variant in ("ridge", "promoter-ridge"):
         from .ridge import fit_ridge
 
         return fit_ridge(run)
