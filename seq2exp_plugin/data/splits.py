@@ -7,7 +7,7 @@ Rules (the options of a run's ``data`` section; :data:`SPLIT_OPTIONS`):
 - ``test_genes`` / ``valid_genes``: files of gene ids (one per line, first field; ``#``
   comments) or lists. Listed genes are test (valid); every other gene keeps its
   ``split_column`` label, with "test" turned into "train" when ``test_genes`` is given.
-- ``folds = K`` (>= 2) and ``fold = i``: genes sorted along the genome (chromosomes in natural
+- ``folds = K`` (>= 3) and ``fold = i``: genes sorted along the genome (chromosomes in natural
   order, then TSS) are cut into K contiguous blocks of equal size; block ``i`` is test, block
   ``(i + 1) % K`` valid, the rest train. Contiguous blocks keep neighbouring genes, which share
   regulatory elements and signal, on the same side.
@@ -74,8 +74,8 @@ def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0,
     ids = obs.index.astype(str)
     labels = pd.Series("train", index=ids, dtype=object)
     if folds:
-        if int(folds) < 2:
-            raise ValueError(f"data.folds must be >= 2, got {folds}")
+        if int(folds) < 3:
+            raise ValueError(f"data.folds must be >= 3 (a test, a validation and a training fold), got {folds}")
         if not 0 <= int(fold) < int(folds):
             raise ValueError(f"data.fold must be in 0..{int(folds) - 1}, got {fold}")
         blocks = np.array_split(genome_order(obs), int(folds))
@@ -88,9 +88,9 @@ def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0,
                            f"columns: {list(obs.columns)}")
         values = obs[fold_column].astype(str).to_numpy()
         distinct = sorted(set(values), key=lambda v: (0, int(v)) if v.lstrip("-").isdigit() else (1, v))
-        if len(distinct) < 2:
+        if len(distinct) < 3:
             raise ValueError(f"{source}: obs column {fold_column!r} has {len(distinct)} distinct value(s); "
-                             "folds need at least 2")
+                             "folds need at least 3 (test, validation, training)")
         if not 0 <= int(fold) < len(distinct):
             raise ValueError(f"data.fold must be in 0..{len(distinct) - 1} (the values of "
                              f"{fold_column!r}: {distinct}), got {fold}")

@@ -86,8 +86,8 @@ def _absolute(path) -> str:
 def n_folds(base: RunConfig, folds: int | None) -> int:
     """K: ``folds``, or the number of distinct values of ``data.fold_column``."""
     if base.data.fold_column is None:
-        if folds is None or folds < 2:
-            raise ValueError(f"cross-validation needs --folds >= 2 (or data.fold_column), got {folds}")
+        if folds is None or folds < 3:
+            raise ValueError(f"cross-validation needs --folds >= 3 (or data.fold_column), got {folds}")
         return int(folds)
     from ..data.genes import read_gene_table
 
