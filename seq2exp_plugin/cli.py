@@ -371,7 +371,8 @@ def _add_predict_parser(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
     p.add_argument("--min-gap", type=int, default=0, help="merge elements closer than this (bp)")
     p.add_argument("--min-length", type=int, default=1, help="drop elements shorter than this (bp)")
-    p.add_argument("--plots", type=int, default=20, help="plot at most this many genes (20)")
+    p.add_argument("--plots", type=int, default=20,
+                   help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
     p.add_argument("--batch-size", type=int, default=1)

@@ -1,6 +1,7 @@
 """Gene-level splits (lists, a table column, contiguous folds) and `seq2exp cv` end to end."""
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,12 @@ def test_make_dataset_uses_the_run_folds(tiny_synth, tmp_path):
     assert set(make_dataset(default, "test").gene_ids) != sets["test"]
 
 
-def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys):
+def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, recwarn):
     """The README's small run: raw files in, per-fold and mean +/- sd table out (tiny model)."""
     cell = tiny_synth / "synthA"
     out = tmp_path / "cv"
     stack = [f"model.{part}.{k}={v}" for part in ("generator", "predictor") for k, v in TINY_STACK.items()]
+    caplog.set_level(logging.INFO)
     code = main(["cv", "--out", str(out), "--folds", "3", "--variants", "seq2exp", "promoter-ridge",
                  "--genome", str(tiny_synth / "genome.fa"), "--tss", str(tiny_synth / "tss.bed"),
                  "--expression", str(tiny_synth / "expression.tsv"), "--cell-type", "synthA",
@@ -74,7 +76,12 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys):
                  "--set", f"data.window={TINY_WINDOW}", "data.num_workers=0", "model.pool_width=200",
                  "model.mask.promoter_keep=200", "train.max_steps=3", "train.warmup_steps=1",
                  "train.val_every_steps=3", "train.batch_size=4", "train.progress_bar=false", *stack])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # training without a progress bar still logs its steps; Lightning's tip and warning are gone
+    assert "step 3/3: train_loss" in captured.out and "fold 2 promoter-ridge: MSE" in captured.out
+    assert not any("Tip:" in r.getMessage() for r in caplog.records)
+    assert not any("LeafSpec" in str(w.message) for w in recwarn)
     table = pd.read_csv(out / "cv.tsv", sep="\t")
     assert sorted(zip(table["fold"], table["variant"])) == [(f, v) for f in range(3) for v in ("promoter-ridge", "seq2exp")]
     assert table.groupby("variant")["n_test"].sum().eq(20).all()  # every gene tested once

@@ -58,8 +58,9 @@ def predict_to_directory(
     cell = run.data.cell_type
     masked = run.variant in MASKED_VARIANTS
     with atomic_output_dir(out, force=force) as tmp:
-        rows, plotted = [], 0
+        rows = []
         index = {g: i for i, g in enumerate(dataset.gene_ids)}
+        to_plot = set(informative_genes(dataset, max_plots))
         with RegionWriter(run.data.genome, bigwig=tmp / f"mask.{cell}.bw" if masked else None,
                           bed=tmp / f"elements.{cell}.bed" if masked else None, threshold=threshold,
                           min_gap=min_gap, min_length=min_length, decimals=3) as regions:
@@ -72,14 +73,13 @@ def predict_to_directory(
                 record = WindowRecord(gene.gene_id, gene.chrom, gene.start, gene.end, gene.strand,
                                       gene.reverse_complemented, gene.tss)
                 elements = regions.add(record, gene.score)
-                if plotted < max_plots:
+                if gene.gene_id in to_plot:
                     item = dataset.get_numpy(index[gene.gene_id])
                     plot_gene(tmp / "plots" / f"{gene.gene_id}.png", record,
                               signals=dict(zip(dataset.signal_names, item["signals"])),
                               score=gene.score, elements=[row[1:] for row in elements], peaks=peaks,
                               truth=truth, observed=gene.target, predicted=gene.prediction,
-                              threshold=threshold)
-                    plotted += 1
+                              threshold=threshold, expression_label=f"log10({cell} expression + 1)")
         table = _expression_table(rows, cell)
         table.to_csv(tmp / "expression.tsv", sep="\t", index=False, float_format="%.6g")
         _expression_anndata(table, cell).write_h5ad(tmp / "expression.h5ad")
@@ -90,6 +90,18 @@ def predict_to_directory(
             summary["metrics"] = regression_metrics(table["predicted"][known], table["observed"][known])
         write_json(tmp / "summary.json", summary)
     return out
+
+
+def informative_genes(dataset, n: int) -> list[str]:
+    """The ``n`` genes worth plotting: highest observed expression first, then genes without a
+    measured target by promoter activity (the last gene feature) - not the table's first genes,
+    which are often silent and signal-free."""
+    if n <= 0:
+        return []
+    targets = np.where(np.isfinite(dataset.targets), dataset.targets, -np.inf)
+    activity = dataset.features[:, -1] if dataset.features.shape[1] else np.zeros(len(targets))
+    order = np.lexsort((-np.nan_to_num(activity), -targets))  # by target, then activity
+    return [str(dataset.gene_ids[i]) for i in order[:n]]
 
 
 def _expression_table(rows, cell: str) -> pd.DataFrame:

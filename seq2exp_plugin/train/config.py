@@ -95,6 +95,8 @@ class TrainConfig:
     strategy: str = "auto"
     tensorboard: bool = False
     progress_bar: bool = True
+    #: Without the progress bar: a log line every this many steps (and after each validation).
+    log_every_steps: int = 50
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)

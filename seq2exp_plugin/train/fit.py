@@ -107,10 +107,11 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .module import Seq2ExpLightning
+    from .progress import quiet_lightning, step_log
+    from .scaling import with_fitted_scaling
     from .variants import freeze_generator
 
-    from .scaling import with_fitted_scaling
-
+    quiet_lightning()
     run = with_fitted_scaling(run, make_dataset(run, "train", require_target=True))
     if run.variant in ("ridge", "promoter-ridge"):
         from .ridge import fit_ridge
@@ -154,7 +155,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         logger=loggers,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min",
                                    save_last=True, enable_version_counter=False),
-                   *([TQDMProgressBar()] if run.train.progress_bar else []), *callbacks],
+                   *([TQDMProgressBar()] if run.train.progress_bar else
+                     [step_log(run.train.log_every_steps, run.train.max_steps)]), *callbacks],
         log_every_n_steps=min(50, run.train.val_every_steps),
         enable_progress_bar=run.train.progress_bar,
         enable_model_summary=False,
