@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Triton kernels run on CPU tensors only under its interpreter, and triton reads this variable
+# when it is first imported (Lightning imports it): set here, before any test module loads.
+# Nothing else is affected: the package uses triton only for CUDA tensors or when asked.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # ================================================================================================
 # Data readers and windows (tests/test_genome.py, test_tracks.py, test_hic.py, test_genes.py,
 # test_windows.py): a tiny synthetic genome world written with pyfaidx-compatible FASTA,

@@ -83,7 +83,7 @@ def direct():
 
     from seq2exp_plugin.data.windows import WindowDataset
     from seq2exp_plugin.train.module import load_module
-    from seq2exp_plugin.train.variants import predict_batch
+    from seq2exp_plugin.model.batch import predict_batch
 
     module = load_module(str(DEMO / "best.ckpt"))
     a = demo_args()

@@ -117,6 +117,30 @@ def test_constraints_keep_the_promoter_and_drop_the_blacklist():
     assert mask.grad[0].tolist() == [0, 1, 1, 0, 0, 0, 0, 1, 1, 1]
 
 
+def test_promoter_over_blacklist_keeps_the_whole_promoter():
+    """The authors' order: the blacklist is removed first, then the promoter is set to 1."""
+    mask = torch.full((2, 10), 0.3, requires_grad=True)
+    blacklist = torch.zeros(2, 10, dtype=torch.bool)
+    blacklist[0, 0] = blacklist[1, 5] = True
+    out = constrain(mask, promoter_keep=4, blacklist=blacklist, promoter_over_blacklist=True)
+    assert out[0].tolist() == pytest.approx([0, 0.3, 0.3, 1, 1, 1, 1, 0.3, 0.3, 0.3])
+    assert out[1].tolist() == pytest.approx([0.3, 0.3, 0.3, 1, 1, 1, 1, 0.3, 0.3, 0.3])
+    out.sum().backward()
+    assert mask.grad[1].tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("promoter_wins", [False, True])
+def test_make_mask_applies_the_configured_order(promoter_wins):
+    cfg = MaskConfig(promoter_keep=2, promoter_over_blacklist=promoter_wins)
+    alpha = torch.full((1, 6), 3.0)
+    dist = posterior(alpha, alpha, torch.ones_like(alpha), torch.ones_like(alpha), cfg)
+    blacklist = torch.tensor([[False, False, True, False, False, False]])  # centre = (2, 3)
+    out = make_mask(dist, cfg, training=False, blacklist=blacklist)
+    expected = 1.0 if promoter_wins else 0.0
+    assert float(out.mask[0, 2]) == float(out.score[0, 2]) == expected
+    assert float(out.mask[0, 3]) == 1.0
+
+
 def test_hard_mask_at_inference_thresholds_the_mean():
     cfg = MaskConfig(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222, promoter_keep=0)
     alpha = torch.tensor([[3.0, 1.0, 2.0]])

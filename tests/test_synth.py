@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seq2exp_plugin.data import synth
+from seq2exp_plugin.data import synth, synth_layout
 from seq2exp_plugin.data.synth import SynthParams, generate, load_manifest
 
 CELLS = ("synthA", "synthB")
@@ -303,7 +303,7 @@ def test_motifs_are_planted_in_the_genome(tiny):
     m = load_manifest(tiny)
     fa = pyfaidx.Fasta(m["genome"]["fasta"])
     el = _elements(m)
-    activators = {n for n in synth.MOTIF_IDS} - {"CTCF", "SP1", "NFYA", "TBP"}
+    activators = {n for n in synth_layout.MOTIF_IDS} - {"CTCF", "SP1", "NFYA", "TBP"}
     rng = np.random.default_rng(0)
     planted, random = [], []
     for r in el.itertuples():
@@ -315,7 +315,7 @@ def test_motifs_are_planted_in_the_genome(tiny):
         for inst in names:
             name, rest = inst.split("@")
             off, strand = int(rest[:-1]), rest[-1]
-            probs = synth._load_motif(synth.MOTIF_IDS[name])
+            probs = synth_layout._load_motif(synth_layout.MOTIF_IDS[name])
             w = probs.shape[1]
             s = r.start + off
             planted.append(_log_odds(fa[r.chrom][s:s + w].seq, probs, strand))
@@ -327,7 +327,7 @@ def test_motifs_are_planted_in_the_genome(tiny):
     assert planted.mean() > random.mean() + 8  # bits
     # cell-type programs: R_ag elements carry their cell type's activators
     for i, cell in enumerate(CELLS):
-        own = {n for n, _ in synth.cell_motifs(i)} | {synth.SHARED_ACTIVATOR[0]}
+        own = {n for n, _ in synth_layout.cell_motifs(i)} | {synth_layout.SHARED_ACTIVATOR[0]}
         r = _truth(m["truth"]["cells"][cell])
         r = r[r["class"] == "R_ag"]
         for motifs in r.motifs:
@@ -469,7 +469,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "_write_cooler", boom)
+    monkeypatch.setattr(synth, "write_cooler", boom)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "out", preset="tiny", build_genes=False)
     assert list(tmp_path.iterdir()) == []

@@ -199,7 +199,7 @@ def test_peak_mask_keeps_the_promoter_and_drops_the_blacklist():
     # still pools the promoter, instead of averaging an empty centre into NaN.
     from seq2exp_plugin.model.config import preset
     from seq2exp_plugin.model.predictor import Seq2ExpPredictor
-    from seq2exp_plugin.train.variants import given_mask, predict_batch
+    from seq2exp_plugin.model.batch import given_mask, predict_batch
 
     config = preset("hard-packed", predictor={"d_model": 8, "n_layers": 1, "d_state": 4},
                     pool_width=100, mask={"promoter_keep": 100})

@@ -174,7 +174,7 @@ class BoundSignals(nn.Module):
         return self.signals.shape[-1]
 
     def forward(self, seq: Tensor) -> Tensor:
-        from ..train.variants import predict_batch
+        from ..model.batch import predict_batch
 
         if seq.ndim != 3 or seq.shape[1] != 4 or seq.shape[2] != self.length:
             raise ValueError(f"BoundSignals: expected one-hot DNA (N, 4, {self.length}), got "
@@ -233,20 +233,24 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor 
 def deepshap_ops(k: int = 8) -> dict:
     """``additional_nonlinear_ops`` for tangermeme's DeepLIFT/SHAP (gReLU's ``method="deepshap"``).
 
-    tangermeme has rules for ``nn`` activations, ``RMSNorm`` and ``BilinearOp`` (the mask product),
-    but none for the selective scan (a custom autograd Function with input-dependent decays) or
-    for the posterior mean ``alpha / (alpha + beta)``. Both get tangermeme's layer-wise
-    integrated-gradients rule (``k`` Gauss-Legendre nodes): each bidirectional Mamba mixer as a
-    whole, and :class:`~seq2exp_plugin.model.mask.BetaMean`. Pass as
+    tangermeme has rules for ``nn`` activations and ``RMSNorm``, but none for the selective scan
+    (a custom autograd Function with input-dependent decays), for the posterior mean
+    ``alpha / (alpha + beta)`` or for the mask product. All three get tangermeme's layer-wise
+    integrated-gradients rule (``k`` Gauss-Legendre nodes; exact for the product, whose Jacobian
+    is linear along the path): each bidirectional Mamba mixer as a whole,
+    :class:`~seq2exp_plugin.model.mask.BetaMean` and
+    :class:`~seq2exp_plugin.model.predictor.MaskProduct`. Pass as
     ``get_attributions(..., method="deepshap", additional_nonlinear_ops=deepshap_ops())``.
     """
     from tangermeme.deep_lift_shap import integrated_gradients_op
 
     from ..model.mask import BetaMean
+    from ..model.predictor import MaskProduct
     from ..nn.bimamba import BiMamba
 
     return {BiMamba: integrated_gradients_op(k, name="bimamba"),
-            BetaMean: integrated_gradients_op(k, name="beta_mean")}
+            BetaMean: integrated_gradients_op(k, name="beta_mean"),
+            MaskProduct: integrated_gradients_op(k, name="mask_product")}
 
 
 def register() -> None:

@@ -392,7 +392,7 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
         ``blacklist (N, L)``. Returns ``expression (N,)`` and ``mask (N, L)``, float32."""
         import torch
 
-        from ..train.variants import predict_batch
+        from ..model.batch import predict_batch
 
         seq = np.asarray(x["seq"], dtype=np.float32)
         signals = np.asarray(x["signals"], dtype=np.float32)

@@ -261,7 +261,7 @@ def variant_effects(net, dataset, variants: Sequence[Variant], gene_ids: Sequenc
     import torch
     from tqdm import tqdm
 
-    from ..train.variants import predict_batch
+    from ..model.batch import predict_batch
 
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")

@@ -7,41 +7,16 @@ The defaults are the paper's soft run (SPEC section 1); :func:`preset` names the
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..nn.config import StackConfig
+
+__all__ = ["DEFAULT_SIGNALS", "MaskConfig", "Seq2ExpConfig", "StackConfig", "preset"]
+
 #: Signal tracks in the order the model reads them (SPEC section 1).
 DEFAULT_SIGNALS = ("h3k27ac", "dnase", "hic")
-
-
-@dataclass
-class StackConfig:
-    """A bidirectional Mamba stack (Caduceus-style, pre-norm residual blocks with RMSNorm)."""
-
-    d_model: int = 128
-    n_layers: int = 4
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
-    #: Rank of the step-size projection; ``None`` = ceil(d_model / 16) as in mamba_ssm.
-    dt_rank: int | None = None
-    #: Initial step sizes, log-uniform in [dt_min, dt_max] (mamba_ssm's defaults): small steps
-    #: mean long memory (about 1 / dt bp for the slowest state).
-    dt_min: float = 0.001
-    dt_max: float = 0.1
-    #: Forward + reverse Mamba with tied in/out projections, combined by addition.
-    bidirectional: bool = True
-    #: Caduceus-PS parameter sharing: exact reverse-complement equivariance.
-    rc_equivariant: bool = False
-    #: Recompute each layer in backward (long windows fit in memory).
-    checkpoint_layers: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("d_model", "n_layers", "d_state", "d_conv", "expand"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"StackConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.dt_min <= self.dt_max:
-            raise ValueError(f"StackConfig: need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
 
 
 @dataclass
@@ -70,10 +45,16 @@ class MaskConfig:
     #: The sparse prior r(m) = Beta(alpha3, beta3) (eq. 7).
     prior_alpha: float = 10.0
     prior_beta: float = 90.0
-    #: beta of eq. 3: weight of the KL term.
+    #: beta of eq. 3: weight of the KL term. The KL is a mean over positions (and genes), as in
+    #: the authors' code, so against a KL summed over a window of L bp this weight is divided
+    #: by L (0.01 per bp is 0.01 / 200,000 per 200 kb window).
     kl_weight: float = 0.01
     #: Width (bp) of the central promoter region always kept in the mask.
     promoter_keep: int = 2000
+    #: Where the promoter and the blacklist overlap: False (the paper presets) removes the
+    #: blacklisted promoter bases (nothing blacklisted is ever read); True (the public presets)
+    #: keeps the whole promoter, as the authors' code sets it to 1 after removing the blacklist.
+    promoter_over_blacklist: bool = False
     #: Hard mode only: run the predictor on the kept positions alone.
     packed: bool = False
     #: Masked-out positions read a learned embedding, ``m * E(x) + (1 - m) * e_mask``, instead
@@ -183,6 +164,19 @@ class Seq2ExpConfig:
     #: How the predictor reads signal values: "identity" (the paper: raw values) or "log1p"
     #: (tames raw bigWig values in the thousands). The signal Beta always uses raw values.
     signal_transform: Literal["identity", "log1p"] = "identity"
+    #: The generator reads the signals too: its input is ``E_seq(x) + E_sig(s)`` like the
+    #: predictor's (the authors' hard run), not the DNA alone (the paper, eq. 8).
+    generator_signals: bool = False
+    #: Generator and predictor use the same embedding modules (DNA, and signal and position
+    #: table where both have one), as the authors' code does.
+    shared_embedding: bool = False
+    #: Generator and predictor run one and the same stack (the authors' hard run); needs equal
+    #: generator and predictor stack configurations.
+    shared_stack: bool = False
+    #: Rows of a learned absolute position table (``position_table x d_model``, zeros at start)
+    #: added to every position's embedding; it must equal the window length (the authors' hard
+    #: run: 200,000). 0: none.
+    position_table: int = 0
     #: Fitted input/output scaling (identity by default; ``seq2exp train`` fits it).
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
 
@@ -213,6 +207,27 @@ class Seq2ExpConfig:
                 "Seq2ExpConfig: a packed predictor cannot be RC-equivariant (packing changes the "
                 "position frame); use predictor.rc_equivariant=False or mask.packed=False"
             )
+        self._check_sharing()
+
+    def _check_sharing(self) -> None:
+        gen, pred = self.generator, self.predictor
+        if self.position_table < 0:
+            raise ValueError(f"Seq2ExpConfig.position_table must be >= 0, got {self.position_table}")
+        if self.position_table and (gen.rc_equivariant or pred.rc_equivariant):
+            raise ValueError("Seq2ExpConfig: a position table is not reverse-complement symmetric; "
+                             "use position_table=0 or rc_equivariant=False")
+        if self.generator_signals and self.n_signals == 0:
+            raise ValueError("Seq2ExpConfig.generator_signals needs at least one signal track")
+        if self.shared_embedding and gen.d_model != pred.d_model:
+            raise ValueError(f"Seq2ExpConfig.shared_embedding needs equal d_model, got generator "
+                             f"{gen.d_model} and predictor {pred.d_model}")
+        if self.shared_stack and gen != pred:
+            raise ValueError(f"Seq2ExpConfig.shared_stack needs the same generator and predictor "
+                             f"stack configuration, got {gen} and {pred}")
+        if (self.shared_stack or self.shared_embedding) and self.mask.mode == "top":
+            raise ValueError("Seq2ExpConfig: 'top' mode (retrain) freezes the generator, so it "
+                             "cannot share modules with the predictor; set shared_stack and "
+                             "shared_embedding to false")
 
     @property
     def n_signals(self) -> int:
@@ -239,29 +254,66 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: The authors' hard prior: mean 0.45 at scale 0.1, i.e. alpha3 = 0.1, beta3 = 0.1 * 0.55 / 0.45.
+_PUBLIC_HARD_BETA = 0.1 * (1 - 0.45) / 0.45
+
+
 def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     """Named configurations.
+
+    The paper's runs, as this package reads the paper (their behaviour is pinned by tests):
 
     - ``soft``: the paper's soft run (prior Beta(10, 90), k = 10, b_min = 1).
     - ``hard``: hard mask with the straight-through estimator, prior Beta(0.1, 0.1222), k = 1,
       full-length predictor.
     - ``hard-packed``: ``hard`` with the predictor on kept positions only.
-    - ``hard-public``: the public implementation's hard run (posterior without the -1, b_min 0).
+
+    The authors' public runs (AIRS ``OpenBio/Seq2Exp``, ``Seq2Exp.sh``), structure for structure:
+    one DNA embedding for generator and predictor, Caduceus' initialisation, the posterior
+    without the -1 (Beta(a1 + a2, b1 + b2)), the promoter kept over the blacklist.
+
+    - ``public-soft``: their soft run (k = 10, b_min = 1, prior Beta(10, 90)).
+    - ``public-hard``: their hard run: k = 1, b_min = 0, prior Beta(0.1, 0.1 * 0.55 / 0.45);
+      the generator reads the DNA + signal embedding; generator and predictor share one stack;
+      a learned position table (200,000 x d_model: set ``position_table`` to the window) is
+      added to every input; the predictor runs on the kept positions.
+
+      Two departures, both fixes of defects of their code: the packed rows are multiplied by
+      their straight-through mask values (theirs select them with a boolean index, which cuts
+      the prediction loss's gradient to the mask head: only the KL trained it), and each
+      sequence is packed alone (theirs zero-pad the batch to its longest sequence, so a gene's
+      prediction depended on the rest of its batch).
+
+    ``hard-public`` (deprecated): the earlier attempt at their hard run, mask settings only;
+    kept so that configurations written with it rebuild the same model. Use ``public-hard``.
     """
-    masks = {
-        "soft": MaskConfig(),
-        "hard": MaskConfig(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222),
-        "hard-packed": MaskConfig(
-            mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222, packed=True
-        ),
-        "hard-public": MaskConfig(
-            mode="hard", posterior="sum", b_min=0.0, signal_scale=1.0,
-            prior_alpha=0.1, prior_beta=0.1222, packed=True,
-        ),
+    hard_prior = dict(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222)
+    presets: dict[str, dict[str, Any]] = {
+        "soft": {},
+        "hard": {"mask": hard_prior},
+        "hard-packed": {"mask": {**hard_prior, "packed": True}},
+        "hard-public": {"mask": {**hard_prior, "posterior": "sum", "b_min": 0.0, "packed": True}},
+        "public-soft": {
+            "mask": {"posterior": "sum", "promoter_over_blacklist": True},
+            "generator": {"caduceus_init": True}, "predictor": {"caduceus_init": True},
+            "shared_embedding": True,
+        },
+        "public-hard": {
+            "mask": {"mode": "hard", "posterior": "sum", "b_min": 0.0, "signal_scale": 1.0,
+                     "prior_alpha": 0.1, "prior_beta": _PUBLIC_HARD_BETA, "packed": True,
+                     "promoter_over_blacklist": True},
+            "generator": {"caduceus_init": True}, "predictor": {"caduceus_init": True},
+            "shared_embedding": True, "generator_signals": True, "shared_stack": True,
+            "position_table": 200_000,
+        },
     }
-    if name not in masks:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(masks)}")
-    data = Seq2ExpConfig(mask=masks[name]).to_dict()
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+    if name == "hard-public":
+        warnings.warn("preset 'hard-public' is deprecated: it is not the authors' hard run "
+                      "(use 'public-hard')", DeprecationWarning, stacklevel=2)
+    data = Seq2ExpConfig().to_dict()
+    _merge(data, presets[name])
     _merge(data, overrides)
     return Seq2ExpConfig.from_dict(data)
 

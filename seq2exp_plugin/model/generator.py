@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..nn.bimamba import BiMambaStack, rc_symmetrize
+from ..nn.bimamba import BiMambaStack, rc_symmetrize, zero_linear_biases_
 from .config import Seq2ExpConfig
+from .embedding import PositionTable, signal_input
 from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior, sequence_beta,
                    signal_beta)
 from .scaling import InputScaling
@@ -27,27 +28,42 @@ class Seq2ExpGenerator(nn.Module):
     def __init__(self, config: Seq2ExpConfig | None = None) -> None:
         super().__init__()
         self.config = config or Seq2ExpConfig()
-        d_model = self.config.generator.d_model
+        cfg = self.config
+        d_model = cfg.generator.d_model
         self.embedding = nn.Linear(4, d_model)
-        self.backbone = BiMambaStack(self.config.generator)
+        self.signal_embedding = nn.Linear(cfg.n_signals, d_model) if cfg.generator_signals else None
+        self.positions = PositionTable(cfg.position_table, d_model) if cfg.position_table else None
+        self.backbone = BiMambaStack(cfg.generator)
         self.head = nn.Linear(d_model, 2)
         # Non-linear steps as modules (no parameters): attribution rules attach to modules.
         self.softplus = nn.Softplus()
         self.posterior_mean = BetaMean()
         self.scaling = InputScaling(self.config.scaling)
+        if cfg.generator.caduceus_init:
+            zero_linear_biases_(self)
 
-    def encode(self, seq: Tensor) -> Tensor:
-        """``(B, 4, L)`` one-hot -> ``(B, L, d_model)`` hidden states."""
-        return self.backbone(self.embedding(seq.transpose(1, 2)))
+    def encode(self, seq: Tensor, signals: Tensor | None = None) -> Tensor:
+        """``(B, 4, L)`` one-hot (and ``(B, d, L)`` signals if the generator reads them) ->
+        ``(B, L, d_model)`` hidden states."""
+        hidden = self.embedding(seq.transpose(1, 2))
+        if self.positions is not None:
+            hidden = hidden + self.positions(seq.shape[-1])
+        if self.signal_embedding is not None:
+            signals = signal_input(signals, self.config.signal_transform)
+            hidden = hidden + self.signal_embedding(signals.transpose(1, 2))
+        return self.backbone(hidden)
 
     def distribution(self, seq: Tensor, signals: Tensor) -> MaskDistribution:
-        """The posterior Beta(alpha, beta) per position, with its two factors."""
+        """The posterior Beta(alpha, beta) per position, with its two factors (raw signals in;
+        the fitted scaling is applied here)."""
+        signals = self.scaling.signals(signals)
+        tracks = (signals,) if self.signal_embedding is not None else ()
         if self.config.generator.rc_equivariant:
-            hidden = rc_symmetrize(self.encode, seq)
+            hidden = rc_symmetrize(self.encode, seq, *tracks)
         else:
-            hidden = self.encode(seq)
+            hidden = self.encode(seq, *tracks)
         alpha1, beta1 = sequence_beta(self.head(hidden), self.config.mask, self.softplus)
-        alpha2, beta2 = signal_beta(self.scaling.signals(signals), self.config.mask)
+        alpha2, beta2 = signal_beta(signals, self.config.mask, dtype=alpha1.dtype)
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)
 
     def forward(self, seq: Tensor, signals: Tensor, blacklist: Tensor | None = None) -> MaskOutput:

@@ -72,14 +72,22 @@ def sequence_beta(logits: Tensor, config: MaskConfig,
 
     ``softplus``: the activation, ``F.softplus`` or an ``nn.Softplus()`` module (the generator
     passes its module so that attribution rules, e.g. DeepLIFT's, can attach to it)."""
-    params = softplus(logits.float()) + config.b_min
+    params = softplus(logits.to(beta_dtype(logits.dtype))) + config.b_min
     if config.b_min < _POSITIVE_FLOOR:
         params = params.clamp_min(_POSITIVE_FLOOR)
     return params[..., 0], params[..., 1]
 
 
-def signal_beta(signals: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
-    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``.
+def beta_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The Beta parameters are computed in the model's precision, and in at least float32
+    (bf16/fp16 activations are upcast; a float64 model stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def signal_beta(signals: Tensor, config: MaskConfig,
+                dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``,
+    in :func:`beta_dtype` of ``dtype`` (default the signals' dtype).
 
     Signals are coverage-like and enter as Beta weights, so negative values (possible in some
     fold-change tracks) count as 0.
@@ -89,8 +97,9 @@ def signal_beta(signals: Tensor, config: MaskConfig) -> tuple[Tensor, Tensor]:
             f"signal Beta: {signals.shape[1]} signal tracks given, "
             f"{len(config.signal_weights)} signal_weights configured"
         )
+    signals = signals.to(beta_dtype(signals.dtype if dtype is None else dtype))
     weights = signals.new_tensor(config.signal_weights).view(1, -1, 1)
-    alpha2 = config.signal_scale * (weights * (signals.float().clamp_min(0) + config.b_min)).sum(1)
+    alpha2 = config.signal_scale * (weights * (signals.clamp_min(0) + config.b_min)).sum(1)
     beta2_value = config.signal_scale * sum(
         w * (c + config.b_min) for w, c in zip(config.signal_weights, config.signal_beta)
     )
@@ -121,7 +130,8 @@ def posterior(alpha1: Tensor, beta1: Tensor, alpha2: Tensor, beta2: Tensor,
 
 
 def kl_to_prior(dist: MaskDistribution, config: MaskConfig) -> Tensor:
-    """Closed-form mean KL( Beta(alpha, beta) || Beta(alpha3, beta3) ) over all positions."""
+    """Closed-form KL( Beta(alpha, beta) || Beta(alpha3, beta3) ), the mean over all positions
+    and sequences (the authors' choice: ``MaskConfig.kl_weight`` weighs one base pair's KL)."""
     prior = Beta(dist.alpha.new_tensor(config.prior_alpha), dist.alpha.new_tensor(config.prior_beta))
     return kl_divergence(Beta(dist.alpha, dist.beta), prior).mean()
 
@@ -132,15 +142,22 @@ def straight_through(soft: Tensor, threshold: float) -> Tensor:
     return hard + (soft - soft.detach())  # exactly 0 or 1 in value
 
 
-def constrain(mask: Tensor, promoter_keep: int, blacklist: Tensor | None = None) -> Tensor:
-    """Keep the central ``promoter_keep`` bp (set to 1) and drop blacklisted positions (0)."""
+def constrain(mask: Tensor, promoter_keep: int, blacklist: Tensor | None = None,
+              promoter_over_blacklist: bool = False) -> Tensor:
+    """Keep the central ``promoter_keep`` bp (set to 1) and drop blacklisted positions (0).
+
+    Where the two overlap, the blacklist wins by default; ``promoter_over_blacklist`` keeps the
+    whole promoter instead (the authors' order). See ``MaskConfig.promoter_over_blacklist``.
+    """
     length = mask.shape[-1]
     keep = torch.zeros(length, dtype=torch.bool, device=mask.device)
     keep[central_slice(length, promoter_keep)] = True
-    mask = torch.where(keep, torch.ones_like(mask), mask)
-    if blacklist is not None:
-        mask = torch.where(blacklist.bool(), torch.zeros_like(mask), mask)
-    return mask
+    ones = torch.where(keep, torch.ones_like(mask), mask)
+    if blacklist is None:
+        return ones
+    if promoter_over_blacklist:
+        return torch.where(blacklist.bool() & ~keep, torch.zeros_like(mask), ones)
+    return torch.where(blacklist.bool(), torch.zeros_like(mask), ones)
 
 
 def central_slice(length: int, width: int) -> slice:
@@ -170,9 +187,9 @@ def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
     else:
         soft = Beta(dist.alpha, dist.beta).rsample() if training else mean
         mask = straight_through(soft, config.threshold) if config.mode == "hard" else soft
-    score = constrain(mean.detach(), config.promoter_keep, blacklist)
+    score = constrain(mean.detach(), config.promoter_keep, blacklist, config.promoter_over_blacklist)
     return MaskOutput(
-        mask=constrain(mask, config.promoter_keep, blacklist),
+        mask=constrain(mask, config.promoter_keep, blacklist, config.promoter_over_blacklist),
         score=score,
         kl=kl_to_prior(dist, config),
         distribution=dist,

@@ -5,11 +5,14 @@ encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_widt
 concatenated with the extra per-gene features and read out by an MLP
 (``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU).
 
-Packed mode (hard masks): the stack runs on the kept positions only, in genomic order. What
-the packing removes - how far apart kept positions are - comes back through a sinusoidal
-encoding of each position's offset from the window centre (wavelengths 4 bp to 1 Mb), projected
-and added to the embedding. The packed embeddings are multiplied by their (straight-through)
-mask values, which are 1 in value but carry the prediction loss's gradient to the generator.
+Packed mode (hard masks): the stack runs on the kept positions only, in genomic order, one
+sequence at a time (a gene's prediction does not depend on the rest of its batch). What the
+packing removes - how far apart kept positions are - comes back through a sinusoidal encoding
+of each position's offset from the window centre (wavelengths 4 bp to 1 Mb), projected and
+added to the embedding, or, with a learned position table (the authors' hard run), through the
+table rows of the kept positions. The packed embeddings are multiplied by their
+(straight-through) mask values, which are 1 in value but carry the prediction loss's gradient
+to the generator.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..nn.bimamba import BiMambaStack, rc_symmetrize
+from ..nn.bimamba import BiMambaStack, rc_symmetrize, zero_linear_biases_
 from .config import Seq2ExpConfig
+from .embedding import PositionTable, signal_input
 from .mask import central_slice
 from .scaling import InputScaling
 
@@ -41,12 +45,17 @@ class RelativePosition(nn.Module):
         return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
-def _elementwise_product() -> nn.Module:
-    """``left * right`` as tangermeme's ``BilinearOp`` (the module DeepLIFT/SHAP has a product
-    rule for); imported here, not at module level, as tangermeme takes about a second to import."""
-    from tangermeme.deep_lift_shap import BilinearOp
+class MaskProduct(nn.Module):
+    """``hidden * mask`` as a module of one input, the mask being its last channel:
+    ``(..., D + 1) -> (..., D)``.
 
-    return BilinearOp("...,...->...")
+    Attribution methods attach their rules to modules, and tangermeme's DeepLIFT/SHAP attaches a
+    rule of its own to one-input modules: :func:`seq2exp_plugin.adapters.grelu.deepshap_ops`
+    gives this one integrated gradients, exact for a product. The model itself imports no
+    attribution library."""
+
+    def forward(self, hidden_and_mask: Tensor) -> Tensor:
+        return hidden_and_mask[..., :-1] * hidden_and_mask[..., -1:]
 
 
 class ExpressionHead(nn.Sequential):
@@ -75,25 +84,32 @@ class Seq2ExpPredictor(nn.Module):
         d_model = cfg.predictor.d_model
         self.seq_embedding = nn.Linear(4, d_model)
         self.signal_embedding = nn.Linear(cfg.n_signals, d_model) if use_signals else None
+        self.positions = PositionTable(cfg.position_table, d_model) if cfg.position_table else None
         self.backbone = BiMambaStack(cfg.predictor)
-        self.position = RelativePosition(d_model) if cfg.mask.packed else None
+        # a packed sequence without absolute positions learns their distances from this
+        self.position = RelativePosition(d_model) if cfg.mask.packed and not cfg.position_table else None
         use_token = cfg.mask.mask_token and not cfg.mask.packed  # packed: kept positions only, m = 1
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
-        self.mask_product = _elementwise_product()
+        self.mask_product = MaskProduct()
         self.scaling = InputScaling(cfg.scaling)
+        if cfg.predictor.caduceus_init:
+            zero_linear_biases_(self)
 
-    def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``M * (E_seq(x) + E_sig(s))`` (``+ (1 - M) * e_mask`` with a mask token):
-        ``(B, L, d_model)``."""
+    def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None,
+              positions: Tensor | None = None) -> Tensor:
+        """``M * (E_seq(x) [+ P] + E_sig(s))`` (``+ (1 - M) * e_mask`` with a mask token):
+        ``(B, L, d_model)``. ``positions``: the window positions of the L columns (packed
+        sequences; default all of them), read from the position table if there is one."""
         hidden = self.seq_embedding(seq.transpose(1, 2))
+        if self.positions is not None:
+            hidden = hidden + self.positions(seq.shape[-1] if positions is None else positions)
         if self.signal_embedding is not None:
-            if self.config.signal_transform == "log1p":
-                signals = torch.log1p(signals.clamp_min(0))
+            signals = signal_input(signals, self.config.signal_transform)
             hidden = hidden + self.signal_embedding(signals.transpose(1, 2))
         if mask is not None:
             m = mask.unsqueeze(-1).to(hidden.dtype)
-            hidden = self.mask_product(hidden, m)
+            hidden = self.mask_product(torch.cat([hidden, m], dim=-1))
             if self.mask_token is not None:
                 hidden = hidden + (1 - m) * self.mask_token
         return hidden
@@ -105,7 +121,7 @@ class Seq2ExpPredictor(nn.Module):
                 mask: Tensor | None = None) -> Tensor:
         """Raw inputs in (the fitted scaling is applied here), expression on the target scale out."""
         signals, features = self.scaling.signals(signals), self.scaling.features(features)
-        if self.position is not None and mask is not None:
+        if self.config.mask.packed and mask is not None:
             pooled = self._pool_packed(seq, signals, mask)
         else:
             if self.config.predictor.rc_equivariant:
@@ -124,8 +140,9 @@ class Seq2ExpPredictor(nn.Module):
         for b in range(seq.shape[0]):
             kept = torch.nonzero(mask[b].detach() > 0.5).squeeze(-1)
             hidden = self.embed(seq[b : b + 1, :, kept], signals[b : b + 1, :, kept],
-                                mask[b : b + 1, kept])
-            hidden = hidden + self.position(kept - (length - 1) / 2)
+                                mask[b : b + 1, kept], positions=kept)
+            if self.position is not None:
+                hidden = hidden + self.position(kept - (length - 1) / 2)
             hidden = self.backbone(hidden)[0]
             in_centre = (kept >= centre.start) & (kept < centre.stop)
             if not bool(in_centre.any()):

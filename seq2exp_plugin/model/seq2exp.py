@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,6 +42,13 @@ class Seq2ExpModel(nn.Module):
         self.config = config
         self.generator = Seq2ExpGenerator(config)
         self.predictor = Seq2ExpPredictor(config)
+        if config.shared_embedding:
+            for name in ("signal_embedding", "positions"):
+                if getattr(self.generator, name) is not None:
+                    setattr(self.predictor, name, getattr(self.generator, name))
+            self.predictor.seq_embedding = self.generator.embedding
+        if config.shared_stack:
+            self.predictor.backbone = self.generator.backbone
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
                 blacklist: Tensor | None = None) -> Seq2ExpOutput:
@@ -52,12 +60,16 @@ class Seq2ExpModel(nn.Module):
 
 def seq2exp_loss(output: Seq2ExpOutput, target: Tensor, kl_weight: float,
                  task_loss: Literal["smooth_l1", "mse"] = "smooth_l1") -> dict[str, Tensor]:
-    """Eq. 3: ``{"loss": total, "task": task term, "kl": unweighted KL}``."""
-    target = target.to(output.expression.dtype)
+    """Eq. 3: ``{"loss": total, "task": task term, "kl": unweighted KL}``.
+
+    Computed in float32 at least: under bf16 autocast the prediction is bfloat16, and rounding
+    the targets to it would cost them three significant digits."""
+    dtype = torch.promote_types(output.expression.dtype, torch.float32)
+    expression, target = output.expression.to(dtype), target.to(dtype)
     if task_loss == "smooth_l1":
-        task = F.smooth_l1_loss(output.expression, target)
+        task = F.smooth_l1_loss(expression, target)
     elif task_loss == "mse":
-        task = F.mse_loss(output.expression, target)
+        task = F.mse_loss(expression, target)
     else:
         raise ValueError(f"task_loss must be 'smooth_l1' or 'mse', got {task_loss!r}")
     kl = output.mask.kl

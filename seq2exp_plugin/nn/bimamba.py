@@ -15,13 +15,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..model.config import StackConfig
+from .config import StackConfig
 from .mamba import Mamba
 
 
@@ -68,6 +69,10 @@ class BiMambaStack(nn.Module):
         self.config = config
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm_f = nn.RMSNorm(config.d_model, eps=1e-5)
+        if config.caduceus_init:
+            with torch.no_grad():  # the reverse Mamba's out_proj is the forward one's (tied)
+                for layer in self.layers:
+                    layer.mixer.mamba_fwd.out_proj.weight /= math.sqrt(config.n_layers)
 
     def forward(self, hidden: Tensor) -> Tensor:
         for layer in self.layers:
@@ -76,6 +81,15 @@ class BiMambaStack(nn.Module):
             else:
                 hidden = layer(hidden)
         return self.norm_f(hidden)
+
+
+def zero_linear_biases_(module: nn.Module) -> None:
+    """Caduceus' initialisation around a stack: every Linear bias of ``module`` starts at zero,
+    except inside the Mamba blocks (the step-size bias sets the initial memory lengths)."""
+    inside = {id(m) for block in module.modules() if isinstance(block, Mamba) for m in block.modules()}
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear) and layer.bias is not None and id(layer) not in inside:
+            nn.init.zeros_(layer.bias)
 
 
 def reverse_complement(one_hot: Tensor) -> Tensor:

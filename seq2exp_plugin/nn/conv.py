@@ -9,9 +9,10 @@
 sequence, convolving and flipping back. This equals ``silu(conv1d(x^T, padding=K-1)[..., :L])^T``
 without transposing the activation.
 
-Two implementations: the compiled CPU kernel (``_cpu_scan.c``, one pass over memory forward and
-backward; used for float32/float64 CPU tensors when it builds) and a PyTorch one (K in-place
-fused multiply-adds, any device). At 200 kb the pass count is what matters: these tensors are
+Three implementations: the compiled CPU kernel (``_cpu_scan.c``, one pass over memory forward
+and backward; used for float32/float64 CPU tensors when it builds), Triton kernels
+(``triton_conv.py``, fused conv + SiLU forward and backward; used for CUDA tensors when triton
+imports) and a PyTorch one (K in-place fused multiply-adds, any device). At 200 kb the pass count is what matters: these tensors are
 hundreds of MB and the work per element is a few FLOPs.
 """
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _build
-from .scan import _empty
+from .scan import _empty, _triton_imports
 
 __all__ = ["causal_conv_silu"]
 
@@ -33,13 +34,18 @@ SMALL_WORK = 1 << 16  # below batch*L*d elements, run the kernel on one thread
 
 def causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor | None, reverse: bool = False,
                      backend: str | None = None) -> Tensor:
-    """See the module docstring. ``backend``: ``"cpu"`` (the kernel), ``"torch"``, or None
-    (the kernel where it applies, else torch). Returns a contiguous ``(batch, L, d)``."""
-    if backend not in (None, "cpu", "torch"):
-        raise ValueError(f"causal_conv_silu: backend must be 'cpu', 'torch' or None, got {backend!r}")
+    """See the module docstring. ``backend``: ``"cpu"`` (the C kernel), ``"triton"``,
+    ``"torch"``, or None (triton for CUDA tensors when it imports, the C kernel where it
+    applies, else torch). Returns a contiguous ``(batch, L, d)``."""
+    if backend not in (None, "cpu", "triton", "torch"):
+        raise ValueError(f"causal_conv_silu: backend must be 'cpu', 'triton', 'torch' or None, "
+                         f"got {backend!r}")
     if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[-1]:
         raise ValueError(f"causal_conv_silu: need x (batch, L, d) and weight (d, K), got "
                          f"{tuple(x.shape)} and {tuple(weight.shape)}")
+    if backend == "triton" or (backend is None and x.device.type == "cuda" and _triton_imports()):
+        from .triton_conv import causal_conv_silu_triton
+        return causal_conv_silu_triton(x, weight, bias, reverse)
     kernel_ok = (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
                  and weight.dtype == x.dtype and (bias is None or bias.dtype == x.dtype))
     if backend == "cpu" or (backend is None and kernel_ok):

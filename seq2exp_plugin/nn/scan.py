@@ -16,8 +16,12 @@ For each batch b, channel d, state n and step t (t = L-1 .. 0 when ``reverse``):
 Backends (``backend=`` argument, else the ``SEQ2EXP_SCAN_BACKEND`` environment variable, else
 automatic):
 
+* ``"triton"``: this package's Triton kernels (``triton_scan.py``, forward and backward,
+  chunked parallel scan, reverse without flipped copies; inputs float32/bfloat16/float16,
+  states and sums float32). Automatic for CUDA tensors when triton imports; CPU tensors only
+  under Triton's interpreter (``TRITON_INTERPRET=1``, used by the tests).
 * ``"cuda"``: mamba_ssm's CUDA kernel (imported lazily, only here; reverse by flipping).
-  Automatic for CUDA tensors when mamba_ssm imports.
+  Automatic for CUDA tensors when triton does not import but mamba_ssm does.
 * ``"cpu"``: this package's C kernel (``_cpu_scan.c``, forward and backward), compiled at first
   use and cached (see ``_build.py``). Automatic for CPU tensors; if it cannot be built, the
   automatic choice falls back to ``"torch"`` with a one-time warning. Fastest with the
@@ -30,7 +34,8 @@ automatic):
   bounded by checkpointing blocks of ``TORCH_BLOCK`` steps.
 
 Mixed or low-precision inputs are computed in float32 (float64 if any input is float64) and
-y is returned in u's dtype; the cuda backend leaves dtypes to mamba_ssm.
+y is returned in u's dtype; the cuda backend leaves dtypes to mamba_ssm; the triton backend
+reads float32/bfloat16/float16 as given and computes in float32 (float64 too).
 * ``"reference"``: a sequential loop over t (vectorised over batch, d, n) in the dtype it is
   given: the independent reference for tests (float64) and benchmarks.
 """
@@ -52,7 +57,7 @@ from . import _build
 __all__ = ["selective_scan", "available_backends", "BACKENDS", "ENV_VAR", "kernel_exp",
            "kernel_softplus", "kernel_exp_rate", "kernel_info"]
 
-BACKENDS = ("cuda", "cpu", "torch", "reference")
+BACKENDS = ("triton", "cuda", "cpu", "torch", "reference")
 ENV_VAR = "SEQ2EXP_SCAN_BACKEND"
 
 CK_EVERY = 32          # CPU kernel: state checkpoint interval (steps) kept for the backward
@@ -63,6 +68,7 @@ TORCH_SEGMENT = 128    # torch backend: steps per segment (small tensors stay in
 TORCH_SUBCHUNK = 8     # torch backend: steps per sub-chunk inside a segment
 
 _mamba = {"tried": False, "fn": None}
+_triton = {"tried": False, "ok": False}
 _warned_fallback = False
 
 
@@ -83,6 +89,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 def available_backends() -> list[str]:
     """Backends usable in this process (never imports mamba_ssm without a CUDA device)."""
     out = []
+    if torch.cuda.is_available() and _triton_imports():
+        out.append("triton")
     if torch.cuda.is_available() and _load_mamba_scan_fn() is not None:
         out.append("cuda")
     if _build.load_library() is not None:
@@ -112,6 +120,8 @@ def _resolve_backend(backend, device) -> str:
 
 def _auto_backend(device_type: str) -> str:
     if device_type == "cuda":
+        if _triton_imports():
+            return "triton"
         return "cuda" if _load_mamba_scan_fn() is not None else "torch"
     if device_type == "cpu":
         if _build.load_library() is not None:
@@ -128,6 +138,18 @@ def _warn_fallback() -> None:
         warnings.warn("seq2exp_plugin: the CPU selective-scan kernel is unavailable "
                       f"({_build.build_error()}); using the slower pure-PyTorch scan instead",
                       RuntimeWarning, stacklevel=4)
+
+
+def _triton_imports() -> bool:
+    """Whether triton imports (tried once; the kernels module itself is imported on use)."""
+    if not _triton["tried"]:
+        _triton["tried"] = True
+        try:
+            import triton  # noqa: F401
+            _triton["ok"] = True
+        except Exception:  # ImportError, or a broken install
+            _triton["ok"] = False
+    return _triton["ok"]
 
 
 def _load_mamba_scan_fn():
@@ -520,7 +542,16 @@ def _scan_reference(u, delta, A, B, C, D, z, delta_bias, softplus, reverse):
     return y
 
 
-_IMPLS = {"cuda": _scan_cuda, "cpu": _scan_cpu, "torch": _scan_torch,
+# --------------------------------------------------------------------------- triton adapter
+def _scan_triton(u, delta, A, B, C, D, z, delta_bias, softplus, reverse):
+    if not _triton_imports():
+        raise RuntimeError("selective_scan backend 'triton' needs the triton package "
+                           "(pip install triton; Linux)")
+    from .triton_scan import selective_scan_triton
+    return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, softplus, reverse)
+
+
+_IMPLS = {"cuda": _scan_cuda, "triton": _scan_triton, "cpu": _scan_cpu, "torch": _scan_torch,
           "reference": _scan_reference}
 
 

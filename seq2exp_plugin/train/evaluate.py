@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..model.batch import given_mask, predict_batch
 from .config import RunConfig
 from .metrics import METRIC_NAMES, regression_metrics
-from .variants import given_mask, predict_batch
 
 
 @dataclass

@@ -106,17 +106,17 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-    from .module import Seq2ExpLightning
+    from .module import Seq2ExpLightning, freeze_generator
     from .progress import quiet_lightning, step_log
     from .scaling import with_fitted_scaling
-    from .variants import freeze_generator
 
     quiet_lightning()
     run = with_fitted_scaling(run, make_dataset(run, "train", require_target=True))
     if run.variant in ("ridge", "promoter-ridge"):
         from .ridge import fit_ridge
 
-        return fit_ridge(run)
+        return fit_ridge(run, make_dataset(run, "train", require_target=True),
+                         make_dataset(run, "valid", require_target=True))
 
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"

@@ -18,14 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..adapters.grelu import register
+# gReLU builds the model by name (model_params["model_type"]); the names resolve because
+# `import seq2exp_plugin` registers the classes the moment gReLU loads (adapters.registry).
+from grelu.lightning import LightningModel
+
+from ..model.batch import given_mask, predict_batch
+from ..model.seq2exp import Seq2ExpModel
 from .config import RunConfig
 from .metrics import SplitMetrics
 from .recipe import make_optimizer, make_scheduler
-from .variants import given_mask, predict_batch
-
-register()  # gReLU builds the model by name
-from grelu.lightning import LightningModel  # noqa: E402
 
 
 class Seq2ExpLightning(LightningModel):
@@ -120,3 +121,16 @@ def load_module(path: str) -> Seq2ExpLightning:
 def load_network(path: str) -> torch.nn.Module:
     """The library model inside a ``seq2exp train`` checkpoint, on the CPU, in eval mode."""
     return load_module(path).net
+
+
+def freeze_generator(net: Seq2ExpModel, checkpoint: str) -> None:
+    """Seq2Exp-retrain: copy a trained model's generator into ``net`` and freeze it."""
+    trained = load_network(checkpoint)
+    if not isinstance(trained, Seq2ExpModel):
+        raise ValueError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
+    try:
+        net.generator.load_state_dict(trained.generator.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
+    net.generator.requires_grad_(False)
+    net.generator.eval()

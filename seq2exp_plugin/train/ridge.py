@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 import yaml
 from tqdm import tqdm
 
@@ -29,18 +29,17 @@ def _standardised(net, rows: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray,
     return rows[0], net.scaling.standardise(rows[1])
 
 
-def fit_ridge(run: RunConfig) -> Path:
-    """Fit on the training split, choose the penalty on validation, write ``best.ckpt`` and
-    ``last.ckpt`` in the format ``seq2exp train`` writes for every variant."""
+def fit_ridge(run: RunConfig, train_set: Dataset, valid_set: Dataset) -> Path:
+    """Fit on the training windows, choose the penalty on the validation windows, write
+    ``best.ckpt`` and ``last.ckpt`` in the format ``seq2exp train`` writes for every variant."""
     import pytorch_lightning as pl
 
-    from .fit import make_dataset
     from .module import Seq2ExpLightning
 
     module = Seq2ExpLightning.from_run_config(run)
     net = module.net
-    train = _design(net, make_dataset(run, "train", require_target=True), run, "train")
-    valid = _design(net, make_dataset(run, "valid", require_target=True), run, "valid")
+    train = _design(net, train_set, run, "train")
+    valid = _design(net, valid_set, run, "valid")
     net.fit(*_standardised(net, train), valid=_standardised(net, valid))
     with torch.no_grad():
         fitted = net.scaling.output(net.linear(torch.from_numpy(valid[0]).float()).squeeze(-1))

@@ -1,21 +1,15 @@
-"""Each training variant as a gReLU model type plus how it reads a batch.
+"""Each training variant as a gReLU model type.
 
-A batch is the window dataset's dict: ``seq (B, 4, L)``, ``signals (B, d, L)``,
-``features (B, n_features)``, ``target (B,)``, ``blacklist (B, L)`` and, for the peak-mask
-variant, ``mask (B, L)``.
+How each model type reads a batch: :func:`seq2exp_plugin.model.batch.predict_batch` (re-exported
+here with :func:`~seq2exp_plugin.model.batch.given_mask`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
-
-from ..model.baselines import ExpectoRidge, HierarchicalCNN
+from ..model.batch import given_mask, predict_batch  # noqa: F401 (re-exported)
 from ..model.config import preset
-from ..model.mask import MaskOutput, constrain
-from ..model.predictor import Seq2ExpPredictor
-from ..model.seq2exp import Seq2ExpModel
 from .config import RunConfig
 
 #: Width (bp) of the promoter the promoter-ridge baseline reads (the gene table's promoter-
@@ -33,7 +27,10 @@ def model_config(run: RunConfig):
         mask.setdefault("mode", "top")
         mask.setdefault("kl_weight", 0.0)  # the generator is frozen: no bottleneck to train
         overrides["mask"] = mask
-    return preset(run.preset, **overrides)
+    config = preset(run.preset, **overrides)
+    if config.position_table and "position_table" not in overrides:
+        config.position_table = run.data.window  # one row per position of the run's windows
+    return config
 
 
 def model_params(run: RunConfig) -> dict[str, Any]:
@@ -50,41 +47,3 @@ def model_params(run: RunConfig) -> dict[str, Any]:
     if run.variant == "promoter-ridge":
         return {"model_type": "ExpectoRidge", "ridge": {"promoter_width": PROMOTER_WIDTH}, **fields}
     raise ValueError(f"unknown variant {run.variant!r}")
-
-
-def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, MaskOutput | None]:
-    """Expression ``(B,)`` and, for Seq2Exp, the mask, from a dataset batch."""
-    seq, signals, features = batch["seq"], batch["signals"], batch["features"]
-    if isinstance(net, Seq2ExpModel):
-        out = net(seq, signals, features, batch.get("blacklist"))
-        return out.expression, out.mask
-    if isinstance(net, Seq2ExpPredictor):
-        return net(seq, signals, features, given_mask(net, batch)), None
-    if isinstance(net, (HierarchicalCNN, ExpectoRidge)):
-        return net(signals, features), None
-    raise TypeError(f"no batch rule for {type(net).__name__}")
-
-
-def given_mask(net: nn.Module, batch: dict[str, Tensor]) -> Tensor | None:
-    """The batch's own mask (MACS3 peaks), constrained as the generator's masks are: the
-    central promoter kept (the packed predictor pools it, so it must never be empty) and
-    blacklisted positions removed. None without one."""
-    mask = batch.get("mask")
-    if mask is None or not isinstance(net, Seq2ExpPredictor):
-        return mask
-    return constrain(mask, net.config.mask.promoter_keep, batch.get("blacklist"))
-
-
-def freeze_generator(net: Seq2ExpModel, checkpoint: str) -> None:
-    """Seq2Exp-retrain: copy a trained model's generator into ``net`` and freeze it."""
-    from .module import load_network
-
-    trained = load_network(checkpoint)
-    if not isinstance(trained, Seq2ExpModel):
-        raise ValueError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
-    try:
-        net.generator.load_state_dict(trained.generator.state_dict())
-    except RuntimeError as err:
-        raise ValueError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
-    net.generator.requires_grad_(False)
-    net.generator.eval()

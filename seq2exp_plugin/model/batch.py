@@ -1,0 +1,40 @@
+"""How each model reads a batch of the window dataset.
+
+A batch is the dataset's dict: ``seq (B, 4, L)``, ``signals (B, d, L)``, ``features
+(B, n_features)``, ``target (B,)``, ``blacklist (B, L)`` and, for the peak-mask variant,
+``mask (B, L)``. Training, evaluation and the framework adapters all predict through
+:func:`predict_batch`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .baselines import ExpectoRidge, HierarchicalCNN
+from .mask import MaskOutput, constrain
+from .predictor import Seq2ExpPredictor
+from .seq2exp import Seq2ExpModel
+
+
+def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, MaskOutput | None]:
+    """Expression ``(B,)`` and, for Seq2Exp, the mask, from a dataset batch."""
+    seq, signals, features = batch["seq"], batch["signals"], batch["features"]
+    if isinstance(net, Seq2ExpModel):
+        out = net(seq, signals, features, batch.get("blacklist"))
+        return out.expression, out.mask
+    if isinstance(net, Seq2ExpPredictor):
+        return net(seq, signals, features, given_mask(net, batch)), None
+    if isinstance(net, (HierarchicalCNN, ExpectoRidge)):
+        return net(signals, features), None
+    raise TypeError(f"no batch rule for {type(net).__name__}")
+
+
+def given_mask(net: nn.Module, batch: dict[str, Tensor]) -> Tensor | None:
+    """The batch's own mask (MACS3 peaks), constrained as the generator's masks are: the
+    central promoter kept (the packed predictor pools it, so it must never be empty) and
+    blacklisted positions removed. None without one."""
+    mask = batch.get("mask")
+    if mask is None or not isinstance(net, Seq2ExpPredictor):
+        return mask
+    cfg = net.config.mask
+    return constrain(mask, cfg.promoter_keep, batch.get("blacklist"), cfg.promoter_over_blacklist)
