@@ -6,7 +6,9 @@ One command does everything on this 2-core CPU machine::
     python benchmarks/discovery.py --out bench_out/discovery
 
 1. ``seq2exp synth`` (a medium preset: genes at realistic density, windows of ``--window`` bp);
-2. ``seq2exp peaks``: MACS3 callpeak on the simulated DNase reads of the cell type;
+2. ``seq2exp peaks``: MACS3 callpeak on the simulated DNase reads of the cell type (only when
+   ``--variants`` includes ``peak-mask``; MACS3 is the ``peaks`` extra:
+   ``pip install -e ".[peaks]"``);
 3. ``seq2exp train`` for every variant on the training chromosomes, model selection on the
    validation chromosomes: Seq2Exp-soft, Seq2Exp-hard, Seq2Exp-retrain (top 10% of the soft
    generator), sequence only, sequence + signals (no mask), the predictor on the MACS3 peak mask,
@@ -96,7 +98,7 @@ def peaks(manifest: dict, cell: str, out: Path) -> Path:
     return target / "peaks.narrowPeak"
 
 
-def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_file: Path) -> dict:
+def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_file: Path | None) -> dict:
     stack = {"d_model": args.d_model, "n_layers": args.layers, "d_state": args.d_state,
              "dt_min": args.dt_min, "dt_max": args.dt_max}
     model = {"generator": stack, "predictor": stack, "pool_width": args.promoter,
@@ -126,7 +128,7 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
     return config
 
 
-def train_all(args, manifest: dict, cell: str, out: Path, peaks_file: Path) -> dict[str, dict]:
+def train_all(args, manifest: dict, cell: str, out: Path, peaks_file: Path | None) -> dict[str, dict]:
     from seq2exp_plugin.train.config import RunConfig
     from seq2exp_plugin.train.fit import fit
 
@@ -169,7 +171,8 @@ def evaluate_all(args, out: Path) -> tuple[dict, dict]:
     return metrics, scores
 
 
-def recovery(manifest: dict, cell: str, scores: dict, peaks_file: Path, window: int, promoter: int) -> dict:
+def recovery(manifest: dict, cell: str, scores: dict, peaks_file: Path | None, window: int,
+             promoter: int) -> dict:
     """AUPRC and precision/recall at each method's own mask ratio, on the test genes."""
     from seq2exp_plugin.data.genes import read_gene_table
     from seq2exp_plugin.discover.recovery import (
@@ -184,7 +187,7 @@ def recovery(manifest: dict, cell: str, scores: dict, peaks_file: Path, window: 
     dnase = track_scores(manifest["tracks"][cell]["dnase"], windows)
     methods = {
         "Seq2Exp-soft (mask score)": scores["seq2exp-soft"],
-        "MACS3 peak mask": peak_scores(peaks_file, windows),
+        **({"MACS3 peak mask": peak_scores(peaks_file, windows)} if peaks_file is not None else {}),
         "DNase (thresholded)": dnase,
     }
     if "seq2exp-hard" in scores:
@@ -260,7 +263,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     manifest = synth(args, out)
     print(f"synthetic data: {manifest['n_genes']} genes ({time.perf_counter() - t0:.0f} s)", flush=True)
-    peaks_file = peaks(manifest, args.cell_type, out)
+    # MACS3 (the `peaks` extra) only for the variant that reads its peaks
+    peaks_file = peaks(manifest, args.cell_type, out) if "peak-mask" in args.variants else None
     timings = train_all(args, manifest, args.cell_type, out, peaks_file)
     metrics, scores = evaluate_all(args, out)
     rec = recovery(manifest, args.cell_type, scores, peaks_file, args.window, args.promoter)

@@ -22,6 +22,10 @@ _PATH_ARGS = ("fasta_file", "genes", "tss_bed", "h3k27ac", "dnase", "hic", "blac
 class Seq2ExpDataLoader(Dataset):
     """Seq2Exp inputs per gene; see dataloader.yaml for the arguments and the output schema."""
 
+    #: an argument that is not in dataloader.yaml is an error, not kipoi's warning
+    #: (seq2exp_plugin.adapters.kipoi patches kipoi.pipeline.validate_kwargs to read this)
+    strict_arguments = True
+
     # every argument has a default so that a missing one is reported by KipoiWindows in one line
     # (the Demo entry supplies all files; K562/GM12878 users must)
     def __init__(self, fasta_file=None, h3k27ac=None, dnase=None, hic=None, genes=None, tss_bed=None,

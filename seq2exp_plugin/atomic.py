@@ -2,13 +2,17 @@
 
 Everything is written under a temporary name beside its target and renamed into place once it is
 complete, so an interrupted or failed command (Ctrl-C included) leaves no half-written file or
-folder behind, and an existing output is only replaced by a complete one.
+folder behind, and an existing output is only replaced by a complete one. Temporary names carry
+the writing process's id (``.<name>.<pid>.<random>.tmp``): what a killed process left (SIGKILL,
+power loss) is removed by the next command writing the same output, once that process is gone.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -26,13 +30,10 @@ def _umask() -> int:
 def atomic_output_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path`` that becomes ``path`` when the block ends
     normally. ``path`` must not exist, or be empty, unless ``force`` (then it is replaced)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"output {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise FileExistsError(f"output folder {path} exists and is not empty (use --force to replace it)")
+    path = check_output_dir(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
         yield tmp
@@ -53,15 +54,62 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     replaces ``path`` when the block ends normally and is removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temporary_beside(path)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """A new empty file ``.<name>.<pid>.<random>.tmp<suffix>`` beside ``path`` (same suffix, for
+    writers that go by it), after removing the stale temporaries of ``path``."""
+    path = Path(path)
+    remove_stale_temporaries(path)
+    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _tmp_prefix(name: str) -> str:
+    return f".{name}.{os.getpid()}."
+
+
+#: What follows ``.<name>.`` in a temporary's name: ``<pid>.<random>.tmp[.suffix]``, or
+#: ``<random>.tmp`` (folders of versions before the process id was added).
+_TMP_NAME = re.compile(r"^(?:(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp(?:\.[^.]+)?|[a-z0-9_]{8}\.tmp)$")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` (files or folders ``.<name>.<pid>.*.tmp*`` beside it)
+    whose process no longer runs, and those of older versions without a process id
+    (``.<name>.<random>.tmp``); returns what was removed."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        match = _TMP_NAME.match(candidate.name[len(path.name) + 2:])
+        if match is None or (match["pid"] and _running(int(match["pid"]))):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -72,3 +120,44 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def check_output_dir(path: str | os.PathLike, force: bool = False, what: str = "output folder") -> Path:
+    """Raise before any work unless ``path`` can become a new output folder: it must not be a
+    file, must be empty unless ``force``, and its nearest existing ancestor must be writable."""
+    path = check_writable_dir(path, what)
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise FileExistsError(f"{what} {path} exists and is not empty (use --force to replace it)")
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise before any work if ``path`` cannot become (or be written in as) a folder: it is a
+    file, or its nearest existing ancestor is not a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} exists and is not a folder")
+    _check_ancestor(path if path.is_dir() else path.parent, path, what)
+    return path
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "output file", force: bool = True) -> Path:
+    """Raise before any work if ``path`` cannot be written as a file: it is a folder, it exists
+    and ``force`` is false, or its folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, expected a file name")
+    if path.exists() and not force:
+        raise FileExistsError(f"{what} {path} exists (use --force to replace it)")
+    _check_ancestor(path.parent, path, what)
+    return path
+
+
+def _check_ancestor(folder: Path, path: Path, what: str) -> None:
+    folder = folder.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{what} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path}: no permission to write in {folder}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,6 +22,21 @@ def _peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _report(command: str, t0: float) -> None:
@@ -143,10 +160,12 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("config", help="YAML run configuration (see seq2exp_plugin.train.config)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override configuration entries, e.g. train.max_steps=100 out_dir=runs/x")
-    p.add_argument("--no-resume", action="store_true", help="start over even if last.ckpt exists")
-    p.add_argument("--folds", type=int, default=None, metavar="K",
+    p.add_argument("--restart", "--no-resume", dest="restart", action="store_true",
+                   help="start over: delete the checkpoints and logs a previous run left in out_dir "
+                        "(needed to reuse an out_dir with a different configuration)")
+    p.add_argument("--folds", type=_count(3), default=None, metavar="K",
                    help="hold out genes by K contiguous folds along the genome (data.folds) ...")
-    p.add_argument("--fold", type=int, default=None, metavar="I",
+    p.add_argument("--fold", type=_count(0), default=None, metavar="I",
                    help="... with fold I as test and fold I+1 as validation (data.fold)")
     p.set_defaults(func=_run_train)
 
@@ -158,7 +177,8 @@ def _run_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     folds = {f"data.{k}": v for k, v in (("folds", args.folds), ("fold", args.fold)) if v is not None}
     run = load_config(args.config, {**_parse_assignments(args.set), **folds})
-    fit(run, resume=not args.no_resume)
+    if fit(run, resume=not args.restart) is None:
+        return 0  # a finished run: fit said so
     print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation MSE)")
     _report("train", t0)
     return 0
@@ -180,18 +200,20 @@ def _add_evaluate_parser(subparsers) -> None:
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genes=other.h5ad window=20000")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=_count(1), default=1)
+    p.add_argument("--num-workers", type=_count(0), default=0)
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .atomic import write_json
+    from .atomic import check_writable_file, write_json
     from .data.splits import read_gene_list
     from .train.evaluate import evaluate, format_table, load_run
     from .train.fit import make_dataset
 
     t0 = time.perf_counter()
+    if args.json:
+        check_writable_file(args.json, "--json")
     module, run = load_run(args.checkpoint, _parse_assignments(args.data))
     genes = read_gene_list(args.genes_file, "--genes-file") if args.genes_file else args.genes
     split = None if genes else args.split
@@ -231,7 +253,7 @@ def _add_cv_parser(subparsers) -> None:
                     "--expression --signals --cell-type: the gene table is built into OUT first).")
     p.add_argument("config", nargs="?", default=None, help="a `seq2exp train` YAML (else the file options)")
     p.add_argument("--out", required=True, help="output directory (one run per fold/variant inside)")
-    p.add_argument("--folds", type=int, default=5, help="K contiguous gene folds (default 5)")
+    p.add_argument("--folds", type=_count(3), default=5, help="K contiguous gene folds (default 5)")
     p.add_argument("--fold-column", default=None,
                    help="take the folds from this gene-table column instead (data.fold_column)")
     p.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
@@ -251,10 +273,12 @@ def _add_cv_parser(subparsers) -> None:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
+    from .atomic import check_writable_dir
     from .train.config import load_config
     from .train.cv import DEFAULT_VARIANTS, cross_validate, format_results, run_from_files
 
     t0 = time.perf_counter()
+    check_writable_dir(args.out, "--out")
     settings = _parse_assignments(args.set)
     if args.fold_column:
         settings["data.fold_column"] = args.fold_column
@@ -371,12 +395,12 @@ def _add_predict_parser(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
     p.add_argument("--min-gap", type=int, default=0, help="merge elements closer than this (bp)")
     p.add_argument("--min-length", type=int, default=1, help="drop elements shorter than this (bp)")
-    p.add_argument("--plots", type=int, default=20,
+    p.add_argument("--plots", type=_count(0), default=20,
                    help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=_count(1), default=1)
+    p.add_argument("--num-workers", type=_count(0), default=0)
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_run_predict)
 
@@ -410,7 +434,7 @@ def _add_ism_parser(subparsers) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--gene", nargs="+", required=True, metavar="GENE_ID", help="gene id(s) of the gene table")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-    p.add_argument("--top-elements", type=int, default=5, help="at most this many elements (default 5)")
+    p.add_argument("--top-elements", type=_count(1), default=5, help="at most this many elements (default 5)")
     p.add_argument("--bp-budget", type=int, default=500,
                    help="bases mutated in the elements at most (default 500; 3 model calls each)")
     p.add_argument("--promoter-bp", type=int, default=0,
@@ -422,7 +446,7 @@ def _add_ism_parser(subparsers) -> None:
     p.add_argument("--min-length", type=int, default=10, help="drop elements shorter than this (bp, default 10)")
     p.add_argument("--mask-mode", choices=("recompute", "fixed"), default="recompute",
                    help="recompute: the generator sees the mutated DNA (default); fixed: reference mask")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_count(1), default=64)
     p.add_argument("--device", default="cpu", help="cpu, or a GPU index for gReLU's trainer (default cpu)")
     p.add_argument("--plot-elements", type=int, default=1, help="PNG for the top N elements (default 1)")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
@@ -473,7 +497,7 @@ def _add_variants_parser(subparsers) -> None:
                    help="auto: pair each variant with every candidate gene whose window contains it "
                         "(default); nearest: with the nearest such TSS only")
     p.add_argument("--h5ad", action="store_true", help="also write variants x genes as OUT/variants.h5ad")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_count(1), default=16)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genome=other.fa")
@@ -507,7 +531,7 @@ def _add_demo_parser(subparsers) -> None:
                     "scores how well the mask finds the causal elements, next to DNase alone.")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--zoo", default=None, help="the model_zoo folder (default: this checkout's)")
-    p.add_argument("--plots", type=int, default=12, help="plot at most this many genes (12)")
+    p.add_argument("--plots", type=_count(0), default=12, help="plot at most this many genes (12)")
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_run_demo)
 
@@ -530,7 +554,8 @@ _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_gene
                                   _add_evaluate_parser, _add_cv_parser,
                                   _add_predict_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
+_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                IsADirectoryError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -545,15 +570,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that every temporary output is removed on the way
+    out (a BaseException: no ``except Exception`` on the way swallows it)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Exit status: 0 done, 2 a user error (one line on stderr, no
+    traceback), 130 Ctrl-C, 143 SIGTERM; temporary outputs are removed in every case."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except _USER_ERRORS as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"seq2exp {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"seq2exp {args.command}: interrupted; unfinished outputs were removed", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"seq2exp {args.command}: terminated (SIGTERM); unfinished outputs were removed", file=sys.stderr)
+        return 143
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -331,7 +331,8 @@ def test_shim_is_idempotent(writers):
     from seq2exp_plugin.adapters import kipoi as adapter
 
     wrapped, view, compare = writers.get_writer, writers.np, cli_main.compare_numpy_dict
-    assert adapter.apply_writer_compat() == {"numpy_aliases": False, "get_writer": False, "test_compare": False}
+    assert adapter.apply_writer_compat() == {"numpy_aliases": False, "get_writer": False, "test_compare": False,
+                                             "dataloader_args": False}
     assert writers.get_writer is wrapped and writers.np is view and cli_main.compare_numpy_dict is compare
     assert not getattr(writers.get_writer.__wrapped__, "_seq2exp_compat", False)  # one layer only
 
@@ -371,3 +372,38 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("SEQ2EXP_K562_WEIGHTS", str(tmp_path / "missing.ckpt"))
     with pytest.raises(MissingWeightsError, match=r"\$SEQ2EXP_K562_WEIGHTS points to .*missing.ckpt"):
         resolve_weights("K562")
+
+
+def test_shim_writers_write_whole_files_or_none(writers, tmp_path):
+    """-o is checked before anything runs; output appears when kipoi closes the writer; a
+    failed run (the writer never closed) leaves no file, not even an empty one."""
+    from seq2exp_plugin.adapters import kipoi as adapter
+
+    with pytest.raises(adapter.OutputPathError, match="output file .* is a folder"):
+        writers.get_writer(str(tmp_path), _metadata_schema())
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(adapter.OutputPathError, match="afile is a file, not a folder"):
+        writers.get_writer(str(tmp_path / "afile" / "o.h5"), _metadata_schema())
+    failed = writers.get_writer(str(tmp_path / "failed.h5"), _metadata_schema())
+    assert not (tmp_path / "failed.h5").exists()
+    adapter._remove_pending_outputs()  # what happens at exit after the model raised
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    del failed
+    w = writers.get_writer(str(tmp_path / "o.tsv"), _metadata_schema())
+    w.batch_write(_batch())
+    w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "o.tsv"]
+
+
+def test_misspelt_dataloader_argument_is_an_error(home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
+    import kipoi
+    import kipoi.pipeline
+    from kipoi.sources import LocalSource
+
+    from seq2exp_plugin.adapters.kipoi import DataLoaderInputError
+
+    Dl = kipoi.get_dataloader_factory("dataloaders", LocalSource(str(ROOT)))
+    with pytest.raises(DataLoaderInputError, match=r"unknown dataloader argument\(s\) \['fasta'\]"):
+        kipoi.pipeline.validate_kwargs(Dl, {**demo_args(), "fasta": "x.fa"})
+    assert kipoi.pipeline.validate_kwargs(Dl, demo_args()) == demo_args()

@@ -52,7 +52,7 @@ def test_config_round_trip_and_presets():
     cfg = preset("hard-packed", generator={"n_layers": 2})
     assert Seq2ExpConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.mask.mode == "hard" and cfg.mask.packed and cfg.generator.n_layers == 2
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="model.generatr: unknown key"):
         Seq2ExpConfig.from_dict({"generatr": {}})
     with pytest.raises(ValueError, match="3 signals"):
         Seq2ExpConfig(mask={"signal_weights": (1.0,), "signal_beta": (1.0,)})

@@ -228,10 +228,12 @@ def test_element_writer_bed(tmp_path):
     s1[50:60] = 1.0
     s2 = np.zeros(100)
     s2[5:15] = 0.6
-    with ElementWriter(path, threshold=0.5, sizes=sizes) as w:
-        rows_b = w.add(WindowRecord("GB", "chr2", 0, 100, "-", reverse=True, tss=50), s2)
+    with ElementWriter(path, threshold=0.5, sizes=sizes) as w:  # windows in `sort -k1,1` order
         rows_a = w.add(WindowRecord("GA", "chr1", 200, 300, "+", tss=250), s1)
         w.add(WindowRecord("GC", "chr10", 0, 100, "+"), s1)
+        rows_b = w.add(WindowRecord("GB", "chr2", 0, 100, "-", reverse=True, tss=50), s2)
+        with pytest.raises(ValueError, match="'GD'.*sorted by chromosome and start"):
+            w.add(WindowRecord("GD", "chr10", 50, 150, "+"), s1)
     assert [r[3] for r in rows_a] == ["GA:1", "GA:2"]
     df = read_elements_bed(path)
     assert path.read_text().startswith("#chrom\tstart\tend\tname\tscore\tstrand")

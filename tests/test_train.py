@@ -72,7 +72,7 @@ def test_step_sampler_is_a_seeded_stream_split_across_ranks():
 def test_config_errors_name_the_problem(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("variant: seq2exp\ntrain: {max_step: 3}\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: train: unknown keys \['max_step'\]"):
+    with pytest.raises(ValueError, match=r"bad.yaml: train.max_step: unknown key"):
         load_config(path)
     path.write_text("variant: retrain\n")
     with pytest.raises(ValueError, match="generator_checkpoint"):
@@ -81,26 +81,98 @@ def test_config_errors_name_the_problem(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-class _Crash(pl.Callback):
+class _Interrupt(pl.Callback):
+    """Stops a run just before it trains step ``at`` (as a kill at that moment would)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.global_step == 4:
+        if trainer.global_step == self.at:
             raise RuntimeError("simulated interruption")
 
 
-def test_resume_after_interruption_gives_the_same_weights(tiny_synth, tmp_path):
-    whole = load_config(write_config(tiny_synth, tmp_path / "a"))
-    fit(whole)
-    parts = load_config(write_config(tiny_synth, tmp_path / "b"))
-    with pytest.raises(RuntimeError, match="simulated interruption"):
-        fit(parts, callbacks=[_Crash()])
-    saved = torch.load(Path(parts.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-    assert saved["global_step"] == 3  # the interruption lost steps 4-5
-    fit(parts)  # same command again: resumes from last.ckpt
-    a, b = last_weights(whole.out_dir), last_weights(parts.out_dir)
+class _StepTrace(pl.Callback):
+    """The examples each global step trains on."""
+
+    def __init__(self) -> None:
+        self.batches: dict[int, list[str]] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.batches[trainer.global_step] = list(batch["gene_id"])
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert any(not torch.equal(saved["state_dict"][k], a[k]) for k in a)  # steps 4-5 did train
+
+
+def _val_logs(run_dir) -> int:
+    import pandas as pd
+
+    frames = [pd.read_csv(p) for p in Path(run_dir).glob("logs/version_*/metrics.csv")]
+    return sum(int(f["val_mse"].notna().sum()) for f in frames if "val_mse" in f)
+
+
+# 12 steps, validation (and last.ckpt) at steps 5 and 10, last.ckpt again at the end (12):
+# interrupted right after a checkpoint (5, 10), mid-interval (7) and after the last validation (11)
+RESUME_RUN = {"train.max_steps": 12, "train.val_every_steps": 5, "train.warmup_steps": 3}
+
+
+def test_resume_from_any_point_gives_the_same_weights(tiny_synth, tmp_path):
+    whole = load_config(write_config(tiny_synth, tmp_path / "whole", **RESUME_RUN))
+    reference = _StepTrace()
+    fit(whole, callbacks=[reference])
+    assert sorted(reference.batches) == list(range(12))
+    final = last_weights(whole.out_dir)
+    assert torch.load(Path(whole.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+    for stop, saved_step in ((5, 5), (7, 5), (10, 10), (11, 10)):
+        parts = load_config(write_config(tiny_synth, tmp_path / f"stop{stop}", **RESUME_RUN))
+        with pytest.raises(RuntimeError, match="simulated interruption"):
+            fit(parts, callbacks=[_Interrupt(stop)])
+        saved = torch.load(Path(parts.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+        assert saved["global_step"] == saved_step
+        trace = _StepTrace()
+        fit(parts, callbacks=[trace])  # same command again: resumes from last.ckpt
+        assert trace.batches == {s: reference.batches[s] for s in range(saved_step, 12)}, stop
+        _assert_same_weights(final, last_weights(parts.out_dir))
+    logs = _val_logs(whole.out_dir)
+    assert fit(whole) is None  # a finished run: nothing trained, nothing logged
+    assert _val_logs(whole.out_dir) == logs
+    _assert_same_weights(final, last_weights(whole.out_dir))
+
+
+def test_last_checkpoint_holds_the_final_weights(tiny_synth, tmp_path):
+    """last.ckpt is rewritten at every validation, improved or not, and at the end."""
+    from seq2exp_plugin.train.module import load_network
+
+    run = load_config(write_config(tiny_synth, tmp_path, **RESUME_RUN))
+    trainer = fit(run)
+    checkpoint = torch.load(Path(run.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 12
+    live = {k: v for k, v in trainer.lightning_module.state_dict().items()}
+    _assert_same_weights(live, checkpoint["state_dict"])
+    assert load_network(str(Path(run.out_dir) / "checkpoints" / "last.ckpt")) is not None
+
+
+def test_a_run_directory_refuses_another_configuration(tiny_synth, tmp_path):
+    from seq2exp_plugin.cli import main
+
+    config = write_config(tiny_synth, tmp_path, **{"train.max_steps": 2, "train.val_every_steps": 2})
+    assert main(["train", str(config)]) == 0
+    stored = (tmp_path / "run" / "config.yaml").read_text()
+    before = last_weights(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"different configuration: data.window \(2000 -> 4000\)"):
+        fit(load_config(config, {"data.window": 4000}))
+    with pytest.raises(ValueError, match=r"model.generator.d_model \(8 -> 16\)"):
+        fit(load_config(config, {"model.generator.d_model": 16}))
+    assert (tmp_path / "run" / "config.yaml").read_text() == stored  # nothing was written
+    _assert_same_weights(before, last_weights(tmp_path / "run"))
+    assert main(["train", str(config), "--set", "train.max_steps=3", "train.val_every_steps=3",
+                 "--restart"]) == 0
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert "max_steps: 3" in (tmp_path / "run" / "config.yaml").read_text()
 
 
 def test_ddp_on_cpu_matches_one_process(tiny_synth, tmp_path):

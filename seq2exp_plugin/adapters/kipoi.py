@@ -41,7 +41,11 @@ Writer shim (:func:`apply_writer_compat`, applied when this module is imported):
   that take none.
 
 ``get_writer`` is wrapped so the TSV and BED writers get only the arguments they accept, under
-their real names; every other suffix goes to the original. One more fix, for ``kipoi test``:
+their real names; every other suffix goes to the original. The wrapped writers check ``-o``
+first (not a folder, in a writable folder) and write a temporary file that becomes ``-o`` when
+kipoi closes the writer, so a failed run (a window of the wrong length...) leaves no empty or
+partial output. ``kipoi.pipeline.validate_kwargs`` is wrapped so that an unknown argument of a
+dataloader marked ``strict_arguments`` (ours) is an error rather than kipoi's warning. One more fix, for ``kipoi test``:
 its comparison with ``test.expect`` (``kipoi.cli.main.compare_numpy_dict``) stops after the first
 output (it takes ``np.testing.assert_almost_equal``'s ``None`` for "different" and prints
 ``false for key = ...``), so the mask was never checked; it is replaced by one that checks every
@@ -56,6 +60,7 @@ the previous hook), so ``kipoi predict`` fails with the message alone.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import types
@@ -64,11 +69,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..atomic import check_writable_file, temporary_beside
+
 __all__ = [
     "Seq2ExpKipoiError",
     "MissingWeightsError",
     "InputMismatchError",
     "DataLoaderInputError",
+    "OutputPathError",
     "Seq2ExpKipoiModel",
     "KipoiWindows",
     "apply_writer_compat",
@@ -100,6 +108,10 @@ class InputMismatchError(Seq2ExpKipoiError, ValueError):
 
 class DataLoaderInputError(Seq2ExpKipoiError, ValueError):
     """A dataloader argument that cannot be used (missing file, unknown gene or cell type)."""
+
+
+class OutputPathError(Seq2ExpKipoiError, OSError):
+    """An output file (``-o``) that cannot be written: a folder, or in a folder that is not writable."""
 
 
 def _excepthook(exc_type, exc, tb, _previous=None):
@@ -145,10 +157,10 @@ def apply_writer_compat() -> dict[str, bool]:
     """Fix kipoi 0.8.6's writers under numpy 2 (see the module docstring); idempotent.
 
     Returns which patches this call applied: ``{"numpy_aliases": ..., "get_writer": ...,
-    "test_compare": ...}`` (all False on a second call)."""
+    "test_compare": ..., "dataloader_args": ...}`` (all False on a second call)."""
     from kipoi import writers
 
-    applied = {"numpy_aliases": False, "get_writer": False, "test_compare": False}
+    applied = {"numpy_aliases": False, "get_writer": False, "test_compare": False, "dataloader_args": False}
     if _numpy_needs_aliases() and not getattr(writers.np, _COMPAT_FLAG, False):
         writers.np = _NumpyWithRemovedAliases()
         applied["numpy_aliases"] = True
@@ -156,10 +168,7 @@ def apply_writer_compat() -> dict[str, bool]:
     original = writers.get_writer
     if not getattr(original, _COMPAT_FLAG, False):
 
-        def get_writer(output_file, metadata_schema=None, **kwargs):
-            """kipoi.writers.get_writer, with TSV/BED writers built from the arguments they take
-            (the original passes HDF5/``kipoi test`` options to them, and ``dataloader_schema=``
-            to ``BedBatchWriter``, whose parameter is ``metadata_schema``)."""
+        def build(output_file, metadata_schema=None, **kwargs):
             ending = str(output_file).split(".")[-1]
             if ending == "tsv":
                 return writers.TsvBatchWriter(file_path=output_file, nested_sep="/")
@@ -169,6 +178,29 @@ def apply_writer_compat() -> dict[str, bool]:
                 return writers.BedBatchWriter(file_path=output_file, metadata_schema=metadata_schema,
                                               header=True)
             return original(output_file, metadata_schema, **kwargs)
+
+        def get_writer(output_file, metadata_schema=None, **kwargs):
+            """kipoi.writers.get_writer, with TSV/BED writers built from the arguments they take
+            (the original passes HDF5/``kipoi test`` options to them, and ``dataloader_schema=``
+            to ``BedBatchWriter``, whose parameter is ``metadata_schema``), writing to a
+            temporary file that becomes ``output_file`` when the writer is closed."""
+            target = Path(output_file)
+            try:
+                check_writable_file(target, "output file (-o)")
+            except OSError as err:
+                raise OutputPathError(str(err)) from None
+            tmp = temporary_beside(target)
+            _PENDING_OUTPUTS.add(tmp)
+            writer = build(str(tmp), metadata_schema, **kwargs)
+            close = writer.close
+
+            def close_and_publish():
+                close()
+                os.replace(tmp, target)
+                _PENDING_OUTPUTS.discard(tmp)
+
+            writer.close = close_and_publish
+            return writer
 
         get_writer.__wrapped__ = original
         setattr(get_writer, _COMPAT_FLAG, True)
@@ -180,7 +212,38 @@ def apply_writer_compat() -> dict[str, bool]:
     if not getattr(cli_main.compare_numpy_dict, _COMPAT_FLAG, False):
         cli_main.compare_numpy_dict = _compare_numpy_dict
         applied["test_compare"] = True
+
+    import kipoi.pipeline
+
+    validate = kipoi.pipeline.validate_kwargs
+    if not getattr(validate, _COMPAT_FLAG, False):
+
+        def validate_kwargs(dataloader, dataloader_kwargs):
+            """kipoi's check, with unknown arguments of a Seq2Exp dataloader an error (kipoi
+            only warns, and a misspelt file argument then falls back to a bundled default)."""
+            if getattr(dataloader, "strict_arguments", False) and isinstance(dataloader_kwargs, dict):
+                unknown = sorted(set(dataloader_kwargs) - set(dataloader.args))
+                if unknown:
+                    raise DataLoaderInputError(
+                        f"unknown dataloader argument(s) {unknown}; the arguments are {sorted(dataloader.args)}")
+            return validate(dataloader, dataloader_kwargs)
+
+        setattr(validate_kwargs, _COMPAT_FLAG, True)
+        kipoi.pipeline.validate_kwargs = validate_kwargs
+        applied["dataloader_args"] = True
     return applied
+
+
+#: Temporary outputs of writers not closed yet: removed when the process exits (a failed
+#: ``kipoi predict`` leaves no empty or partial output file).
+_PENDING_OUTPUTS: set[Path] = set()
+
+
+@atexit.register
+def _remove_pending_outputs() -> None:
+    for tmp in list(_PENDING_OUTPUTS):
+        tmp.unlink(missing_ok=True)
+    _PENDING_OUTPUTS.clear()
 
 
 def _compare_numpy_dict(a, b, exact: bool = True, decimal: int = 7) -> bool:

@@ -561,6 +561,10 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     import anndata
 
     # ---- validate every input before any work
+    if out is not None:
+        from ..atomic import check_writable_file
+
+        check_writable_file(out, "output gene table")
     if tss is None and gtf is None:
         raise ValueError("build_gene_table needs tss (a BED) or gtf")
     if gtf is not None and not isinstance(gtf, pd.DataFrame) and not Path(gtf).is_file():
@@ -620,6 +624,14 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
                     raise KeyError(
                         f"chromosome {c!r} ({n} genes) not found in {trk.path} (tracks[{ct!r}][{k!r}]); "
                         f"available: {list(trk.chrom_sizes)[:8]}"
+                    )
+                name = trk.resolve(c)
+                length = trk.chrom_sizes.get(name) if name is not None else None
+                sel = (genes["chrom"].values == c) & (genes["tss"].values >= (length or np.inf))
+                if sel.any():
+                    raise ValueError(
+                        f"gene {genes['gene_id'][sel].iloc[0]!r}: TSS {int(genes['tss'][sel].iloc[0])} is beyond "
+                        f"the end of {c} ({length} bp in the header of {trk.path})"
                     )
         if genome is not None:
             length = genome.chrom_length(c)  # KeyError names FASTA and chromosome

@@ -88,7 +88,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_output_dir
+from ..atomic import atomic_output_dir, check_output_dir
 from .synth_files import simulate_reads, write_bigwig, write_cooler, write_genome, write_reads_bed
 from .synth_layout import (CHROMOSOMES, CLASSES, DECOY_MOTIF, JASPAR_RELEASE, PROMOTER_MOTIFS,
                            SHARED_ACTIVATOR, SIGNALS, TRUTH_COLUMNS, Layout, SynthParams, cell_motifs,
@@ -292,7 +292,7 @@ def generate(out: str | os.PathLike, params: SynthParams | None = None, *, force
         params = SynthParams.from_preset(overrides.pop("preset", "tiny"), **overrides)
     elif overrides:
         raise TypeError("give either params or keyword overrides, not both")
-    out = Path(out).absolute()
+    out = check_output_dir(Path(out).absolute(), force, "--out")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"parent directory of {out} does not exist: {out.parent}")
     with atomic_output_dir(out, force=force) as tmp:

@@ -32,6 +32,7 @@ the genome and every signal, TSS inside the chromosome); file handles open lazil
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -241,6 +242,10 @@ class WindowDataset(_TorchDataset):
             gene_ids = [str(g) for g in gene_ids]
             pos = {g: i for i, g in enumerate(all_ids)}
             missing = [g for g in gene_ids if g not in pos]
+            twice = sorted(g for g, n in Counter(gene_ids).items() if n > 1)
+            if twice:
+                raise ValueError(f"gene {twice[0]!r} is requested more than once ({len(twice)} duplicated "
+                                 f"gene ids); give each gene once")
             if missing:
                 raise KeyError(f"gene {missing[0]!r} not in {source} ({len(missing)} requested genes missing)")
             order = np.asarray([pos[g] for g in gene_ids], dtype=np.int64)

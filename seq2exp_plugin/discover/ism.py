@@ -52,7 +52,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_output_dir
+from ..atomic import atomic_output_dir, check_output_dir
 
 __all__ = [
     "BASES",
@@ -181,7 +181,17 @@ def bind(model, locus: Locus, mask_mode: str = "recompute"):
         # recompute: no mask bound, the generator runs on every sequence; fixed: the mask the
         # predictor reads for the reference window
         mask = _reference_generator_output(net, locus).mask[0].float() if mask_mode == "fixed" else None
-    return bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+    bound = bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+    predict = bound.predict_on_dataset
+
+    def predict_on_dataset(*args, **kwargs):
+        # gReLU's tools (ISM_predict, ...) predict through this: keep Lightning's default
+        # lightning_logs/ and start-up chatter out of the caller's working directory
+        with _grelu_prediction_context():
+            return predict(*args, **kwargs)
+
+    bound.predict_on_dataset = predict_on_dataset
+    return bound
 
 
 # ------------------------------------------------------------------------------- gReLU runs
@@ -600,9 +610,7 @@ def run_ism(checkpoint: str, gene_ids: Sequence[str], out_dir: str | os.PathLike
         raise ValueError("give at least one gene (--gene)")
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise FileExistsError(f"output folder {out_dir} exists and is not empty (use --force to replace it)")
+    out_dir = check_output_dir(out_dir, force, "--out")
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, None, gene_ids=list(gene_ids))
     sizes = read_chrom_sizes(str(run.data.genome))

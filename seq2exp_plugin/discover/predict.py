@@ -6,6 +6,8 @@ interrupted run leaves nothing):
 - ``expression.tsv`` and ``expression.h5ad``: predicted (and observed, when known)
   log10(expression + 1) per gene;
 - ``mask.<cell>.bw``: the soft mask (posterior mean) per bp, maximum over overlapping windows;
+  genes are run in genomic order and both mask files stream out, so memory does not grow with
+  the number of genes;
 - ``elements.<cell>.bed``: runs of kept positions, merged, scored, named ``<gene_id>:<n>``;
 - ``plots/<gene_id>.png``: signals, mask, elements, MACS3 peaks and ground truth when given;
 - ``summary.json``: what was run and, when targets are known, the metrics.
@@ -19,12 +21,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_output_dir, write_json
+from ..atomic import atomic_output_dir, check_output_dir, write_json
 from ..train.evaluate import GenePrediction, load_run, predict_dataset
 from ..train.fit import make_dataset
 from ..train.metrics import regression_metrics
 from .plots import plot_gene
-from .regions import RegionWriter, WindowRecord
+from .regions import RegionWriter, WindowRecord, genomic_order, read_chrom_sizes
 
 #: Variants whose predictions come with a per-bp mask (the others get no mask files).
 MASKED_VARIANTS = ("seq2exp", "retrain", "peak-mask")
@@ -50,22 +52,26 @@ def predict_to_directory(
 ) -> Path:
     """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``;
     ``on_gene`` sees each gene's prediction (with its mask score) as it is made."""
-    out = Path(out)
-    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
+    out = check_output_dir(out, force, "--out")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, split, gene_ids=gene_ids)
     cell = run.data.cell_type
     masked = run.variant in MASKED_VARIANTS
+    sizes = read_chrom_sizes(run.data.genome)
+    # genomic order, so the mask and element files stream out; the tables keep the given order
+    order = genomic_order([(c, t - run.data.window // 2) for c, t in zip(dataset.chroms, dataset.tss)], sizes)
+    to_plot = set(informative_genes(dataset, max_plots))
+    rank = {g: i for i, g in enumerate(dataset.gene_ids)}
     with atomic_output_dir(out, force=force) as tmp:
-        rows = []
-        index = {g: i for i, g in enumerate(dataset.gene_ids)}
-        to_plot = set(informative_genes(dataset, max_plots))
-        with RegionWriter(run.data.genome, bigwig=tmp / f"mask.{cell}.bw" if masked else None,
+        rows: list[tuple] = []
+        with RegionWriter(sizes, bigwig=tmp / f"mask.{cell}.bw" if masked else None,
                           bed=tmp / f"elements.{cell}.bed" if masked else None, threshold=threshold,
                           min_gap=min_gap, min_length=min_length, decimals=3) as regions:
-            for gene in predict_dataset(module.net, dataset, batch_size, num_workers, progress=progress):
-                rows.append(gene)
+            for gene in predict_dataset(module.net, dataset, batch_size, num_workers, progress=progress,
+                                        order=order):
+                rows.append(_expression_row(gene, cell))
                 if on_gene is not None:
                     on_gene(gene)
                 if gene.score is None:
@@ -74,13 +80,14 @@ def predict_to_directory(
                                       gene.reverse_complemented, gene.tss)
                 elements = regions.add(record, gene.score)
                 if gene.gene_id in to_plot:
-                    item = dataset.get_numpy(index[gene.gene_id])
+                    item = dataset.get_numpy(rank[gene.gene_id])
                     plot_gene(tmp / "plots" / f"{gene.gene_id}.png", record,
                               signals=dict(zip(dataset.signal_names, item["signals"])),
                               score=gene.score, elements=[row[1:] for row in elements], peaks=peaks,
                               truth=truth, observed=gene.target, predicted=gene.prediction,
                               threshold=threshold, expression_label=f"log10({cell} expression + 1)")
-        table = _expression_table(rows, cell)
+        rows.sort(key=lambda row: rank[row[0]])
+        table = pd.DataFrame(rows, columns=EXPRESSION_COLUMNS)
         table.to_csv(tmp / "expression.tsv", sep="\t", index=False, float_format="%.6g")
         _expression_anndata(table, cell).write_h5ad(tmp / "expression.h5ad")
         summary: dict[str, Any] = {"checkpoint": str(checkpoint), "variant": run.variant,
@@ -104,17 +111,13 @@ def informative_genes(dataset, n: int) -> list[str]:
     return [str(dataset.gene_ids[i]) for i in order[:n]]
 
 
-def _expression_table(rows, cell: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "gene_id": [r.gene_id for r in rows],
-        "chrom": [r.chrom for r in rows],
-        "tss": [r.tss for r in rows],
-        "strand": [r.strand for r in rows],
-        "cell_type": cell,
-        "observed": [r.target for r in rows],
-        "predicted": [r.prediction for r in rows],
-        "mask_ratio": [float((r.score >= 0.5).mean()) if r.score is not None else np.nan for r in rows],
-    })
+EXPRESSION_COLUMNS = ("gene_id", "chrom", "tss", "strand", "cell_type", "observed", "predicted", "mask_ratio")
+
+
+def _expression_row(gene: GenePrediction, cell: str) -> tuple:
+    """One gene's row of expression.tsv (a few numbers: the per-bp score is not kept)."""
+    ratio = float((gene.score >= 0.5).mean()) if gene.score is not None else np.nan
+    return (gene.gene_id, gene.chrom, gene.tss, gene.strand, cell, gene.target, gene.prediction, ratio)
 
 
 def _expression_anndata(table: pd.DataFrame, cell: str):

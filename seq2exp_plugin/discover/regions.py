@@ -13,9 +13,9 @@ Two outputs per cell type:
   coordinates. Windows of nearby genes overlap; where they do, the bigWig holds the **maximum**
   of their scores (a position is shown as kept if any gene's mask keeps it). Positions no window
   covers have no data; positions off the chromosome are dropped. Chromosome sizes come from a
-  ``.fai``/``.sizes`` table or a FASTA (:func:`read_chrom_sizes`). Scores are staged per
-  chromosome in sparse memory-mapped files beside the output, so memory stays small for
-  thousands of 200 kb windows; ``decimals`` rounds values (runs of equal values are stored once,
+  ``.fai``/``.sizes`` table or a FASTA (:func:`read_chrom_sizes`). Windows are added sorted
+  by chromosome and start and streamed out, so memory stays flat for any number of genes;
+  ``decimals`` rounds values (runs of equal values are stored once,
   which makes files much smaller).
 - **BED of discovered elements** (:func:`call_elements`, :class:`ElementWriter`): runs of kept
   positions (``score >= threshold``, default 0.5, or the window's top ``top_fraction`` of
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,7 @@ __all__ = [
     "read_elements_bed",
     "RegionWriter",
     "ELEMENT_COLUMNS",
+    "genomic_order",
 ]
 
 ELEMENT_COLUMNS = ("chrom", "start", "end", "name", "score", "strand", "gene_id", "mean_score",
@@ -277,12 +277,39 @@ def _check_target(path: Path, force: bool) -> None:
         raise FileExistsError(f"output {path} exists (use force=True / --force to replace it)")
 
 
+# --------------------------------------------------------------------------------- ordering
+def genomic_order(records: Sequence[tuple[str, int]], sizes) -> list[int]:
+    """Indices of ``(chrom, window start)`` pairs in the order the writers need: chromosome name
+    as ``sort -k1,1`` (aliases such as ``1`` resolved to the sizes' ``chr1``), then start."""
+    sizes = read_chrom_sizes(sizes)
+    keys = [(resolve_chrom(c, sizes, "the chromosome sizes"), int(s)) for c, s in records]
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+class _SortedInput:
+    """Refuses a window that comes before the previous one (chromosome name, then start)."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.last = what, None
+
+    def check(self, record: WindowRecord, chrom: str) -> None:
+        key = (chrom, int(record.start))
+        if self.last is not None and key < self.last:
+            raise ValueError(f"gene {record.gene_id!r}: {self.what} takes windows sorted by chromosome and "
+                             f"start ({chrom}:{record.start} came after {self.last[0]}:{self.last[1]}); "
+                             f"sort them first (genomic_order)")
+        self.last = key
+
+
 # ---------------------------------------------------------------------------------- bigWig
 class MaskWriter:
-    """Collects per-gene scores and writes one bigWig (max where windows overlap).
+    """Streams per-gene scores into one bigWig (max where windows overlap).
 
     ``with MaskWriter(path, sizes) as w: w.add(record, score)`` - the file appears when the block
-    exits normally; :meth:`abort` (or an exception in the block) removes everything.
+    exits normally; :meth:`abort` (or an exception in the block) removes everything. Windows
+    must come sorted by chromosome name, then start (:func:`genomic_order`): every position
+    before the latest window's start is final and written out at once, so memory holds one
+    window and its overlaps, whatever the number of genes.
 
     Parameters
     ----------
@@ -295,28 +322,28 @@ class MaskWriter:
     _CHUNK = 1 << 22
 
     def __init__(self, path: str | os.PathLike, sizes, decimals: int | None = None, force: bool = False):
+        import pyBigWig
+
         self.path = Path(path)
         _check_target(self.path, force)
         self.sizes = read_chrom_sizes(sizes)
         self.decimals = None if decimals is None else int(decimals)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
-        self._values: dict[str, np.memmap] = {}
-        self._covered: dict[str, np.memmap] = {}
         self.n_records = 0
+        self._order = _SortedInput("the mask bigWig")
+        self._chrom: str | None = None
+        self._lo = 0  # genomic position of _values[0]
+        self._values = np.empty(0, np.float32)
+        self._covered = np.empty(0, bool)
+        self._tmp = _tmp_beside(self.path, ".bw")
         self._closed = False
+        self._bw = pyBigWig.open(str(self._tmp), "w")
+        if self._bw is None:
+            self._tmp.unlink(missing_ok=True)
+            raise OSError(f"pyBigWig cannot create {self._tmp}")
+        self._bw.addHeader([(c, int(self.sizes[c])) for c in sorted(self.sizes)], maxZooms=10)
 
     def __repr__(self) -> str:
         return f"MaskWriter({str(self.path)!r}, {self.n_records} windows)"
-
-    def _arrays(self, chrom: str) -> tuple[np.memmap, np.memmap]:
-        if chrom not in self._values:
-            n = self.sizes[chrom]
-            i = len(self._values)
-            # sparse files: only the pages windows touch take disk space
-            self._values[chrom] = np.memmap(self._tmp / f"{i}.f32", dtype=np.float32, mode="w+", shape=(n,))
-            self._covered[chrom] = np.memmap(self._tmp / f"{i}.cov", dtype=np.uint8, mode="w+", shape=(n,))
-        return self._values[chrom], self._covered[chrom]
 
     def add(self, record: WindowRecord, score: np.ndarray) -> None:
         """Add one gene's window scores (window order; flipped here if ``record.reverse``)."""
@@ -326,50 +353,44 @@ class MaskWriter:
         if not np.all(np.isfinite(vals)):
             raise ValueError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
         chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
-        n = self.sizes[chrom]
-        lo, hi = max(int(record.start), 0), min(int(record.end), n)
+        self._order.check(record, chrom)
+        lo, hi = max(int(record.start), 0), min(int(record.end), self.sizes[chrom])
         if hi <= lo:
             return
-        vals = vals[lo - int(record.start): hi - int(record.start)]
-        v, c = self._arrays(chrom)
-        seg_v, seg_c = v[lo:hi], c[lo:hi]
-        new = np.where(seg_c.astype(bool), np.maximum(seg_v, vals), vals)
-        seg_v[:] = new
-        seg_c[:] = 1
+        if chrom != self._chrom:
+            self._flush(None)
+            self._chrom, self._lo = chrom, lo
+        else:
+            self._flush(lo)
+        grow = hi - self._lo - len(self._values)
+        if grow > 0:
+            self._values = np.concatenate([self._values, np.zeros(grow, np.float32)])
+            self._covered = np.concatenate([self._covered, np.zeros(grow, bool)])
+        seg = slice(lo - self._lo, hi - self._lo)
+        new = vals[lo - int(record.start): hi - int(record.start)]
+        self._values[seg] = np.where(self._covered[seg], np.maximum(self._values[seg], new), new)
+        self._covered[seg] = True
         self.n_records += 1
 
-    def close(self) -> Path:
-        """Write the bigWig (atomically) and remove the staging files; returns the path."""
-        if self._closed:
-            return self.path
-        import pyBigWig
+    def _flush(self, before: int | None) -> None:
+        """Write the buffered positions before ``before`` (all of them for None)."""
+        if self._chrom is None:
+            return
+        k = len(self._values) if before is None else min(max(before - self._lo, 0), len(self._values))
+        if k:
+            self._write(self._chrom, self._lo, self._values[:k], self._covered[:k])
+            self._values, self._covered = self._values[k:].copy(), self._covered[k:].copy()
+        self._lo += k
+        if before is not None and not len(self._values):
+            self._lo = max(self._lo, before)
 
-        out_tmp = self._tmp / "out.bw"
-        try:
-            bw = pyBigWig.open(str(out_tmp), "w")
-            if bw is None:
-                raise OSError(f"pyBigWig cannot create {out_tmp}")
-            try:
-                bw.addHeader([(c, int(n)) for c, n in self.sizes.items()], maxZooms=10)
-                for chrom in self.sizes:
-                    if chrom in self._values:
-                        self._write_chrom(bw, chrom)
-            finally:
-                bw.close()
-            os.replace(out_tmp, self.path)
-        finally:
-            self._cleanup()
-        return self.path
-
-    def _write_chrom(self, bw, chrom: str) -> None:
-        v, c = self._values[chrom], self._covered[chrom]
-        n = len(v)
-        for lo in range(0, n, self._CHUNK):
-            hi = min(lo + self._CHUNK, n)
-            cov = np.asarray(c[lo:hi]).astype(bool)
+    def _write(self, chrom: str, offset: int, values: np.ndarray, covered: np.ndarray) -> None:
+        for lo in range(0, len(values), self._CHUNK):
+            hi = min(lo + self._CHUNK, len(values))
+            cov = covered[lo:hi]
             if not cov.any():
                 continue
-            vals = np.asarray(v[lo:hi], dtype=np.float64)
+            vals = values[lo:hi].astype(np.float64)
             if self.decimals is not None:
                 vals = np.round(vals, self.decimals)
             # runs of equal values (a new run wherever coverage starts or the value changes)
@@ -379,22 +400,36 @@ class MaskWriter:
             ends = np.append(starts[1:], hi - lo)
             keep = cov[starts]
             starts, ends = starts[keep], ends[keep]
+            base = offset + lo
             if len(starts) <= int(cov.sum()) // 2:  # compressible: bedGraph-style entries
-                bw.addEntries([chrom] * len(starts), starts + lo, ends=ends + lo, values=vals[starts])
+                self._bw.addEntries([chrom] * len(starts), (starts + base).tolist(),
+                                    ends=(ends + base).tolist(), values=vals[starts].tolist())
             else:  # one value per bp: fixed-step entries per covered stretch (about 4x faster)
                 cs, ce = _runs(cov)
                 for a, b in zip(cs, ce):
-                    bw.addEntries(chrom, int(a + lo), values=vals[a:b], span=1, step=1)
+                    self._bw.addEntries(chrom, int(a + base), values=vals[a:b], span=1, step=1)
 
-    def _cleanup(self) -> None:
-        self._closed = True
-        self._values.clear()
-        self._covered.clear()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+    def close(self) -> Path:
+        """Write what is buffered, finish the bigWig and rename it into place; returns the path."""
+        if self._closed:
+            return self.path
+        try:
+            self._flush(None)
+            self._bw.close()
+            self._closed = True
+            os.replace(self._tmp, self.path)
+        finally:
+            self.abort()
+        return self.path
 
     def abort(self) -> None:
         """Drop everything; no output is written."""
-        self._cleanup()
+        if not self._closed:
+            self._closed = True
+            self._bw.close()
+        self._values = np.empty(0, np.float32)
+        self._covered = np.empty(0, bool)
+        self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "MaskWriter":
         return self
@@ -407,25 +442,28 @@ class MaskWriter:
 
     def __del__(self):  # pragma: no cover - best effort if the writer is dropped unclosed
         try:
-            if not self._closed:
-                self.abort()
+            self.abort()
         except Exception:
             pass
 
 
 def write_mask_bigwig(records: Iterable[tuple[WindowRecord, np.ndarray]], sizes, path: str | os.PathLike,
                       decimals: int | None = None, force: bool = False) -> Path:
-    """One bigWig from ``(record, score)`` pairs (see :class:`MaskWriter`)."""
+    """One bigWig from ``(record, score)`` pairs in any order (see :class:`MaskWriter`)."""
+    records = list(records)
+    sizes = read_chrom_sizes(sizes)
     with MaskWriter(path, sizes, decimals=decimals, force=force) as w:
-        for record, score in records:
-            w.add(record, score)
+        for i in genomic_order([(r.chrom, r.start) for r, _ in records], sizes):
+            w.add(*records[i])
     return w.path
 
 
 # ------------------------------------------------------------------------------------ BED
 class ElementWriter:
-    """Calls elements in each gene's window and writes them as one sorted BED (see the module
-    docstring for the columns). ``add`` returns the gene's genomic element rows."""
+    """Calls elements in each gene's window and streams them into one sorted BED (see the
+    module docstring for the columns). ``add`` returns the gene's genomic element rows.
+    Windows come sorted as for :class:`MaskWriter`: rows starting before the latest window
+    are final and written out."""
 
     def __init__(self, path: str | os.PathLike, threshold: float | None = 0.5, min_gap: int = 0,
                  min_length: int = 1, top_fraction: float | None = None, sizes=None, force: bool = False):
@@ -435,6 +473,8 @@ class ElementWriter:
             raise ValueError("give a threshold or a top_fraction")
         if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
             raise ValueError(f"top fraction must be in (0, 1], got {top_fraction}")
+        if threshold is not None and top_fraction is None and not 0.0 < float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
         if int(min_gap) < 0 or int(min_length) < 1:
             raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
         self.threshold = threshold
@@ -442,7 +482,11 @@ class ElementWriter:
         self.min_gap = int(min_gap)
         self.min_length = int(min_length)
         self.sizes = read_chrom_sizes(sizes) if sizes is not None else None
-        self.rows: list[tuple] = []
+        self._order = _SortedInput("the element BED")
+        self._pending: list[tuple] = []
+        self._tmp = _tmp_beside(self.path)
+        self._fh = open(self._tmp, "w")
+        self._fh.write("#" + "\t".join(ELEMENT_COLUMNS) + "\n")
         self._closed = False
 
     def add(self, record: WindowRecord, score: np.ndarray) -> list[tuple]:
@@ -456,6 +500,7 @@ class ElementWriter:
         if self.sizes is not None:
             chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
             size = self.sizes[chrom]
+        self._order.check(record, chrom)
         gscore = record.genomic(score)
         rows = []
         for n, (gs, ge, _) in enumerate(elements_to_genomic(els, record, size), start=1):
@@ -465,18 +510,30 @@ class ElementWriter:
             centre = (gs + ge) // 2
             rows.append((chrom, gs, ge, f"{record.gene_id}:{n}", bed_score, record.strand, record.gene_id,
                          mean, mx, centre - record.tss_position))
-        self.rows.extend(rows)
+        # rows of later windows start at or after this window's start: the earlier ones are final
+        first = (chrom, max(int(record.start), 0))
+        self._pending.sort(key=_row_key)
+        done = [r for r in self._pending if (r[0], int(r[1])) < first]
+        self._pending = self._pending[len(done):] + rows
+        self._fh.writelines(_format_row(r) for r in done)
         return rows
 
     def close(self) -> Path:
         if not self._closed:
-            write_elements_bed(self.rows, self.path, force=True)
-            self._closed = True
+            try:
+                self._fh.writelines(_format_row(r) for r in sorted(self._pending, key=_row_key))
+                self._fh.close()
+                self._closed = True
+                os.replace(self._tmp, self.path)
+            finally:
+                self.abort()
         return self.path
 
     def abort(self) -> None:
         self._closed = True
-        self.rows = []
+        self._pending = []
+        self._fh.close()
+        self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "ElementWriter":
         return self
@@ -488,19 +545,26 @@ class ElementWriter:
             self.abort()
 
 
+def _row_key(r: Sequence) -> tuple:
+    return (str(r[0]), int(r[1]), int(r[2]), str(r[3]))
+
+
+def _format_row(r: Sequence) -> str:
+    return (f"{r[0]}\t{int(r[1])}\t{int(r[2])}\t{r[3]}\t{int(r[4])}\t{r[5]}\t{r[6]}\t"
+            f"{float(r[7]):.4f}\t{float(r[8]):.4f}\t{int(r[9])}\n")
+
+
 def write_elements_bed(rows: Iterable[Sequence], path: str | os.PathLike, force: bool = True) -> Path:
     """Write element rows (:data:`ELEMENT_COLUMNS`) sorted by chrom (lexicographic), start, end,
     name; atomically."""
     path = Path(path)
     _check_target(path, force)
-    rows = sorted(rows, key=lambda r: (str(r[0]), int(r[1]), int(r[2]), str(r[3])))
+    rows = sorted(rows, key=_row_key)
     tmp = _tmp_beside(path)
     try:
         with open(tmp, "w") as fh:
             fh.write("#" + "\t".join(ELEMENT_COLUMNS) + "\n")
-            for r in rows:
-                fh.write(f"{r[0]}\t{int(r[1])}\t{int(r[2])}\t{r[3]}\t{int(r[4])}\t{r[5]}\t{r[6]}\t"
-                         f"{float(r[7]):.4f}\t{float(r[8]):.4f}\t{int(r[9])}\n")
+            fh.writelines(_format_row(r) for r in rows)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_output_dir
+from ..atomic import atomic_output_dir, check_output_dir
 
 __all__ = ["Variant", "read_variants", "check_reference", "pair_variants", "variant_effects",
            "run_variants", "RESULT_COLUMNS"]
@@ -107,7 +107,10 @@ def read_variants(path) -> list[Variant]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"variants file not found: {path}")
-    return _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    try:
+        return _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text VCF or TSV (plain or gzip)") from None
 
 
 def _allele(value: str, what: str, where: str) -> str:
@@ -373,9 +376,7 @@ def run_variants(checkpoint: str, variants_path, out_dir, gene_ids: Sequence[str
     from ..train.evaluate import load_run
     from ..train.fit import make_dataset
 
-    out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise FileExistsError(f"output folder {out_dir} exists and is not empty (use --force to replace it)")
+    out_dir = check_output_dir(out_dir, force, "--out")
     t0 = time.perf_counter()
     variants = read_variants(variants_path)
     if not variants:

@@ -239,11 +239,10 @@ class Seq2ExpConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Seq2ExpConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Seq2ExpConfig: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        """Every key and value checked against the fields (names, type hints) first."""
+        from ..typed_config import build
+
+        return build(cls, data, "model")
 
 
 def _plain(value: Any) -> Any:

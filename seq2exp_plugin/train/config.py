@@ -28,6 +28,9 @@ from typing import Any
 
 import yaml
 
+from ..model.config import preset
+from ..typed_config import ConfigError, build
+
 #: What ``variant`` selects (paper Tables 1-2 and the thesis baselines).
 VARIANTS = {
     "seq2exp": "Seq2Exp (soft or hard mask, per the model preset)",
@@ -70,6 +73,10 @@ class DataConfig:
     valid_genes: str | None = None
     test_genes: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.num_workers < 0:
+            raise ValueError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
+
 
 @dataclass
 class TrainConfig:
@@ -106,6 +113,14 @@ class TrainConfig:
             raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError("train.warmup_steps must be between 0 and max_steps")
+        if self.lr <= 0 or self.warmup_start_lr <= 0 or self.min_lr < 0:
+            raise ValueError("train.lr and warmup_start_lr must be > 0 and min_lr >= 0")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.weight_decay and grad_clip must be >= 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
+        if self.num_nodes < 1 or (isinstance(self.devices, int) and self.devices < 1):
+            raise ValueError("train.num_nodes and devices must be >= 1")
 
 
 @dataclass
@@ -125,10 +140,8 @@ class RunConfig:
     scaling: str = "auto"
 
     def __post_init__(self) -> None:
-        if isinstance(self.data, dict):
-            self.data = _build(DataConfig, self.data, "data")
-        if isinstance(self.train, dict):
-            self.train = _build(TrainConfig, self.train, "train")
+        self.data = build(DataConfig, self.data, "data")
+        self.train = build(TrainConfig, self.train, "train")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.variant == "retrain" and not self.generator_checkpoint:
@@ -137,21 +150,30 @@ class RunConfig:
             raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
             raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
+        try:  # every variant's model is built from it: check names, types and ranges now
+            preset(self.preset, **self.model_overrides())
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model: {err}" if not str(err).startswith("model") else str(err)) from None
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The ``model`` section completed by the run: signals named by the data, and for
+        ``retrain`` a frozen generator's top positions without a KL term."""
+        overrides = dict(self.model)
+        if self.data.signals:
+            overrides.setdefault("signals", list(self.data.signals))
+        if self.variant == "retrain":
+            mask = dict(overrides.get("mask", {}))
+            mask.setdefault("mode", "top")
+            mask.setdefault("kl_weight", 0.0)  # the generator is frozen: no bottleneck to train
+            overrides["mask"] = mask
+        return overrides
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return _build(cls, data, "config")
-
-
-def _build(cls, data: dict[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**data)
+        return build(cls, data, "")
 
 
 _PATH_FIELDS = ("genes", "genome", "blacklist", "peaks", "valid_genes", "test_genes")
@@ -162,8 +184,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path}")
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a YAML text file") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level")
     for key, value in (overrides or {}).items():
@@ -171,16 +198,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         target = raw
         for part in filter(None, section.split(".")):
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"{path}: {key}: {part} is not a section (a mapping)")
         target[name] = value
     base = path.resolve().parent
     data = raw.get("data", {})
-    for name in _PATH_FIELDS:
-        if data.get(name):
-            data[name] = str(_resolve(base, data[name]))
-    if data.get("signals"):
-        data["signals"] = {k: str(_resolve(base, v)) for k, v in data["signals"].items()}
+    if isinstance(data, dict):  # anything else is reported by the validation below
+        for name in _PATH_FIELDS:
+            if isinstance(data.get(name), str) and data[name]:
+                data[name] = str(_resolve(base, data[name]))
+        if isinstance(data.get("signals"), dict):
+            data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) else v
+                               for k, v in data["signals"].items()}
     for name in ("generator_checkpoint", "out_dir"):
-        if raw.get(name):
+        if isinstance(raw.get(name), str) and raw[name]:
             raw[name] = str(_resolve(base, raw[name]))
     try:
         return RunConfig.from_dict(raw)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..model.batch import given_mask, predict_batch
@@ -38,6 +38,11 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
 
     module = load_module(checkpoint)
     run = module.run_config
+    window = (data_overrides or {}).get("window")
+    if window is not None and window != run.data.window:
+        # the same rule as the Kipoi model: the network only knows the window it was trained on
+        raise ValueError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
+                         f"--data window={window} asks for another length (drop it, or train on that window)")
     if data_overrides:
         data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
         run = RunConfig.from_dict({**run.to_dict(), "data": data})
@@ -46,11 +51,13 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
 
 @torch.no_grad()
 def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
-                    keep_scores: bool = True, progress: bool = True) -> Iterator[GenePrediction]:
-    """Run a model over a window dataset, gene by gene, in eval mode."""
+                    keep_scores: bool = True, progress: bool = True,
+                    order: Sequence[int] | None = None) -> Iterator[GenePrediction]:
+    """Run a model over a window dataset, gene by gene (in ``order`` if given), in eval mode."""
     net.eval()
     rc = dataset.rc_minus_strand
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(dataset if order is None else Subset(dataset, list(order)),
+                        batch_size=batch_size, num_workers=num_workers)
     for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
         prediction, mask = predict_batch(net, batch)
         scores = mask.score if mask is not None else given_mask(net, batch)

@@ -2,13 +2,17 @@
 
 Outputs in ``out_dir``: ``config.yaml`` (the resolved run configuration),
 ``checkpoints/best.ckpt`` (lowest validation MSE), ``checkpoints/last.ckpt`` (resume point),
-``logs/`` (CSV, and TensorBoard if asked). Running the same command again resumes from
-``last.ckpt`` and ends with the same weights as an uninterrupted run: the batch order and every
-random draw are functions of (seed, step).
+``logs/`` (CSV, and TensorBoard if asked). ``last.ckpt`` is written at every validation and when
+training ends. Running the same command again resumes from ``last.ckpt`` and ends with the same
+weights as an uninterrupted run (the batch order and every random draw are functions of
+(seed, step)); on a finished run it does nothing; with another configuration it refuses
+(see :mod:`.run_dir`).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,6 +30,12 @@ class StepBatchSampler(Sampler[list[int]]):
     The examples form one endless stream, epoch ``e`` being a permutation seeded by
     ``seed + e``; step ``s`` takes stream positions ``[s * batch_size, (s + 1) * batch_size)``,
     and DDP rank ``r`` of ``world`` takes every ``world``-th of them starting at ``r``.
+
+    Its length is ``total_steps`` whatever ``start_step``: the whole run is one Lightning epoch,
+    and a resumed Lightning counts the ``start_step`` batches it restored as already fetched
+    (``_TrainingEpochLoop.on_run_start``: ``fetched += batch_progress.current.ready``). With
+    the remaining count as length, it saw the epoch end after one batch and began another,
+    which replayed batch ``start_step``.
     """
 
     def __init__(self, n_examples: int, batch_size: int, seed: int, total_steps: int,
@@ -53,7 +63,7 @@ class StepBatchSampler(Sampler[list[int]]):
             yield batch
 
     def __len__(self) -> int:
-        return max(0, self.total_steps - self.start_step)
+        return self.total_steps
 
 
 def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_target: bool = False) -> Dataset:
@@ -99,20 +109,68 @@ def _data_module(run: RunConfig, train_set: Dataset, valid_set: Dataset):
     return WindowData()
 
 
+def _last_checkpoint_callback(ckpt_dir: Path):
+    """``last.ckpt`` at every validation, whether or not it improved, and when training ends,
+    so the final weights are always on disk. A ModelCheckpoint, so that Lightning runs it after
+    the best-checkpoint callback, whose updated state it then stores."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    class LastCheckpoint(ModelCheckpoint):
+        def __init__(self) -> None:
+            super().__init__(dirpath=ckpt_dir, save_top_k=0, save_last=False)
+            self.saved_step = -1
+
+        def _save(self, trainer) -> None:
+            if trainer.global_step == self.saved_step or trainer.sanity_checking:
+                return
+            path = ckpt_dir / "last.ckpt"
+            tmp = ckpt_dir / ".last.ckpt.tmp"
+            trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(tmp, path)  # a kill while saving leaves the previous last.ckpt whole
+            self.saved_step = trainer.global_step
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            self._save(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self._save(trainer)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            pass
+
+        def state_dict(self) -> dict:
+            return {}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            pass
+
+    return LastCheckpoint()
+
+
 def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     """Train ``run``; returns the Lightning trainer (ridge regression: the checkpoint path, as
-    it is fitted in closed form). ``callbacks`` are extra Lightning callbacks."""
+    it is fitted in closed form; a finished run: None, nothing is done). ``resume=False``
+    deletes what a previous run left in ``out_dir`` and starts over. ``callbacks`` are extra
+    Lightning callbacks."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .module import Seq2ExpLightning, freeze_generator
     from .progress import quiet_lightning, step_log
+    from .run_dir import finished_step, prepare
     from .scaling import with_fitted_scaling
 
     quiet_lightning()
+    # the scaling first: the run directory stores (and compares) the run with its fitted scaling
     run = with_fitted_scaling(run, make_dataset(run, "train", require_target=True))
-    if run.variant in ("ridge", "promoter-ridge"):
+    last = prepare(run, restart=not resume)  # before any loading or writing
+    ridge = run.variant in ("ridge", "promoter-ridge")
+    if last is not None and finished_step(last) >= run.train.max_steps and not ridge:
+        print(f"seq2exp train: {run.out_dir} already finished ({run.train.max_steps} steps); nothing to do")
+        return None
+    if ridge:
         from .ridge import fit_ridge
 
         return fit_ridge(run, make_dataset(run, "train", require_target=True),
@@ -120,7 +178,6 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
 
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
     train_set = make_dataset(run, "train", require_target=True)
     valid_set = make_dataset(run, "valid", require_target=True)
     if len(valid_set) == 0:
@@ -154,7 +211,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         use_distributed_sampler=False,
         logger=loggers,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min",
-                                   save_last=True, enable_version_counter=False),
+                                   save_last=False, enable_version_counter=False),
+                   _last_checkpoint_callback(ckpt_dir),
                    *([TQDMProgressBar()] if run.train.progress_bar else
                      [step_log(run.train.log_every_steps, run.train.max_steps)]), *callbacks],
         log_every_n_steps=min(50, run.train.val_every_steps),
@@ -163,6 +221,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         default_root_dir=out_dir,
         deterministic=False,
     )
-    trainer.fit(module, datamodule=_data_module(run, train_set, valid_set),
-                ckpt_path=str(last) if resume and last.is_file() else None)
+    with warnings.catch_warnings():  # the step sampler resumes mid-epoch exactly (see StepBatchSampler)
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(module, datamodule=_data_module(run, train_set, valid_set),
+                    ckpt_path=str(last) if last is not None else None)
     return trainer

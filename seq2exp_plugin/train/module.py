@@ -108,12 +108,41 @@ class Seq2ExpLightning(LightningModel):
         }
 
 
-def load_module(path: str) -> Seq2ExpLightning:
-    """A checkpoint written by ``seq2exp train``, on the CPU, in eval mode."""
+def read_checkpoint(path: str) -> dict:
+    """The contents of a ``seq2exp train`` checkpoint (tensors memory-mapped), or a ValueError
+    "not a seq2exp checkpoint: <path>: <why>" for anything else (empty, truncated, random
+    bytes, a bare state_dict, another model's checkpoint)."""
     import os
+    import zipfile
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"not a seq2exp checkpoint: {path}: {why}")
+
+    if os.path.getsize(path) == 0:
+        raise refuse("the file is empty")
+    if not zipfile.is_zipfile(path):  # what torch.save writes
+        raise refuse("not a PyTorch checkpoint (no zip archive inside: truncated, or another format)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for damaged files
+        why = " ".join(str(err).split())[:160]
+        raise refuse(f"not a readable PyTorch checkpoint (truncated or another format): {why}") from None
+    if not isinstance(checkpoint, dict):
+        raise refuse(f"it holds a {type(checkpoint).__name__}, not a training checkpoint")
+    if "state_dict" not in checkpoint:
+        raise refuse("no 'state_dict' entry (a bare state_dict? `seq2exp train` writes full checkpoints)")
+    params = checkpoint.get("hyper_parameters", {}).get("train_params", {})
+    if not isinstance(params, dict) or "seq2exp" not in params:
+        raise refuse("no seq2exp run configuration in its hyper_parameters (not written by `seq2exp train`)")
+    return checkpoint
+
+
+def load_module(path: str) -> Seq2ExpLightning:
+    """A checkpoint written by ``seq2exp train``, on the CPU, in eval mode."""
+    read_checkpoint(path)
     module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu")
     return module.eval()
 

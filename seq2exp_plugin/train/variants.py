@@ -19,14 +19,7 @@ PROMOTER_WIDTH = 1000
 
 def model_config(run: RunConfig):
     """The Seq2Exp configuration of a run: preset + overrides, signals named by the data."""
-    overrides = dict(run.model)
-    if run.data.signals:
-        overrides.setdefault("signals", list(run.data.signals))
-    if run.variant == "retrain":
-        mask = dict(overrides.get("mask", {}))
-        mask.setdefault("mode", "top")
-        mask.setdefault("kl_weight", 0.0)  # the generator is frozen: no bottleneck to train
-        overrides["mask"] = mask
+    overrides = run.model_overrides()
     config = preset(run.preset, **overrides)
     if config.position_table and "position_table" not in overrides:
         config.position_table = run.data.window  # one row per position of the run's windows

@@ -1,0 +1,60 @@
+"""Outputs whole or absent: stale temporaries removed, SIGTERM and Ctrl-C leave nothing behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seq2exp_plugin.atomic import atomic_output_dir, remove_stale_temporaries, write_text
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    target = tmp_path / "pred"
+    dead = tmp_path / ".pred.999999999.abcd_123.tmp"  # beyond any pid_max: no such process
+    old_style = tmp_path / ".pred.k2j4h5g6.tmp"  # written before temporaries carried a pid
+    alive = tmp_path / f".pred.{os.getpid()}.zz99yy88.tmp"
+    stale_file = tmp_path / ".pred.999999999.abcdefgh.tmp.bw"
+    other = tmp_path / ".pred.x.999999999.abcdefgh.tmp"  # another output's temporary
+    for d in (dead, old_style, alive, other):
+        d.mkdir()
+        (d / "part.bw").write_bytes(b"x" * 1000)
+    stale_file.write_bytes(b"x")
+    with atomic_output_dir(target) as tmp:
+        (tmp / "a.txt").write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, "pred"])
+    assert remove_stale_temporaries(target) == []
+    write_text(tmp_path / "x.tsv", "a\n")
+    (tmp_path / ".x.tsv.999999999.abcdefgh.tmp.tsv").write_text("half")
+    write_text(tmp_path / "x.tsv", "b\n")
+    assert not list(tmp_path.glob(".x.tsv.*")) and (tmp_path / "x.tsv").read_text() == "b\n"
+
+
+def _start_predict(checkpoint, out: Path) -> subprocess.Popen:
+    genes = [f"SYNG{i:05d}" for i in range(1, 21)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "seq2exp_plugin.cli", "predict", str(checkpoint), "--out", str(out),
+         "--genes", *genes, "--plots", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGTERM, 143, "terminated"),
+                                                  (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_mid_predict_removes_the_temporary_folder(tiny_checkpoint, tmp_path, signum, status, word):
+    out = tmp_path / "pred"
+    proc = _start_predict(tiny_checkpoint, out)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".pred.*.tmp/plots/*.png")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "predict never started writing"
+        time.sleep(0.05)
+    assert proc.poll() is None, "predict finished before the signal: " + proc.stderr.read()[-2000:]
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err[-2000:]
+    assert "Traceback" not in err
+    assert f"seq2exp predict: {word}" in err.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
