@@ -94,3 +94,15 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     assert "mean +/- sd" in (out / "cv.md").read_text()
     run = load_config(out / "base.yaml")
     assert list(run.data.signals) == ["h3k27ac", "dnase", "hic"] and np.isfinite(table["mse"]).all()
+
+
+def test_evaluate_on_a_gene_list(tiny_checkpoint, tmp_path):
+    listed = tmp_path / "genes.txt"
+    listed.write_text("SYNG00003\nSYNG00007\nSYNG00011\n")
+    report = tmp_path / "metrics.json"
+    assert main(["evaluate", str(tiny_checkpoint), "--genes-file", str(listed), "--json", str(report)]) == 0
+    metrics = json.loads(report.read_text())
+    assert metrics["genes"] == ["SYNG00003", "SYNG00007", "SYNG00011"] and metrics["n_genes"] == 3
+    assert metrics["split"] is None
+    listed.write_text("SYNG00003\nNOPE\n")
+    assert main(["evaluate", str(tiny_checkpoint), "--genes-file", str(listed)]) == 2
