@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import math
 import sys
 import types
 from pathlib import Path

@@ -1,6 +1,8 @@
 """GPU benchmark of the Seq2Exp engine: the measurements of issue 8 in one run (not a test).
 
 Prints, side by side:
+  check     the triton kernels on this device against float64 on the CPU (values and every
+            gradient, several segments): correctness first
   machine   the bounds measured in this run: bf16 GEMM rate (N x N matmul) and device memory
             bandwidth (a large copy)
   scan      selective_scan forward and forward+backward per backend (triton, torch, and cuda
@@ -50,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--slow", type=float, default=5.0,
                    help="a warm-up call slower than this (s) is not repeated")
-    p.add_argument("--sections", default="machine,scan,forward,train")
+    p.add_argument("--window", type=int,
+                   help="window (bp) of the model sections; default 200,000 (tiny: 2,048)")
+    p.add_argument("--sections", default="check,machine,scan,forward,train")
     p.add_argument("--json", help="also write the results to this JSON file")
     return p
 
@@ -59,11 +63,12 @@ def sizes(tiny: bool) -> dict:
     if tiny:
         # the interpreter runs an associative scan one element at a time: keep tiles tiny
         return dict(gemm_n=512, copy_mib=64, scan_d=8, scan_n=4, scan_lengths=(32, 96),
+                    check_d=5, check_length=70,
                     stack=dict(d_model=16, n_layers=2), window=2048, pool_width=200,
                     forward_batches=(1, 2), train_batch=2)
-    return dict(gemm_n=8192, copy_mib=2048, scan_d=256, scan_n=16,
-                scan_lengths=(20_000, 200_000), stack={}, window=200_000, pool_width=2000,
-                forward_batches=(1, 8), train_batch=8)
+    return dict(gemm_n=8192, copy_mib=2048, scan_d=256, scan_n=16, check_d=64,
+                check_length=4000, scan_lengths=(20_000, 200_000), stack={}, window=200_000,
+                pool_width=2000, forward_batches=(1, 8), train_batch=8)
 
 
 # --------------------------------------------------------------------------- timing
@@ -148,6 +153,54 @@ def scan_inputs(d: int, n: int, length: int, device: str, seed: int = 0):
     D = torch.ones(d, device=device)
     bias = torch.full((d,), -2.0, device=device)
     return [t.detach().requires_grad_() for t in (u, delta, A, B, C, D, z, bias)]
+
+
+def rel_err(x, ref) -> float:
+    return ((x.double().cpu() - ref).abs().max() / ref.abs().max()).item()
+
+
+def check_section(args, sz) -> dict:
+    """The triton kernels on this device against float64 on the CPU (sequential reference
+    scan, conv1d), forward and every gradient, with the default tiles and several segments:
+    the interpreter tests' check, here on the compiled kernels."""
+    from seq2exp_plugin.nn import triton_scan
+    from seq2exp_plugin.nn.conv import causal_conv_silu
+    from seq2exp_plugin.nn.scan import selective_scan
+    dev, d, n, length = args.device, sz["check_d"], sz["scan_n"], sz["check_length"]
+    errors = {}
+    if dev == "cpu":  # the automatic choice is one segment on the CPU: ask for two
+        triton_scan.SEGMENTS = 2
+    for reverse in (False, True):
+        leaves = scan_inputs(d, n, length, "cpu", seed=1)
+        exact = [t.detach().double().requires_grad_() for t in leaves]
+        here = [t.detach().to(dev).requires_grad_() for t in leaves]
+        gy = torch.randn(1, d, length, dtype=torch.float64)
+        outs = {}
+        for name, ts, backend in (("ref", exact, "reference"), ("triton", here, "triton")):
+            u, delta, A, B, C, D, z, bias = ts
+            y = selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias,
+                               delta_softplus=True, reverse=reverse, backend=backend)
+            outs[name] = [y] + list(torch.autograd.grad(y, ts, gy.to(y)))
+        names = ("y", "u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+        for k, got, ref in zip(names, outs["triton"], outs["ref"]):
+            errors[f"scan reverse={reverse} {k}"] = rel_err(got.detach(), ref.detach())
+    x = torch.randn(2, length, d, dtype=torch.float64)
+    w, b = torch.randn(d, 4, dtype=torch.float64), torch.randn(d, dtype=torch.float64)
+    for reverse in (False, True):
+        exact = [t.clone().requires_grad_() for t in (x, w, b)]
+        here = [t.float().to(dev).requires_grad_() for t in (x, w, b)]
+        gy = torch.randn(2, length, d, dtype=torch.float64)
+        for name, ts, backend in (("ref", exact, "torch"), ("triton", here, "triton")):
+            y = causal_conv_silu(*ts, reverse, backend=backend)
+            outs[name] = [y] + list(torch.autograd.grad(y, ts, gy.to(y)))
+        for k, got, ref in zip(("y", "x", "weight", "bias"), outs["triton"], outs["ref"]):
+            errors[f"conv reverse={reverse} {k}"] = rel_err(got.detach(), ref.detach())
+    triton_scan.SEGMENTS = None
+    worst = max(errors, key=errors.get)
+    print(f"check: triton kernels vs float64 (d {d}, d_state {n}, L {length}, "
+          f"{triton_scan.CHUNK}-step chunks): worst relative error {errors[worst]:.1e} "
+          f"({worst}); {'OK' if errors[worst] <= 1e-5 else 'ABOVE 1e-5'}")
+    return errors
 
 
 def scan_section(args, sz) -> dict:
@@ -293,11 +346,14 @@ def main(argv=None) -> int:
         print("bench_gpu: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 2
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"machine", "scan", "forward", "train"}
+    unknown = set(sections) - {"check", "machine", "scan", "forward", "train"}
     if unknown:
         print(f"bench_gpu: unknown sections {sorted(unknown)}", file=sys.stderr)
         return 2
     sz = sizes(args.tiny)
+    if args.window:
+        sz["window"] = args.window
+        sz["pool_width"] = min(sz["pool_width"], args.window)
     if args.tiny and args.device == "cpu":
         args.slow = min(args.slow, 0.3)  # a check of the script: one timed call for most
     torch.manual_seed(0)
@@ -313,6 +369,8 @@ def main(argv=None) -> int:
     results = {"device": name, "torch": torch.__version__, "triton": triton_version,
                "tiny": args.tiny}
     started = time.perf_counter()
+    if "check" in sections:
+        results["check"] = check_section(args, sz)
     if "machine" in sections:
         results["machine"] = machine_section(args, sz)
     if "scan" in sections:

@@ -456,7 +456,7 @@ def _add_ism_parser(subparsers) -> None:
 
 
 def _run_ism(args: argparse.Namespace) -> int:
-    from .discover.ism import run_ism
+    from .discover.ism_run import run_ism
 
     t0 = time.perf_counter()
     device = int(args.device) if str(args.device).isdigit() else args.device

@@ -266,3 +266,11 @@ def test_float64_model_keeps_float64_beta_parameters():
     seq, signals, _, _ = inputs()
     dist = model.generator.distribution(seq.double(), signals.double())
     assert dist.alpha1.dtype == dist.alpha2.dtype == dist.alpha.dtype == torch.float64
+
+
+def test_training_run_sizes_the_position_table_to_its_windows():
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.variants import model_config
+
+    assert model_config(RunConfig(preset="public-hard", data={"window": 4000})).position_table == 4000
+    assert model_config(RunConfig(preset="soft", data={"window": 4000})).position_table == 0

@@ -58,7 +58,7 @@ def _pre_activation(x_ptr, w_ptr, bias_ptr, b, t, c, mask_c, L, x_sb, x_st,
 def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, d, x_sb, x_st,
                      K: tl.constexpr, HAS_BIAS: tl.constexpr, REVERSE: tl.constexpr,
                      BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
     t = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     c = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_c = c < d
@@ -73,7 +73,7 @@ def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, d, x_sb, x_st,
 def _conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, gy_ptr, gx_ptr, gw_ptr, gb_ptr, L, d, x_sb, x_st,
                      gy_sb, gy_st, K: tl.constexpr, HAS_BIAS: tl.constexpr,
                      REVERSE: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
     t = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     c = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_c = c < d

@@ -86,11 +86,29 @@ def _sigmoid(x):
 
 
 @triton.jit
+def _tile(ptr, rows, pos, mask, s_row, s_t):
+    """A (rows, positions) tile of a (row, time) array with strides s_row, s_t, as float32."""
+    return tl.load(ptr + rows[:, None] * s_row + pos[None, :] * s_t, mask=mask,
+                   other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _channel_block(A_ptr, d, n, BLOCK_D: tl.constexpr, NP: tl.constexpr):
+    """This program's channels (axis 1 of the grid), the states, their masks, and A."""
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    mask_d = offs_d < d
+    mask_dn = mask_d[:, None] & (offs_n < n)[None, :]
+    offs_dn = offs_d[:, None] * n + offs_n[None, :]
+    A = tl.load(A_ptr + offs_dn, mask=mask_dn, other=0.0)
+    return offs_d, offs_n, mask_d, mask_dn, offs_dn, A
+
+
+@triton.jit
 def _step_size(delta_ptr, bias, offs_d, pos, mask, sb, sd, st, HAS_BIAS: tl.constexpr,
                SOFTPLUS: tl.constexpr):
     """dt at (channels, positions) and its pre-softplus value; 0 where masked (identity step)."""
-    raw = tl.load(delta_ptr + offs_d[:, None] * sd + pos[None, :] * st + sb, mask=mask,
-                  other=0.0).to(tl.float32)
+    raw = _tile(delta_ptr + sb, offs_d, pos, mask, sd, st)
     if HAS_BIAS:
         raw = raw + bias[:, None]
     dt = raw
@@ -116,16 +134,11 @@ def _scan_fwd_kernel(
     of channels. ``LOCAL``: from a zero state, store only the final state and the sum of dt
     (first pass of a segmented scan); else from the state in ``h0`` (or zero) store y and,
     with ``SAVE_CK``, the state entering each chunk."""
-    b = tl.program_id(0)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    seg = tl.program_id(2)
-    n_seg = tl.num_programs(2)
-    offs_n = tl.arange(0, NP)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
+    seg, n_seg = tl.program_id(2), tl.num_programs(2)
+    offs_d, offs_n, mask_d, mask_dn, offs_dn, A = _channel_block(A_ptr, d, n, BLOCK_D, NP)
+    mask_n = offs_n < n
     offs_c = tl.arange(0, CHUNK)
-    mask_d, mask_n = offs_d < d, offs_n < n
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    offs_dn = offs_d[:, None] * n + offs_n[None, :]
-    A = tl.load(A_ptr + offs_dn, mask=mask_dn, other=0.0)
     bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
     Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0) if HAS_D else None
     if HAS_H0:
@@ -145,10 +158,8 @@ def _scan_fwd_kernel(
         m_ns = mask_n[:, None] & mask_s[None, :]
         dt, _ = _step_size(delta_ptr, bias, offs_d, pos, m_ds, b * dl_sb, dl_sd, dl_st,
                            HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + b * u_sb + offs_d[:, None] * u_sd + pos[None, :] * u_st, mask=m_ds,
-                    other=0.0).to(tl.float32)
-        Bt = tl.load(B_ptr + b * B_sb + offs_n[:, None] * B_sn + pos[None, :] * B_st, mask=m_ns,
-                     other=0.0).to(tl.float32)
+        u = _tile(u_ptr + b * u_sb, offs_d, pos, m_ds, u_sd, u_st)
+        Bt = _tile(B_ptr + b * B_sb, offs_n, pos, m_ns, B_sn, B_st)
         decay = tl.exp(dt[:, None, :] * A[:, :, None])             # (BLOCK_D, NP, CHUNK)
         inp = (dt * u)[:, None, :] * Bt[None, :, :]
         prod, local = tl.associative_scan((decay, inp), 2, _linear_combine)
@@ -156,14 +167,12 @@ def _scan_fwd_kernel(
         if LOCAL:
             sdt += tl.sum(dt, axis=1)
         else:
-            Ct = tl.load(C_ptr + b * C_sb + offs_n[:, None] * C_sn + pos[None, :] * C_st,
-                         mask=m_ns, other=0.0).to(tl.float32)
+            Ct = _tile(C_ptr + b * C_sb, offs_n, pos, m_ns, C_sn, C_st)
             y = tl.sum(hs * Ct[None, :, :], axis=1)                  # (BLOCK_D, CHUNK)
             if HAS_D:
                 y += Dv[:, None] * u
             if HAS_Z:
-                z = tl.load(z_ptr + b * z_sb + offs_d[:, None] * z_sd + pos[None, :] * z_st,
-                            mask=m_ds, other=0.0).to(tl.float32)
+                z = _tile(z_ptr + b * z_sb, offs_d, pos, m_ds, z_sd, z_st)
                 y = y * z * _sigmoid(z)
             tl.store(y_ptr + b * y_sb + offs_d[:, None] * y_sd + pos[None, :] * y_st,
                      y.to(y_ptr.dtype.element_ty), mask=m_ds)
@@ -179,13 +188,8 @@ def _segment_carry_kernel(end_ptr, sum_ptr, A_ptr, out_ptr, n_seg, d, n,
                           BACKWARD: tl.constexpr, BLOCK_D: tl.constexpr, NP: tl.constexpr):
     """Chain the segments of a segmented scan: ``out[j]`` = what enters segment j, where a
     segment maps x to ``exp(A * sum[j]) * x + end[j]``; walked last to first for the adjoint."""
-    b = tl.program_id(0)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, NP)
-    mask_d = offs_d < d
-    mask_dn = mask_d[:, None] & (offs_n < n)[None, :]
-    offs_dn = offs_d[:, None] * n + offs_n[None, :]
-    A = tl.load(A_ptr + offs_dn, mask=mask_dn, other=0.0)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
+    offs_d, _, mask_d, mask_dn, offs_dn, A = _channel_block(A_ptr, d, n, BLOCK_D, NP)
     carry = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
     for i in range(0, n_seg):
         j = (n_seg - 1 - i) if BACKWARD else i
@@ -213,16 +217,11 @@ def _scan_bwd_kernel(
     adjoint recurrence from zero, storing the adjoint at the segment's first step and the sum
     of the decays' dt (first pass of a segmented backward); else every gradient, starting
     from the adjoint in ``g0`` (or zero) after the segment."""
-    b = tl.program_id(0)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    seg = tl.program_id(2)
-    n_seg = tl.num_programs(2)
-    offs_n = tl.arange(0, NP)
+    b = tl.program_id(0).to(tl.int64)  # 64-bit offsets: batch x L x d can pass 2^31
+    seg, n_seg = tl.program_id(2), tl.num_programs(2)
+    offs_d, offs_n, mask_d, mask_dn, offs_dn, A = _channel_block(A_ptr, d, n, BLOCK_D, NP)
+    mask_n = offs_n < n
     offs_c = tl.arange(0, CHUNK)
-    mask_d, mask_n = offs_d < d, offs_n < n
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    offs_dn = offs_d[:, None] * n + offs_n[None, :]
-    A = tl.load(A_ptr + offs_dn, mask=mask_dn, other=0.0)
     bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0) if HAS_BIAS else None
     Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0) if HAS_D else None
     gA = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
@@ -243,14 +242,11 @@ def _scan_bwd_kernel(
         pos = (L - 1 - s) if REVERSE else s
         m_ds = mask_d[:, None] & mask_s[None, :]
         m_ns = mask_n[:, None] & mask_s[None, :]
-        Ct = tl.load(C_ptr + b * C_sb + offs_n[:, None] * C_sn + pos[None, :] * C_st, mask=m_ns,
-                     other=0.0).to(tl.float32)
-        gy = tl.load(gy_ptr + b * gy_sb + offs_d[:, None] * gy_sd + pos[None, :] * gy_st,
-                     mask=m_ds, other=0.0).to(tl.float32)
+        Ct = _tile(C_ptr + b * C_sb, offs_n, pos, m_ns, C_sn, C_st)
+        gy = _tile(gy_ptr + b * gy_sb, offs_d, pos, m_ds, gy_sd, gy_st)
         gyp = gy  # gradient of the output before the z gate
         if HAS_Z:
-            z = tl.load(z_ptr + b * z_sb + offs_d[:, None] * z_sd + pos[None, :] * z_st,
-                        mask=m_ds, other=0.0).to(tl.float32)
+            z = _tile(z_ptr + b * z_sb, offs_d, pos, m_ds, z_sd, z_st)
             sig = _sigmoid(z)
             gyp = gy * z * sig
         # --- adjoint states: g_h[s] = C[s] g_y[s] + decay[s+1] g_h[s+1], a reverse scan
@@ -274,10 +270,8 @@ def _scan_bwd_kernel(
             m_ds_p = m_ds & m_prev[None, :]
             dt_p, _ = _step_size(delta_ptr, bias, offs_d, pos_p, m_ds_p, b * dl_sb, dl_sd,
                                  dl_st, HAS_BIAS, SOFTPLUS)
-            u_p = tl.load(u_ptr + b * u_sb + offs_d[:, None] * u_sd + pos_p[None, :] * u_st,
-                          mask=m_ds_p, other=0.0).to(tl.float32)
-            B_p = tl.load(B_ptr + b * B_sb + offs_n[:, None] * B_sn + pos_p[None, :] * B_st,
-                          mask=m_ns & m_prev[None, :], other=0.0).to(tl.float32)
+            u_p = _tile(u_ptr + b * u_sb, offs_d, pos_p, m_ds_p, u_sd, u_st)
+            B_p = _tile(B_ptr + b * B_sb, offs_n, pos_p, m_ns & m_prev[None, :], B_sn, B_st)
             prod, local = tl.associative_scan(
                 (tl.exp(dt_p[:, None, :] * A[:, :, None]),
                  (dt_p * u_p)[:, None, :] * B_p[None, :, :]),
@@ -286,10 +280,8 @@ def _scan_bwd_kernel(
             # --- this step
             dt, raw = _step_size(delta_ptr, bias, offs_d, pos, m_ds, b * dl_sb, dl_sd, dl_st,
                                  HAS_BIAS, SOFTPLUS)
-            u = tl.load(u_ptr + b * u_sb + offs_d[:, None] * u_sd + pos[None, :] * u_st,
-                        mask=m_ds, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptr + b * B_sb + offs_n[:, None] * B_sn + pos[None, :] * B_st,
-                         mask=m_ns, other=0.0).to(tl.float32)
+            u = _tile(u_ptr + b * u_sb, offs_d, pos, m_ds, u_sd, u_st)
+            Bt = _tile(B_ptr + b * B_sb, offs_n, pos, m_ns, B_sn, B_st)
             decay = tl.exp(dt[:, None, :] * A[:, :, None])
             hs = decay * h_prev + (dt * u)[:, None, :] * Bt[None, :, :]
             if HAS_Z:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model.batch import given_mask, predict_batch  # noqa: F401 (re-exported)
+from ..model.batch import given_mask, predict_batch  # noqa: F401 (their former home)
 from ..model.config import preset
 from .config import RunConfig
 
