@@ -13,7 +13,7 @@ lies outside the range of that fold's training targets (0 when every prediction 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,7 +34,6 @@ class FoldResult:
     n_test: int
     outside_range: float
     checkpoint: str
-    extra: dict = field(default_factory=dict)
 
 
 def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, signals: dict[str, str],
