@@ -193,9 +193,15 @@ def test_hic_reader_against_the_same_contacts_in_cool(data_world, tmp_path):
         HiCContacts(path, resolution=data_world.res)  # the default KR: this file has no weights
     with pytest.raises(KeyError, match=r"chrM.*x\.hic"):
         h.contact_to_tss("chrM", 0, 0, 10)
-    again = pickle.loads(pickle.dumps(h))  # DataLoader workers
+    again = pickle.loads(pickle.dumps(h))
     np.testing.assert_array_equal(again.contact_to_tss("chr1", 5_500, 0, 12_000),
                                   hc.contact_to_tss("chr1", 5_500, 0, 12_000))
+    from torch.utils.data import DataLoader  # forked DataLoader workers, each with its own handle
+
+    locus = ("chr2", 7_300, 0, 12_000)
+    rows = list(DataLoader([h] * 3, batch_size=None, num_workers=2, collate_fn=lambda r: r.contact_to_tss(*locus)))
+    for row in rows:
+        np.testing.assert_array_equal(row, hc.contact_to_tss(*locus))
 
 
 def test_pickle(data_world):

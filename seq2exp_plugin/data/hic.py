@@ -144,8 +144,13 @@ class _HictkBackend:
     """``.hic`` files through hictkpy (binary wheels; reads Juicer .hic v6-v9)."""
 
     def __init__(self, path, resolution, normalization):
+        import warnings
+
         import hictkpy
 
+        # DataLoader workers fork; each reopens its own handle (see _handle) and nothing here logs
+        # through hictkpy's logger, the one thing its fork warning is about
+        warnings.filterwarnings("ignore", message="hictkpy: detected a call to fork")
         self.path = str(path)
         self.normalization = str(normalization).upper()
         self.resolution = 5000 if resolution is None else int(resolution)
