@@ -169,6 +169,7 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
                   "min_lr": args.lr / 10, "val_every_steps": max(1, args.steps // 6), "seed": seed,
                   "progress_bar": False},
         "out_dir": str(out / "runs" / variant),
+        "scaling": "none",  # the README's numbers were measured on raw values (before the fitted scaling)
     }
     if variant == "peak-mask":
         config["data"]["peaks"] = str(peaks_file)

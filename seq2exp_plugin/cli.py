@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -197,6 +198,10 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("--restart", "--no-resume", dest="restart", action="store_true",
                    help="start over: delete the checkpoints and logs a previous run left in out_dir "
                         "(needed to reuse an out_dir with a different configuration)")
+    p.add_argument("--folds", type=_count(3), default=None, metavar="K",
+                   help="hold out genes by K contiguous folds along the genome (data.folds) ...")
+    p.add_argument("--fold", type=_count(0), default=None, metavar="I",
+                   help="... with fold I as test and fold I+1 as validation (data.fold)")
     p.set_defaults(func=_run_train)
 
 
@@ -205,7 +210,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from .train.fit import fit
 
     t0 = time.perf_counter()
-    run = load_config(args.config, _parse_assignments(args.set))
+    folds = {f"data.{k}": v for k, v in (("folds", args.folds), ("fold", args.fold)) if v is not None}
+    run = load_config(args.config, {**_parse_assignments(args.set), **folds})
     if fit(run, resume=not args.restart) is None:
         return 0  # a finished run: fit said so
     print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation MSE)")
@@ -220,7 +226,12 @@ def _add_evaluate_parser(subparsers) -> None:
         description="Evaluate a checkpoint written by `seq2exp train` on the genes of one split "
                     "of its gene table (data paths from the checkpoint unless overridden).")
     p.add_argument("checkpoint")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                       help="the genes of this split of the run (its folds or gene lists, if any)")
+    which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes instead")
+    which.add_argument("--genes-file", default=None, metavar="FILE",
+                       help="the genes listed in FILE (one id per line) instead")
     p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace data entries of the checkpoint, e.g. genes=other.h5ad window=20000")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
@@ -234,6 +245,7 @@ def _add_evaluate_parser(subparsers) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .atomic import check_writable_file, write_json
+    from .data.splits import read_gene_list
     from .train.evaluate import evaluate, format_table, load_run
     from .train.fit import make_dataset
 
@@ -243,29 +255,109 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.truth and not os.path.isfile(args.truth):
         raise FileNotFoundError(f"--truth: ground-truth BED not found: {args.truth}")
     module, run = load_run(args.checkpoint, _parse_assignments(args.data))
-    dataset = make_dataset(run, args.split)
+    genes = read_gene_list(args.genes_file, "--genes-file") if args.genes_file else args.genes
+    split = None if genes else args.split
+    dataset = make_dataset(run, split, gene_ids=genes)
     if len(dataset) == 0:
         raise ValueError(f"{run.data.genes}: no genes in split {args.split!r}")
-    genes: list = []
+    name = args.split if split else f"{len(dataset)} listed genes"
+    per_gene: list = []
     if args.truth and run.variant not in ("seq2exp", "retrain"):
         raise ValueError(f"--truth: generator metrics need a Seq2Exp checkpoint, not variant {run.variant!r}")
     metrics = evaluate(module.net, dataset, args.batch_size, args.num_workers,
-                       on_gene=genes.append if args.truth else None)
+                       on_gene=per_gene.append if args.truth else None)
     if args.truth:
         from .discover.recovery import generator_recovery
 
-        added = generator_recovery(genes, args.truth, exclude_center=module.net.config.mask.promoter_keep,
+        added = generator_recovery(per_gene, args.truth, exclude_center=module.net.config.mask.promoter_keep,
                                    blacklist=run.data.blacklist)
         metrics.update({f"generator_{k}": v for k, v in added.items()})
-    print(format_table({f"{run.variant} ({args.split})": metrics}))
+    print(format_table({f"{run.variant} ({name})": metrics}))
     if args.truth:
         print("what the generator adds (AUPRC against the truth's R_ag elements, promoters excluded):")
         for key in ("auprc", "auprc_signal", "auprc_sequence", "gain", "causal_vs_decoy",
                     "causal_vs_decoy_signal", "kept_fraction"):
             print(f"  {key:<24} {metrics['generator_' + key]:.4f}")
     if args.json:
-        write_json(args.json, {"checkpoint": args.checkpoint, "split": args.split, **metrics})
+        write_json(args.json, {"checkpoint": args.checkpoint, "split": split,
+                               "genes": list(dataset.gene_ids) if genes else None, **metrics})
     _report("evaluate", t0)
+    return 0
+
+
+# -------------------------------------------------------------------------------------- cv
+def _parse_signals(items: Sequence[str]) -> dict:
+    """``NAME=PATH`` items -> ``{NAME: PATH}`` in the given (channel) order."""
+    signals = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--signals expects NAME=PATH, got {item!r}")
+        signals[name] = path
+    return signals
+
+
+def _add_cv_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "cv", help="cross-validate Seq2Exp and the baselines over gene folds: files in, table out",
+        description="Train every variant on every gene fold (K contiguous blocks of genes along the "
+                    "genome, or the values of a gene-table column) with the input/target scaling "
+                    "fitted on each fold's training genes, evaluate on the fold's test genes, and "
+                    "write OUT/cv.md, cv.tsv, cv.json: per-fold and mean +/- sd MSE, Pearson, "
+                    "Spearman. Start from a run configuration, or from raw files (--genome --tss "
+                    "--expression --signals --cell-type: the gene table is built into OUT first).")
+    p.add_argument("config", nargs="?", default=None, help="a `seq2exp train` YAML (else the file options)")
+    p.add_argument("--out", required=True, help="output directory (one run per fold/variant inside)")
+    p.add_argument("--folds", type=_count(3), default=5, help="K contiguous gene folds (default 5)")
+    p.add_argument("--fold-column", default=None,
+                   help="take the folds from this gene-table column instead (data.fold_column)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                   help="default: seq2exp seq-signals ridge promoter-ridge")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override run entries, e.g. train.max_steps=2000 model.predictor.d_model=64")
+    g = p.add_argument_group("from files (instead of CONFIG)")
+    g.add_argument("--genome", help="genome FASTA")
+    g.add_argument("--tss", help="TSS BED: chrom start end gene_id score strand")
+    g.add_argument("--expression", help="TSV/CSV: gene_id + raw expression per cell type")
+    g.add_argument("--cell-type", help="the expression column to predict")
+    g.add_argument("--signals", nargs="+", metavar="NAME=PATH",
+                   help="tracks in channel order, e.g. h3k27ac=k27.bw dnase=dnase.bw hic=k562.hic "
+                        "(bigWig; Hi-C .hic/.cool/.mcool); dnase and h3k27ac are required")
+    g.add_argument("--halflife", default=None, help="TSV: gene_id + the 8 Xpresso half-life columns")
+    p.set_defaults(func=_run_cv)
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from .atomic import check_writable_dir
+    from .train.config import load_config
+    from .train.cv import DEFAULT_VARIANTS, cross_validate, format_results, run_from_files
+
+    t0 = time.perf_counter()
+    check_writable_dir(args.out, "--out")
+    settings = _parse_assignments(args.set)
+    if args.fold_column:
+        settings["data.fold_column"] = args.fold_column
+    files = (args.genome, args.tss, args.expression, args.cell_type, args.signals)
+    if args.config is not None:
+        if any(files):
+            raise ValueError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals")
+        base = load_config(args.config, {**settings, "out_dir": str(Path(args.out).resolve())})
+    else:
+        if not all(files):
+            raise ValueError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
+        base = run_from_files(args.out, args.genome, args.tss, args.expression, _parse_signals(args.signals),
+                              args.cell_type, halflife=args.halflife, settings=settings)
+
+    def report(result) -> None:
+        m = result.metrics
+        print(f"seq2exp cv: fold {result.fold} {result.variant}: MSE {m['mse']:.4f}, Pearson "
+              f"{m['pearson']:.4f}, Spearman {m['spearman']:.4f} ({result.n_test} test genes)", flush=True)
+
+    results = cross_validate(base, args.out, None if args.fold_column else args.folds,
+                             args.variants or DEFAULT_VARIANTS, on_result=report)
+    print(format_results(results))
+    print(f"seq2exp cv: wrote {args.out}/cv.md, cv.tsv, cv.json")
+    _report("cv", t0)
     return 0
 
 
@@ -358,7 +450,8 @@ def _add_predict_parser(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
     p.add_argument("--min-gap", type=_count(0), default=0, help="merge elements closer than this (bp)")
     p.add_argument("--min-length", type=_count(1), default=1, help="drop elements shorter than this (bp)")
-    p.add_argument("--plots", type=_count(0), default=20, help="plot at most this many genes (20)")
+    p.add_argument("--plots", type=_count(0), default=20,
+                   help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
     p.add_argument("--batch-size", type=_count(1), default=1)
@@ -522,7 +615,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ main
 _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_genes_parser, _add_train_parser,
-                                  _add_evaluate_parser,
+                                  _add_evaluate_parser, _add_cv_parser,
                                   _add_predict_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,

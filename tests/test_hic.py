@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import sys
+from pathlib import Path
 import warnings
 
 import numpy as np
 import pytest
 
-from seq2exp_plugin.data.hic import HICSTRAW_INSTALL_HINT, HiCContacts
+from seq2exp_plugin.data.hic import HiCContacts
 
 
 def expected_profile(mat_row: np.ndarray, tss: int, start: int, end: int, res: int, chrom_len: int,
@@ -152,83 +152,56 @@ def test_bedgraph_profiles(tmp_path):
     assert v4[10:20].tolist() == [3.0] * 10 and v4[:10].sum() == 0 and v4[20:].sum() == 0
 
 
-def test_hic_import_error_message(tmp_path, monkeypatch):
-    f = tmp_path / "x.hic"
-    f.write_bytes(b"HIC\0")
-    monkeypatch.setitem(sys.modules, "hicstraw", None)  # import hicstraw -> ImportError
-    with pytest.raises(ImportError, match=r'pip install "seq2exp-plugin\[hic\]"'):
-        HiCContacts(f)
-    assert "libcurl" in HICSTRAW_INSTALL_HINT
+def write_hic(path, mats: dict, sizes: dict, res: int, resolutions=None) -> Path:
+    """A .hic file (hictkpy's writer) from dense symmetric per-chromosome matrices."""
+    import hictkpy
+    import pandas as pd
+
+    writer = hictkpy.hic.FileWriter(str(path), sizes, resolutions or [res])
+    frames = []
+    for c, m in mats.items():
+        i, j = np.nonzero(np.triu(m))
+        frames.append(pd.DataFrame({"chrom1": c, "start1": i * res, "end1": np.minimum((i + 1) * res, sizes[c]),
+                                    "chrom2": c, "start2": j * res, "end2": np.minimum((j + 1) * res, sizes[c]),
+                                    "count": m[i, j].astype(np.int32)}))
+    writer.add_pixels(pd.concat(frames, ignore_index=True))
+    writer.finalize()
+    return Path(path)
 
 
-class _FakeStraw:
-    """Stand-in for the hicstraw module over dense matrices (no .hic can be written without Juicer
-    tools): records come upper-triangular (binX <= binY, bp bin starts) for either orientation of
-    the query rectangle, inclusive bp bounds, as hic-straw returns them for intra-chromosomal data."""
-
-    def __init__(self, mats, sizes, res):
-        self.mats, self.sizes, self.res = mats, sizes, res
-        fake = self
-
-        class Rec:
-            def __init__(self, x, y, c):
-                self.binX, self.binY, self.counts = x, y, c
-
-        class Chrom:
-            def __init__(self, name, length):
-                self.name, self.length = name, length
-
-        class MZD:
-            def __init__(self, chrom, norm, res):
-                self.m = fake.mats["chr" + chrom]
-                self.norm = norm
-
-            def getRecords(self, x0, x1, y0, y1):
-                r = fake.res
-                out = []
-                n = self.m.shape[0]
-                for i in range(n):
-                    for j in range(i, n):
-                        inx = x0 // r <= i <= x1 // r and y0 // r <= j <= y1 // r
-                        iny = y0 // r <= i <= y1 // r and x0 // r <= j <= x1 // r
-                        if (inx or iny) and self.m[i, j]:
-                            out.append(Rec(i * r, j * r, float(self.m[i, j]) * (2.0 if self.norm == "KR" else 1.0)))
-                return out
-
-        class HiCFile:
-            def __init__(self, path):
-                self.path = path
-
-            def getResolutions(self):
-                return [fake.res, 10 * fake.res]
-
-            def getChromosomes(self):
-                return [Chrom("All", 1)] + [Chrom(c[3:], n) for c, n in fake.sizes.items()]
-
-            def getMatrixZoomData(self, c1, c2, kind, norm, unit, res):
-                assert (c1 == c2, kind, unit, res) == (True, "observed", "BP", fake.res)
-                return MZD(c1, norm, res)
-
-        self.HiCFile = HiCFile
-
-
-def test_hic_reader_with_fake_straw(data_world, tmp_path, monkeypatch):
-    f = tmp_path / "x.hic"
-    f.write_bytes(b"HIC\0")
-    fake = _FakeStraw(data_world.mats, data_world.track_sizes, data_world.res)
-    monkeypatch.setitem(sys.modules, "hicstraw", fake)
-    h = HiCContacts(f, resolution=data_world.res, normalization="NONE", log1p=False)
-    assert h.chrom_sizes == {"1": 30_000, "2": 20_000}  # "All" dropped
+def test_hic_reader_against_the_same_contacts_in_cool(data_world, tmp_path):
+    path = write_hic(tmp_path / "x.hic", data_world.mats, data_world.track_sizes, data_world.res,
+                     resolutions=[data_world.res, 2 * data_world.res])
+    h = HiCContacts(path, resolution=data_world.res, normalization="NONE", log1p=False)
+    assert h.chrom_sizes == data_world.track_sizes and h.resolution == data_world.res
     hc = HiCContacts(data_world.cool, balance=False, log1p=False)
-    for chrom, tss, s, e in [("chr1", 5_500, 0, 12_000), ("chr2", 19_500, 12_000, 21_000), ("1", 300, -700, 3_000)]:
-        np.testing.assert_array_equal(h.contact_to_tss(chrom, tss, s, e), hc.contact_to_tss(chrom, tss, s, e))
-    hk = HiCContacts(f, resolution=data_world.res, log1p=False)  # default KR (the fake doubles values)
-    np.testing.assert_array_equal(hk.contact_to_tss("chr1", 5_500, 0, 12_000),
-                                  2 * hc.contact_to_tss("chr1", 5_500, 0, 12_000))
-    with pytest.raises(ValueError, match=r"resolution 5000 not available"):
-        HiCContacts(f)
+    for chrom, tss, s, e in [("chr1", 5_500, 0, 12_000), ("chr2", 19_500, 12_000, 21_000), ("1", 300, -700, 3_000),
+                             ("chr1", 29_900, 25_000, 31_000)]:
+        got = h.contact_to_tss(chrom, tss, s, e)
+        np.testing.assert_array_equal(got, hc.contact_to_tss(chrom, tss, s, e))
+    assert got.max() > 0
+    processed = dict(diagonal="max_neighbors", powerlaw_gamma=0.87)  # the same post-processing
+    np.testing.assert_allclose(HiCContacts(path, resolution=data_world.res, normalization="NONE", **processed)
+                               .contact_to_tss("chr2", 7_300, 0, 20_000),
+                               HiCContacts(data_world.cool, balance=False, **processed)
+                               .contact_to_tss("chr2", 7_300, 0, 20_000), rtol=1e-6)
+    coarse = HiCContacts(path, resolution=2 * data_world.res, normalization="NONE", log1p=False)
+    assert coarse.contact_to_tss("chr1", 5_500, 0, 12_000).sum() > 0
+    with pytest.raises(ValueError, match=r"resolution 5000 not available; available: \[1000, 2000\]"):
+        HiCContacts(path)
+    with pytest.raises(ValueError, match=r"normalization 'KR' not in the file"):
+        HiCContacts(path, resolution=data_world.res)  # the default KR: this file has no weights
     with pytest.raises(KeyError, match=r"chrM.*x\.hic"):
         h.contact_to_tss("chrM", 0, 0, 10)
+    again = pickle.loads(pickle.dumps(h))
+    np.testing.assert_array_equal(again.contact_to_tss("chr1", 5_500, 0, 12_000),
+                                  hc.contact_to_tss("chr1", 5_500, 0, 12_000))
+    from torch.utils.data import DataLoader  # forked DataLoader workers, each with its own handle
+
+    locus = ("chr2", 7_300, 0, 12_000)
+    rows = list(DataLoader([h] * 3, batch_size=None, num_workers=2, collate_fn=lambda r: r.contact_to_tss(*locus)))
+    for row in rows:
+        np.testing.assert_array_equal(row, hc.contact_to_tss(*locus))
 
 
 def test_pickle(data_world):

@@ -46,7 +46,8 @@ def test_predict_writes_consistent_outputs(tiny_synth, tiny_checkpoint, tmp_path
     mine = elements[elements["gene_id"] == genes[0]]
     assert len(mine) == len(runs) > 0
     assert list(mine["start"]) == sorted(first.start + r.start for r in runs)
-    assert sorted(p.name for p in (out / "plots").iterdir()) == [f"{g}.png" for g in genes[:2]]
+    most_expressed = table.sort_values("observed", ascending=False)["gene_id"][:2]  # not the first 2
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(f"{g}.png" for g in most_expressed)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_genes"] == 3 and set(summary["metrics"]) >= {"mse", "pearson"}
     # with a truth: what the generator adds, on the same genes
@@ -153,3 +154,17 @@ def test_predict_keeps_no_per_bp_scores_of_finished_genes(tiny_checkpoint, tmp_p
     predict_to_directory(str(tiny_checkpoint), tmp_path / "pred", gene_ids=genes, max_plots=0,
                          progress=False, on_gene=on_gene)
     assert len(alive) == 10 and max(alive) <= 1, alive
+
+
+def test_plots_go_to_the_most_informative_genes():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from seq2exp_plugin.discover.predict import informative_genes
+
+    dataset = SimpleNamespace(gene_ids=np.array(["silent", "high", "unknown-active", "mid", "unknown"]),
+                              targets=np.array([0.0, 3.0, np.nan, 1.0, np.nan], dtype=np.float32),
+                              features=np.array([[0.0], [5.0], [80.0], [2.0], [1.0]], dtype=np.float32))
+    assert informative_genes(dataset, 4) == ["high", "mid", "silent", "unknown-active"]
+    assert informative_genes(dataset, 0) == []

@@ -112,7 +112,8 @@ class HierarchicalCNN(_GreluModel):
         super().__init__(**fields)
         self.window = window
         self.net = baselines.HierarchicalCNN(self.config.n_signals, window,
-                                             n_features=self.config.n_features, **(cnn or {}))
+                                             n_features=self.config.n_features,
+                                             scaling=self.config.scaling, **(cnn or {}))
 
     def forward(self, x: Tensor) -> Tensor:
         _, signals, features = self.split(x)
@@ -124,7 +125,8 @@ class ExpectoRidge(_GreluModel):
 
     def __init__(self, ridge: dict[str, Any] | None = None, **fields: Any) -> None:
         super().__init__(**fields)
-        self.net = baselines.ExpectoRidge(self.config.n_signals, self.config.n_features, **(ridge or {}))
+        self.net = baselines.ExpectoRidge(self.config.n_signals, self.config.n_features,
+                                          scaling=self.config.scaling, **(ridge or {}))
 
     def forward(self, x: Tensor) -> Tensor:
         _, signals, features = self.split(x)

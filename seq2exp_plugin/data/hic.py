@@ -13,9 +13,9 @@ Supported inputs (format from the suffix, or ``fmt=``)
   column. The resolution is the file's bin size.
 - ``.mcool``: ``file.mcool::/resolutions/5000`` URIs, or the plain path with ``resolution=``
   (default 5000; ``ValueError`` listing the available resolutions if absent).
-- ``.hic``: Juicer files through hic-straw (optional: ``pip install "seq2exp-plugin[hic]"``,
-  which needs libcurl development headers); ``normalization=`` "KR" (default), "VC",
-  "VC_SQRT", "SCALE" or "NONE"; ``resolution=`` default 5000.
+- ``.hic``: Juicer files through hictkpy (a core dependency with binary wheels);
+  ``normalization=`` "KR" (default), "VC", "VC_SQRT", "SCALE" or "NONE" (``ValueError`` listing
+  the file's normalizations if absent); ``resolution=`` default 5000.
 - ``.bedpe`` (optionally gzip): ``chrom1 start1 end1 chrom2 start2 end2 count`` at one fixed
   resolution (``end1 - start1``, all rows); read into memory; inter-chromosomal rows ignored;
   each pair counted once whatever its orientation (stored upper-triangular, duplicates summed).
@@ -49,13 +49,9 @@ import numpy as np
 from .bed import open_text
 from .genome import resolve_chrom
 
-__all__ = ["HiCContacts", "HIC_SUFFIXES", "is_hic_path", "HICSTRAW_INSTALL_HINT"]
+__all__ = ["HiCContacts", "HIC_SUFFIXES", "is_hic_path"]
 
 HIC_SUFFIXES = (".cool", ".mcool", ".hic", ".bedpe", ".bedpe.gz", ".bedgraph", ".bedgraph.gz", ".bg", ".bg.gz")
-HICSTRAW_INSTALL_HINT = (
-    'reading .hic files needs hic-straw: pip install "seq2exp-plugin[hic]" '
-    "(building it needs the libcurl development headers, e.g. apt-get install libcurl4-openssl-dev)"
-)
 
 
 def _split_uri(path) -> tuple[str, str | None]:
@@ -144,63 +140,55 @@ class _CoolerBackend:
         return np.asarray(m, dtype=np.float64).reshape(-1)[: b1 - b0]
 
 
-class _StrawBackend:
+class _HictkBackend:
+    """``.hic`` files through hictkpy (binary wheels; reads Juicer .hic v6-v9)."""
+
     def __init__(self, path, resolution, normalization):
-        try:
-            import hicstraw  # noqa: F401
-        except ImportError as exc:
-            raise ImportError(HICSTRAW_INSTALL_HINT) from exc
+        import warnings
+
+        import hictkpy
+
+        # DataLoader workers fork; each reopens its own handle (see _handle) and nothing here logs
+        # through hictkpy's logger, the one thing its fork warning is about
+        warnings.filterwarnings("ignore", message="hictkpy: detected a call to fork")
         self.path = str(path)
         self.normalization = str(normalization).upper()
-        self._hic = None
-        self._pid = None
-        self._mzd = {}
-        hic = self._handle()
-        avail = sorted(int(r) for r in hic.getResolutions())
         self.resolution = 5000 if resolution is None else int(resolution)
+        avail = sorted(int(r) for r in hictkpy.MultiResFile(self.path).resolutions())
         if self.resolution not in avail:
             raise ValueError(f"{self.path}: resolution {self.resolution} not available; available: {avail}")
-        self.chrom_sizes = {
-            str(c.name): int(c.length) for c in hic.getChromosomes() if str(c.name).lower() != "all"
-        }
+        self._file = None
+        self._pid = None
+        hic = self._handle()
+        if self.normalization != "NONE" and self.normalization not in hic.avail_normalizations():
+            raise ValueError(f"{self.path}: normalization {self.normalization!r} not in the file at "
+                             f"{self.resolution} bp; available: {['NONE', *hic.avail_normalizations()]}")
+        self.chrom_sizes = {str(c): int(n) for c, n in hic.chromosomes().items() if str(c).lower() != "all"}
 
     def _handle(self):
-        if self._hic is None or self._pid != os.getpid():
-            import hicstraw
+        if self._file is None or self._pid != os.getpid():
+            import hictkpy
 
-            self._hic = hicstraw.HiCFile(self.path)
-            self._mzd = {}
+            self._file = hictkpy.File(self.path, self.resolution)
             self._pid = os.getpid()
-        return self._hic
+        return self._file
 
     def __getstate__(self):
         st = self.__dict__.copy()
-        st["_hic"] = None
+        st["_file"] = None
         st["_pid"] = None
-        st["_mzd"] = {}
         return st
 
     def row(self, chrom, tss_bin, b0, b1):
-        hic = self._handle()
-        mzd = self._mzd.get(chrom)
-        if mzd is None:
-            mzd = hic.getMatrixZoomData(chrom, chrom, "observed", self.normalization, "BP", self.resolution)
-            self._mzd[chrom] = mzd
-        res = self.resolution
-        n = self.chrom_sizes[chrom]
+        # .hic stores the upper triangle and refuses asymmetric queries crossing the diagonal:
+        # fetch the symmetric block over the bins and read the TSS bin's row
+        res, n = self.resolution, self.chrom_sizes[chrom]
+        lo, hi = min(b0, tss_bin), max(b1, tss_bin + 1)
+        block = self._handle().fetch(f"{chrom}\t{lo * res}\t{min(hi * res, n)}", normalization=self.normalization,
+                                     count_type="float", query_type="BED").to_numpy()
         out = np.zeros(b1 - b0, dtype=np.float64)
-        # straw regions are inclusive bp coordinates
-        recs = mzd.getRecords(tss_bin * res, min((tss_bin + 1) * res, n) - 1, b0 * res, min(b1 * res, n) - 1)
-        for r in recs:
-            bx, by = int(r.binX) // res, int(r.binY) // res
-            if bx == tss_bin:
-                other = by
-            elif by == tss_bin:
-                other = bx
-            else:
-                continue
-            if b0 <= other < b1:
-                out[other - b0] = float(r.counts)
+        row = np.asarray(block[tss_bin - lo, b0 - lo : b1 - lo], dtype=np.float64)
+        out[: len(row)] = row
         return out
 
 
@@ -404,7 +392,7 @@ class HiCContacts:
         if self.fmt in ("cool", "mcool"):
             self._b = _CoolerBackend(path, self.fmt, resolution, balance)
         elif self.fmt == "hic":
-            self._b = _StrawBackend(fname, resolution, normalization)
+            self._b = _HictkBackend(fname, resolution, normalization)
         elif self.fmt == "bedpe":
             self._b = _BedpeBackend(fname, resolution)
         else:

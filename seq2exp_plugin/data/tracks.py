@@ -111,6 +111,25 @@ class BigWigTrack:
         out[s - start : e - start] = vals
         return out
 
+    def background(self) -> float:
+        """Genome-wide background: the mean value per bp over the chromosomes that hold data,
+        uncovered positions counting as 0 (so files that store zeros and files that omit them
+        agree). From the file's summary levels (pyBigWig ``stats``), hence cheap. Dividing by it
+        puts fold-change, signal p-value and read-depth (RPM) tracks on one scale: fold over the
+        track's own average. ``ValueError`` if the file holds no signal."""
+        bw = self._handle()
+        total, length = 0.0, 0
+        for name, size in self.chrom_sizes.items():
+            covered = bw.stats(name, 0, size, type="coverage")[0]
+            if not covered:
+                continue
+            mean = bw.stats(name, 0, size, type="mean")[0] or 0.0
+            total += float(mean) * float(covered) * size
+            length += size
+        if length == 0 or not total > 0:
+            raise ValueError(f"{self.path}: no positive signal to scale by (sum over the genome is {total})")
+        return total / length
+
     def mean(self, chrom: str, start: int, end: int) -> float:
         """Mean of :meth:`values` over ``[start, end)`` (uncovered/off-chromosome positions count as 0)."""
         if end <= start:

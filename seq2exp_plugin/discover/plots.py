@@ -111,7 +111,7 @@ def gene_figure(
     threshold: float = 0.5,
     min_gap: int = 0,
     min_length: int = 1,
-    expression_label: str = "log10(CAGE + 1)",
+    expression_label: str = "log10(expression + 1)",
     title: str | None = None,
     max_points: int = 2000,
     width: float = 12.0,

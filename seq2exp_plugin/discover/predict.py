@@ -79,7 +79,7 @@ def predict_to_directory(
     sizes = read_chrom_sizes(run.data.genome)
     # genomic order, so the mask and element files stream out; the tables keep the given order
     order = genomic_order([(c, t - run.data.window // 2) for c, t in zip(dataset.chroms, dataset.tss)], sizes)
-    to_plot = set(dataset.gene_ids[:max_plots])
+    to_plot = set(informative_genes(dataset, max_plots))
     rank = {g: i for i, g in enumerate(dataset.gene_ids)}
     with atomic_output_dir(out, force=force) as tmp:
         rows: list[tuple] = []
@@ -106,7 +106,7 @@ def predict_to_directory(
                               score=gene.score, generator=gene.sequence_score,
                               elements=[row[1:] for row in elements], peaks=peaks,
                               truth=truth, observed=gene.target, predicted=gene.prediction,
-                              threshold=threshold)
+                              threshold=threshold, expression_label=f"log10({cell} expression + 1)")
         rows.sort(key=lambda row: rank[row[0]])
         table = pd.DataFrame(rows, columns=EXPRESSION_COLUMNS)
         table.to_csv(tmp / "expression.tsv", sep="\t", index=False, float_format="%.6g")
@@ -123,6 +123,18 @@ def predict_to_directory(
                                                       exclude_center=module.net.config.mask.promoter_keep)
         write_json(tmp / "summary.json", summary)
     return out
+
+
+def informative_genes(dataset, n: int) -> list[str]:
+    """The ``n`` genes worth plotting: highest observed expression first, then genes without a
+    measured target by promoter activity (the last gene feature) - not the table's first genes,
+    which are often silent and signal-free."""
+    if n <= 0:
+        return []
+    targets = np.where(np.isfinite(dataset.targets), dataset.targets, -np.inf)
+    activity = dataset.features[:, -1] if dataset.features.shape[1] else np.zeros(len(targets))
+    order = np.lexsort((-np.nan_to_num(activity), -targets))  # by target, then activity
+    return [str(dataset.gene_ids[i]) for i in order[:n]]
 
 
 EXPRESSION_COLUMNS = ("gene_id", "chrom", "tss", "strand", "cell_type", "observed", "predicted", "mask_ratio")

@@ -13,7 +13,10 @@ Here are the two that read binned signals only (no DNA), after the thesis
 - :class:`HierarchicalCNN`: signals averaged in 128-bp bins -> a stem convolution, residual
   blocks (BatchNorm, GELU, Conv) each followed by max pooling (8 convolutions in all) -> Linear;
 - :class:`ExpectoRidge`: binned signals integrated by ExPecto's exponential spatial basis
-  functions (upstream and downstream separately) -> ridge regression (scikit-learn).
+  functions (upstream and downstream separately) -> ridge regression (scikit-learn); or the
+  promoter signals alone.
+
+Both apply the model configuration's fitted scaling (:mod:`seq2exp_plugin.model.scaling`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .config import ScalingConfig
+from .mask import central_slice
+from .scaling import InputScaling
 
 
 def bin_signals(signals: Tensor, bin_size: int) -> Tensor:
@@ -52,9 +59,10 @@ class HierarchicalCNN(nn.Module):
 
     def __init__(self, n_signals: int, window: int, n_features: int = 9, bin_size: int = 128,
                  channels: int = 64, n_blocks: int = 7, kernel_size: int = 5,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, scaling: ScalingConfig | None = None) -> None:
         super().__init__()
         self.bin_size = bin_size
+        self.scaling = InputScaling(scaling)
         n_bins = window // bin_size
         n_blocks = min(n_blocks, max(0, int(np.log2(max(n_bins, 1)))))  # keep >= 1 bin
         self.stem = nn.Conv1d(n_signals, channels, kernel_size, padding="same")
@@ -65,9 +73,10 @@ class HierarchicalCNN(nn.Module):
         self.linear = nn.Linear(channels * (n_bins >> n_blocks) + n_features, 1)
 
     def forward(self, signals: Tensor, features: Tensor) -> Tensor:
+        signals, features = self.scaling.signals(signals), self.scaling.features(features)
         x = torch.log1p(bin_signals(signals.clamp_min(0), self.bin_size))
         x = self.blocks(self.stem(x)).flatten(1)
-        return self.linear(torch.cat([x, features.to(x.dtype)], dim=1)).squeeze(-1)
+        return self.scaling.output(self.linear(torch.cat([x, features.to(x.dtype)], dim=1)).squeeze(-1))
 
 
 #: ExPecto's decay rates of the exponential spatial bases (per bin).
@@ -93,7 +102,9 @@ def spatial_basis_features(signals: Tensor, bin_size: int = 128,
 
 
 class ExpectoRidge(nn.Module):
-    """Ridge regression on :func:`spatial_basis_features` plus the extra gene features.
+    """Ridge regression on :func:`spatial_basis_features` plus the extra gene features
+    (``promoter_width``: on the log1p mean of each signal over the central promoter instead -
+    the simple promoter baseline, ``variant: promoter-ridge``).
 
     Fitted in closed form by scikit-learn (:meth:`fit`: standardisation + ``Ridge``, penalty
     chosen on validation genes); the fitted map is stored as one ``Linear`` layer with the
@@ -103,19 +114,30 @@ class ExpectoRidge(nn.Module):
     n_tasks = 1
 
     def __init__(self, n_signals: int, n_features: int = 9, bin_size: int = 128,
-                 decays: tuple[float, ...] = EXPECTO_DECAYS) -> None:
+                 decays: tuple[float, ...] = EXPECTO_DECAYS, promoter_width: int | None = None,
+                 scaling: ScalingConfig | None = None) -> None:
         super().__init__()
         self.bin_size, self.decays = bin_size, tuple(decays)
-        self.linear = nn.Linear(n_signals * 2 * len(self.decays) + n_features, 1)
+        self.promoter_width = promoter_width
+        self.scaling = InputScaling(scaling)
+        n_inputs = n_signals if promoter_width else n_signals * 2 * len(self.decays)
+        self.linear = nn.Linear(n_inputs + n_features, 1)
         self.register_buffer("alpha", torch.tensor(float("nan")))
 
     def design(self, signals: Tensor, features: Tensor) -> Tensor:
-        """The regression inputs: basis features of the signals, then the gene features."""
-        basis = spatial_basis_features(signals, self.bin_size, self.decays)
+        """The regression inputs (after the fitted input scaling): basis features of the
+        signals (or, with ``promoter_width``, their log1p mean over the central promoter), then
+        the gene features."""
+        signals, features = self.scaling.signals(signals), self.scaling.features(features)
+        if self.promoter_width:
+            centre = signals[..., central_slice(signals.shape[-1], self.promoter_width)]
+            basis = torch.log1p(centre.clamp_min(0).mean(-1))
+        else:
+            basis = spatial_basis_features(signals, self.bin_size, self.decays)
         return torch.cat([basis, features.to(basis.dtype)], dim=1)
 
     def forward(self, signals: Tensor, features: Tensor) -> Tensor:
-        return self.linear(self.design(signals, features)).squeeze(-1)
+        return self.scaling.output(self.linear(self.design(signals, features)).squeeze(-1))
 
     def fit(self, x: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndarray] | None = None,
             alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)) -> "ExpectoRidge":

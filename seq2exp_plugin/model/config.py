@@ -122,6 +122,53 @@ class MaskConfig:
 
 
 @dataclass
+class ScalingConfig:
+    """Input and output scaling, fitted on the training genes by ``seq2exp train`` (see
+    :mod:`seq2exp_plugin.train.scaling`) and applied inside the model's forward, so every caller
+    (predict, Kipoi, gReLU, ISM, variants) sees the same numbers. The defaults are the identity:
+    the paper's raw values, and what every checkpoint written before this field existed gets.
+    """
+
+    #: Per-signal divisor (one per track, or empty = 1): each track's genome-wide background,
+    #: so the signal Beta and the predictor read fold-over-background values.
+    signal_background: tuple[float, ...] = ()
+    #: Per-feature ``log1p`` before standardisation (one per feature, or empty = none).
+    feature_log1p: tuple[bool, ...] = ()
+    #: Per-feature ``(x - mean) / std`` after the optional log1p (empty = 0 and 1).
+    feature_mean: tuple[float, ...] = ()
+    feature_std: tuple[float, ...] = ()
+    #: The network predicts ``(y - target_mean) / target_std``; the model returns ``y``.
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    #: In eval mode, predictions are clamped to ``[target_low, target_high]`` (None: no bound).
+    target_low: float | None = None
+    target_high: float | None = None
+
+    def __post_init__(self) -> None:
+        self.signal_background = tuple(float(b) for b in self.signal_background)
+        self.feature_log1p = tuple(bool(b) for b in self.feature_log1p)
+        self.feature_mean = tuple(float(m) for m in self.feature_mean)
+        self.feature_std = tuple(float(s) for s in self.feature_std)
+        if min(self.signal_background, default=1.0) <= 0:
+            raise ValueError(f"ScalingConfig.signal_background must be > 0, got {self.signal_background}")
+        if min(self.feature_std, default=1.0) <= 0 or self.target_std <= 0:
+            raise ValueError("ScalingConfig: feature_std and target_std must be > 0")
+        if len(self.feature_mean) != len(self.feature_std):
+            raise ValueError("ScalingConfig: feature_mean and feature_std need the same length")
+        if None not in (self.target_low, self.target_high) and self.target_low > self.target_high:
+            raise ValueError("ScalingConfig: target_low must be <= target_high")
+
+    def check(self, n_signals: int, n_features: int) -> None:
+        """Raise if a per-track or per-feature tuple has the wrong length."""
+        for name, n in (("signal_background", n_signals), ("feature_log1p", n_features),
+                        ("feature_mean", n_features), ("feature_std", n_features)):
+            value = getattr(self, name)
+            if value and len(value) != n:
+                raise ValueError(f"ScalingConfig.{name} has {len(value)} values for {n} "
+                                 f"{'signals' if name.startswith('signal') else 'features'}")
+
+
+@dataclass
 class Seq2ExpConfig:
     """Generator + mask + predictor (paper section 4.1)."""
 
@@ -157,6 +204,8 @@ class Seq2ExpConfig:
     #: added to every position's embedding; it must equal the window length (the authors' hard
     #: run: 200,000). 0: none.
     position_table: int = 0
+    #: Fitted input/output scaling (identity by default; ``seq2exp train`` fits it).
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
 
     def __post_init__(self) -> None:
         self.signals = tuple(self.signals)
@@ -166,6 +215,9 @@ class Seq2ExpConfig:
             self.predictor = StackConfig(**self.predictor)
         if isinstance(self.mask, dict):
             self.mask = MaskConfig(**self.mask)
+        if isinstance(self.scaling, dict):
+            self.scaling = ScalingConfig(**self.scaling)
+        self.scaling.check(len(self.signals), self.n_features)
         if len(self.mask.signal_weights) != len(self.signals):
             raise ValueError(
                 f"Seq2ExpConfig: {len(self.signals)} signals {list(self.signals)} but "

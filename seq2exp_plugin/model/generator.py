@@ -15,6 +15,7 @@ from .config import Seq2ExpConfig
 from .embedding import PositionTable, signal_input
 from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior, sequence_beta,
                    signal_beta)
+from .scaling import InputScaling
 
 
 class Seq2ExpGenerator(nn.Module):
@@ -41,6 +42,7 @@ class Seq2ExpGenerator(nn.Module):
         # Non-linear steps as modules (no parameters): attribution rules attach to modules.
         self.softplus = nn.Softplus()
         self.posterior_mean = BetaMean()
+        self.scaling = InputScaling(self.config.scaling)
         if cfg.generator.caduceus_init:
             zero_linear_biases_(self)
 
@@ -57,7 +59,9 @@ class Seq2ExpGenerator(nn.Module):
         return self.backbone(hidden)
 
     def distribution(self, seq: Tensor, signals: Tensor) -> MaskDistribution:
-        """The posterior Beta(alpha, beta) per position, with its two factors."""
+        """The posterior Beta(alpha, beta) per position, with its two factors (raw signals in;
+        the fitted scaling is applied here)."""
+        signals = self.scaling.signals(signals)
         tracks = (signals,) if self.signal_embedding is not None else ()
         if self.config.generator.rc_equivariant:
             hidden = rc_symmetrize(self.encode, seq, *tracks)

@@ -26,6 +26,7 @@ from ..nn.bimamba import BiMambaStack, rc_symmetrize, zero_linear_biases_
 from .config import Seq2ExpConfig
 from .embedding import PositionTable, signal_input
 from .mask import central_slice
+from .scaling import InputScaling
 
 
 class RelativePosition(nn.Module):
@@ -91,6 +92,7 @@ class Seq2ExpPredictor(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
         self.mask_product = MaskProduct()
+        self.scaling = InputScaling(cfg.scaling)
         if cfg.predictor.caduceus_init:
             zero_linear_biases_(self)
 
@@ -117,6 +119,8 @@ class Seq2ExpPredictor(nn.Module):
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
                 mask: Tensor | None = None) -> Tensor:
+        """Raw inputs in (the fitted scaling is applied here), expression on the target scale out."""
+        signals, features = self.scaling.signals(signals), self.scaling.features(features)
         if self.config.mask.packed and mask is not None:
             pooled = self._pool_packed(seq, signals, mask)
         else:
@@ -125,7 +129,8 @@ class Seq2ExpPredictor(nn.Module):
             else:
                 hidden = self.encode(seq, signals, mask)
             pooled = hidden[:, central_slice(seq.shape[-1], self.config.pool_width)].mean(1)
-        return self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
+        standardised = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
+        return self.scaling.output(standardised)
 
     def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:
         """Run the stack on each sequence's kept positions (mask > 0.5) and pool its centre."""

@@ -40,7 +40,11 @@ VARIANTS = {
     "peak-mask": "the predictor on a MACS3 peak mask (data.peaks)",
     "hierarchical-cnn": "chromatin-to-expression CNN on signals binned at 128 bp",
     "ridge": "ExPecto-style ridge regression on spatially binned signals",
+    "promoter-ridge": "ridge regression on the promoter signals (central 1 kb) and the gene features",
 }
+
+#: How ``seq2exp train`` scales inputs and targets (see seq2exp_plugin.train.scaling).
+SCALING_MODES = ("auto", "none")
 
 
 @dataclass
@@ -59,6 +63,15 @@ class DataConfig:
     #: Options of the Hi-C contact-to-TSS extraction (see seq2exp_plugin.data.hic).
     hic: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 2
+    #: Gene-level splits (seq2exp_plugin.data.splits): the obs column of train/valid/test
+    #: labels; or K contiguous folds along the genome with ``fold`` the test fold; or folds
+    #: from the values of an obs column; or gene-list files of test / validation genes.
+    split_column: str = "split"
+    folds: int = 0
+    fold: int = 0
+    fold_column: str | None = None
+    valid_genes: str | None = None
+    test_genes: str | None = None
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.num_workers < 0:
@@ -89,6 +102,8 @@ class TrainConfig:
     strategy: str = "auto"
     tensorboard: bool = False
     progress_bar: bool = True
+    #: Without the progress bar: a log line every this many steps (and after each validation).
+    log_every_steps: int = 50
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -122,6 +137,9 @@ class RunConfig:
     #: hierarchical-cnn: keyword options of HierarchicalCNN (channels, dropout, ...).
     cnn: dict[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/seq2exp"
+    #: "auto": fit the input/target scaling on the training genes at the start of training and
+    #: store it in the model (unless ``model.scaling`` is given); "none": the paper's raw values.
+    scaling: str = "auto"
 
     def __post_init__(self) -> None:
         self.data = build(DataConfig, self.data, "data")
@@ -130,6 +148,8 @@ class RunConfig:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.variant == "retrain" and not self.generator_checkpoint:
             raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
+        if self.scaling not in SCALING_MODES:
+            raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
             raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
         try:  # every variant's model is built from it: check names, types and ranges now
@@ -161,7 +181,7 @@ class RunConfig:
         return build(cls, data, "")
 
 
-_PATH_FIELDS = ("genes", "genome", "blacklist", "peaks")
+_PATH_FIELDS = ("genes", "genome", "blacklist", "peaks", "valid_genes", "test_genes")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -69,9 +69,13 @@ class StepBatchSampler(Sampler[list[int]]):
 def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_target: bool = False) -> Dataset:
     """The window dataset of a run's data section (one split, or the given genes); training and
     validation drop genes without a measured target."""
+    from ..data.splits import SPLIT_OPTIONS, genes_of_split
     from ..data.windows import WindowDataset
 
     d = run.data
+    held = None if split is None else genes_of_split(d.genes, split, **{k: getattr(d, k) for k in SPLIT_OPTIONS})
+    if held is not None:  # a gene-level split: select its genes by id
+        split, gene_ids = None, held if gene_ids is None else [g for g in gene_ids if g in set(held)]
     return WindowDataset(
         genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
@@ -154,14 +158,19 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .module import Seq2ExpLightning, freeze_generator
+    from .progress import quiet_lightning, step_log
     from .run_dir import finished_step, prepare
+    from .scaling import with_fitted_scaling
 
+    quiet_lightning()
+    # the scaling first: the run directory stores (and compares) the run with its fitted scaling
+    run = with_fitted_scaling(run, make_dataset(run, "train", require_target=True))
     last = prepare(run, restart=not resume)  # before any loading or writing
-    if last is not None and finished_step(last) >= run.train.max_steps and run.variant != "ridge":
+    ridge = run.variant in ("ridge", "promoter-ridge")
+    if last is not None and finished_step(last) >= run.train.max_steps and not ridge:
         print(f"seq2exp train: {run.out_dir} already finished ({run.train.max_steps} steps); nothing to do")
         return None
-
-    if run.variant == "ridge":
+    if ridge:
         from .ridge import fit_ridge
 
         return fit_ridge(run, make_dataset(run, "train", require_target=True),
@@ -204,7 +213,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min",
                                    save_last=False, enable_version_counter=False),
                    _last_checkpoint_callback(ckpt_dir),
-                   *([TQDMProgressBar()] if run.train.progress_bar else []), *callbacks],
+                   *([TQDMProgressBar()] if run.train.progress_bar else
+                     [step_log(run.train.log_every_steps, run.train.max_steps)]), *callbacks],
         log_every_n_steps=min(50, run.train.val_every_steps),
         enable_progress_bar=run.train.progress_bar,
         enable_model_summary=False,

@@ -24,6 +24,11 @@ def _design(net, dataset, run: RunConfig, what: str) -> tuple[np.ndarray, np.nda
     return np.concatenate(rows), np.concatenate(targets)
 
 
+def _standardised(net, rows: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Design rows with targets on the network's standardised scale (what ``net.linear`` predicts)."""
+    return rows[0], net.scaling.standardise(rows[1])
+
+
 def fit_ridge(run: RunConfig, train_set: Dataset, valid_set: Dataset) -> Path:
     """Fit on the training windows, choose the penalty on the validation windows, write
     ``best.ckpt`` and ``last.ckpt`` in the format ``seq2exp train`` writes for every variant."""
@@ -35,9 +40,10 @@ def fit_ridge(run: RunConfig, train_set: Dataset, valid_set: Dataset) -> Path:
     net = module.net
     train = _design(net, train_set, run, "train")
     valid = _design(net, valid_set, run, "valid")
-    net.fit(*train, valid=valid)
+    net.fit(*_standardised(net, train), valid=_standardised(net, valid))
     with torch.no_grad():
-        mse = float(np.mean((net.linear(torch.from_numpy(valid[0]).float()).squeeze(-1).numpy() - valid[1]) ** 2))
+        fitted = net.scaling.output(net.linear(torch.from_numpy(valid[0]).float()).squeeze(-1))
+        mse = float(np.mean((fitted.numpy() - valid[1]) ** 2))
     module.performance["val"] = {"mse": mse, "alpha": float(net.alpha)}
     checkpoint = {
         "state_dict": module.state_dict(),

@@ -12,6 +12,10 @@ from ..model.batch import given_mask, predict_batch  # noqa: F401 (their former 
 from ..model.config import preset
 from .config import RunConfig
 
+#: Width (bp) of the promoter the promoter-ridge baseline reads (the gene table's promoter-
+#: activity window, TSS +/- 500 bp).
+PROMOTER_WIDTH = 1000
+
 
 def model_config(run: RunConfig):
     """The Seq2Exp configuration of a run: preset + overrides, signals named by the data."""
@@ -33,4 +37,6 @@ def model_params(run: RunConfig) -> dict[str, Any]:
         return {"model_type": "HierarchicalCNN", "window": run.data.window, "cnn": dict(run.cnn), **fields}
     if run.variant == "ridge":
         return {"model_type": "ExpectoRidge", **fields}
+    if run.variant == "promoter-ridge":
+        return {"model_type": "ExpectoRidge", "ridge": {"promoter_width": PROMOTER_WIDTH}, **fields}
     raise ValueError(f"unknown variant {run.variant!r}")

@@ -113,6 +113,7 @@ def write_train_config(window: int, cell_type: str) -> Path:
         },
         "train": TRAIN,
         "out_dir": "~/seq2exp-runs/Demo",  # build_demo.py trains in a temporary folder instead
+        "scaling": "none",  # the bundled weights were trained on raw values
     }
     path = DEMO / "train.yaml"
     header = ("# Seq2Exp/Demo training configuration, written by build_demo.py (paths relative to this\n"

@@ -1,0 +1,191 @@
+"""Cross-validation over gene folds (``seq2exp cv``): every fold x variant trained with the
+run's recipe (scaling fitted on that fold's training genes), evaluated on the fold's test genes,
+and summarised as per-fold and mean +/- sd MSE, Pearson and Spearman.
+
+Folds are K contiguous blocks of genes along the genome (``data.folds``) or the values of a
+gene-table column (``data.fold_column``); see :mod:`seq2exp_plugin.data.splits`. Each run goes
+to ``OUT/fold<i>/<variant>`` (rerunning resumes or skips finished runs), the tables to
+``OUT/cv.tsv``, ``OUT/cv.md`` and ``OUT/cv.json``.
+
+Beside the metrics, each row reports ``outside_range``: how far the furthest test prediction
+lies outside the range of that fold's training targets (0 when every prediction is inside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import VARIANTS, RunConfig
+
+#: What ``seq2exp cv`` trains by default: the model and the project's baselines.
+DEFAULT_VARIANTS = ("seq2exp", "seq-signals", "ridge", "promoter-ridge")
+CV_METRICS = ("mse", "pearson", "spearman")
+
+
+@dataclass
+class FoldResult:
+    variant: str
+    fold: int
+    metrics: dict[str, float]
+    n_test: int
+    outside_range: float
+    checkpoint: str
+
+
+def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, signals: dict[str, str],
+                   cell_type: str, halflife: str | None = None,
+                   settings: dict | None = None) -> RunConfig:
+    """The base run of ``seq2exp cv`` given raw files: writes ``OUT/genes.h5ad`` from the TSS BED,
+    the expression table's ``cell_type`` column and the DNase/H3K27ac bigWigs (promoter
+    activity) and ``OUT/base.yaml``, a run configuration reading ``signals`` in their given
+    order, and returns it loaded with ``settings`` (dotted ``key=value`` overrides, as
+    ``--set``). Checks every input first."""
+    import pandas as pd
+
+    from ..data.genes import build_gene_table
+
+    for what, path in {"genome": genome, "TSS table": tss, "expression table": expression,
+                       **{f"signal {k!r}": v for k, v in signals.items()}}.items():
+        if not Path(str(path).partition("::")[0]).is_file():
+            raise FileNotFoundError(f"{what} not found: {path}")
+    missing = [name for name in ("dnase", "h3k27ac") if name not in signals]
+    if missing:
+        raise ValueError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
+                         f"sqrt(DNase x H3K27ac)); got {list(signals)}")
+    table = pd.read_csv(expression, sep=None, engine="python")
+    if cell_type not in table.columns:
+        raise KeyError(f"{expression}: no column {cell_type!r} (--cell-type); columns: {list(table.columns)}")
+    keep = [c for c in ("gene_id", "symbol", "gene_name") if c in table.columns] + [cell_type]
+    genes = Path(out_dir) / "genes.h5ad"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    build_gene_table(tss=tss, expression=table[keep], genome=genome, halflife=halflife,
+                     tracks={cell_type: {k: signals[k] for k in ("dnase", "h3k27ac")}}, out=genes)
+    import yaml
+
+    from ..atomic import write_text
+    from .config import load_config
+
+    base = {"data": {"genes": _absolute(genes), "genome": _absolute(genome),
+                     "signals": {k: _absolute(v) for k, v in signals.items()}, "cell_type": cell_type},
+            "out_dir": _absolute(out_dir)}
+    write_text(Path(out_dir) / "base.yaml", yaml.safe_dump(base, sort_keys=False))
+    return load_config(Path(out_dir) / "base.yaml", settings)
+
+
+def _absolute(path) -> str:
+    """Absolute path, keeping a ``::`` URI suffix (``x.mcool::/resolutions/5000``)."""
+    file, sep, suffix = str(path).partition("::")
+    return f"{Path(file).resolve()}{sep}{suffix}"
+
+
+def n_folds(base: RunConfig, folds: int | None) -> int:
+    """K: ``folds``, or the number of distinct values of ``data.fold_column``."""
+    if base.data.fold_column is None:
+        if folds is None or folds < 3:
+            raise ValueError(f"cross-validation needs --folds >= 3 (or data.fold_column), got {folds}")
+        return int(folds)
+    from ..data.genes import read_gene_table
+
+    obs = read_gene_table(base.data.genes).obs
+    if base.data.fold_column not in obs.columns:
+        raise KeyError(f"{base.data.genes}: obs column {base.data.fold_column!r} (data.fold_column) not found")
+    return int(obs[base.data.fold_column].astype(str).nunique())
+
+
+def fold_run(base: RunConfig, variant: str, fold: int, folds: int, out_dir: str | Path) -> RunConfig:
+    """The run of one (variant, fold)."""
+    data = {**base.to_dict()["data"], "fold": int(fold)}
+    if base.data.fold_column is None:
+        data["folds"] = int(folds)
+    return RunConfig.from_dict({**base.to_dict(), "variant": variant, "data": data,
+                                "out_dir": str(Path(out_dir) / f"fold{fold}" / variant)})
+
+
+def evaluate_fold(checkpoint: str | Path) -> tuple[dict[str, float], int, float]:
+    """Metrics on the test genes, their count, and the largest excursion of a test prediction
+    outside the training targets' range."""
+    from .evaluate import load_run, predict_dataset
+    from .fit import make_dataset
+    from .metrics import regression_metrics
+
+    module, run = load_run(str(checkpoint))
+    test = make_dataset(run, "test", require_target=True)
+    train_targets = make_dataset(run, "train", require_target=True).targets
+    predicted = np.array([g.prediction for g in predict_dataset(module.net, test, keep_scores=False,
+                                                                progress=False)])
+    low, high = float(np.min(train_targets)), float(np.max(train_targets))
+    outside = float(np.max(np.maximum(low - predicted, predicted - high), initial=0.0))
+    return regression_metrics(predicted, test.targets), len(test), max(outside, 0.0)
+
+
+def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = None,
+                   variants: Sequence[str] = DEFAULT_VARIANTS,
+                   on_result: Callable[[FoldResult], None] | None = None) -> list[FoldResult]:
+    """Train and evaluate every (fold, variant); write the tables into ``out_dir``."""
+    from .fit import fit
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
+    k = n_folds(base, folds)
+    runs = [fold_run(base, v, i, k, out_dir) for i in range(k) for v in variants]  # all checked first
+    results = []
+    for run in runs:
+        fit(run)
+        best = Path(run.out_dir) / "checkpoints" / "best.ckpt"
+        metrics, n_test, outside = evaluate_fold(best)
+        result = FoldResult(run.variant, run.data.fold, metrics, n_test, outside, str(best))
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    write_results(out_dir, results)
+    return results
+
+
+def summary(results: Sequence[FoldResult]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{variant: {metric: (mean, sd)}}`` over folds (sd with ddof 1; 0 for one fold), plus the
+    largest ``outside_range`` as ``(max, 0)``."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for variant in dict.fromkeys(r.variant for r in results):
+        rows = [r for r in results if r.variant == variant]
+        out[variant] = {}
+        for metric in CV_METRICS:
+            values = np.array([r.metrics[metric] for r in rows])
+            out[variant][metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+        out[variant]["outside_range"] = (max(r.outside_range for r in rows), 0.0)
+    return out
+
+
+def format_results(results: Sequence[FoldResult]) -> str:
+    """Markdown: one row per (fold, variant), then mean +/- sd per variant."""
+    head = "| fold | model | test genes | " + " | ".join(CV_METRICS) + " | outside range |"
+    lines = [head, "|---" * (len(CV_METRICS) + 4) + "|"]
+    for r in sorted(results, key=lambda r: (r.fold, r.variant)):
+        lines.append(f"| {r.fold} | {r.variant} | {r.n_test} | "
+                     + " | ".join(f"{r.metrics[m]:.4f}" for m in CV_METRICS) + f" | {r.outside_range:.3f} |")
+    for variant, values in summary(results).items():
+        n = sum(r.n_test for r in results if r.variant == variant)
+        lines.append(f"| mean +/- sd | {variant} | {n} | "
+                     + " | ".join(f"{values[m][0]:.4f} +/- {values[m][1]:.4f}" for m in CV_METRICS)
+                     + f" | max {values['outside_range'][0]:.3f} |")
+    return "\n".join(lines)
+
+
+def write_results(out_dir: str | Path, results: Sequence[FoldResult]) -> None:
+    """``cv.tsv`` (per fold), ``cv.md`` (the table) and ``cv.json`` (both), atomically."""
+    import pandas as pd
+
+    from ..atomic import write_json, write_text
+
+    out_dir = Path(out_dir)
+    rows = [{"fold": r.fold, "variant": r.variant, "n_test": r.n_test, **r.metrics,
+             "outside_range": r.outside_range, "checkpoint": r.checkpoint} for r in results]
+    write_text(out_dir / "cv.tsv", pd.DataFrame(rows).to_csv(sep="\t", index=False, float_format="%.6g"))
+    write_text(out_dir / "cv.md", format_results(results) + "\n")
+    write_json(out_dir / "cv.json", {"folds": rows, "summary": {
+        v: {m: {"mean": mean, "sd": sd} for m, (mean, sd) in values.items()}
+        for v, values in summary(results).items()}})

@@ -1,0 +1,77 @@
+"""Fit the model's input and target scaling on the training genes (``scaling: auto``).
+
+What is fitted (stored as ``model.scaling`` in the run and the checkpoint, applied inside the
+model's forward; :mod:`seq2exp_plugin.model.scaling`):
+
+- signals: each bigWig track is divided by its genome-wide background
+  (:meth:`~seq2exp_plugin.data.tracks.BigWigTrack.background`), so DNase/H3K27ac read as fold
+  over the track's average whatever the file's unit (fold change, signal p-value, RPM); Hi-C
+  contacts (already ``log10(1 + x)`` of normalised counts) keep their scale. The predictor then
+  reads ``log1p`` of these values (``signal_transform: log1p``) unless the run sets it.
+- gene features: ``log1p`` for a feature whose training values are all >= 0 and reach above 10
+  (counts and signal products such as promoter activity, spanning orders of magnitude; z-scores
+  and GC fractions are left as they are), then standardised with the training mean and sd.
+- target: the network predicts the standardised target (training mean and sd), so its output
+  starts at the training mean; in eval mode predictions are clamped to the training range
+  widened by 10% of its width on each side.
+
+Only the training split's genes are read (validation and test genes cannot leak in). A run
+that gives ``model.scaling`` itself, or ``scaling: none`` (the paper's raw values), is left as
+it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import RunConfig
+
+#: Features whose training values stay >= 0 and exceed this are log1p-transformed.
+LOG1P_ABOVE = 10.0
+#: The eval-mode clamp widens the training target range by this fraction of its width.
+TARGET_MARGIN = 0.1
+
+
+def signal_backgrounds(signals: dict[str, str]) -> list[float]:
+    """One divisor per track: the bigWig background, 1 for Hi-C and other readers."""
+    from ..data.tracks import BigWigTrack, is_bigwig_path
+
+    return [BigWigTrack(path).background() if is_bigwig_path(path) else 1.0 for path in signals.values()]
+
+
+def fit_feature_scaling(features: np.ndarray) -> dict[str, list]:
+    """``feature_log1p``, ``feature_mean``, ``feature_std`` of ``(n_genes, n_features)`` rows."""
+    x = np.asarray(features, dtype=np.float64)
+    finite = np.where(np.isfinite(x), x, np.nan)
+    log1p = (np.nanmin(finite, axis=0) >= 0) & (np.nanmax(finite, axis=0) > LOG1P_ABOVE)
+    transformed = np.where(log1p, np.log1p(np.clip(finite, 0, None)), finite)
+    mean = np.nan_to_num(np.nanmean(transformed, axis=0))
+    std = np.nan_to_num(np.nanstd(transformed, axis=0))
+    std = np.where(std > 1e-8, std, 1.0)
+    return {"feature_log1p": log1p.tolist(), "feature_mean": mean.tolist(), "feature_std": std.tolist()}
+
+
+def fit_target_scaling(targets: np.ndarray) -> dict[str, float]:
+    """Mean, sd and the eval-mode clamp range of the training targets."""
+    y = np.asarray(targets, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if y.size < 2:
+        raise ValueError(f"the training split has {y.size} gene(s) with a target; need at least 2")
+    low, high = float(y.min()), float(y.max())
+    margin = TARGET_MARGIN * (high - low)
+    std = float(y.std())
+    return {"target_mean": float(y.mean()), "target_std": std if std > 1e-8 else 1.0,
+            "target_low": low - margin, "target_high": high + margin}
+
+
+def with_fitted_scaling(run: RunConfig, train_set) -> RunConfig:
+    """``run`` with ``model.scaling`` fitted on ``train_set`` (a window dataset of the training
+    genes; only its feature and target arrays are read), per the module docstring."""
+    if run.scaling == "none" or "scaling" in run.model:
+        return run
+    scaling = {"signal_background": signal_backgrounds(run.data.signals),
+               **fit_feature_scaling(train_set.features), **fit_target_scaling(train_set.targets)}
+    model = {**run.model, "scaling": scaling}
+    if run.data.signals:
+        model.setdefault("signal_transform", "log1p")
+    return RunConfig.from_dict({**run.to_dict(), "model": model})

@@ -1,0 +1,108 @@
+"""Gene-level splits (lists, a table column, contiguous folds) and `seq2exp cv` end to end."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seq2exp_plugin.cli import main
+from seq2exp_plugin.data.splits import genome_order, split_labels
+from seq2exp_plugin.train.config import load_config
+from seq2exp_plugin.train.fit import make_dataset
+
+from conftest import TINY_STACK, TINY_WINDOW, write_train_config
+
+
+def _obs() -> pd.DataFrame:
+    chroms = ["chr10", "chr2", "chrX", "chr2", "chr1", "chr10", "chr1"]
+    tss = [50, 900, 10, 100, 700, 10, 30]
+    ids = [f"G{i}" for i in range(len(chroms))]
+    return pd.DataFrame({"chrom": chroms, "tss": tss, "split": ["train"] * 5 + ["valid", "test"]}, index=ids)
+
+
+def test_contiguous_folds_follow_the_genome_and_cover_every_gene_once():
+    obs = _obs()
+    order = [obs.index[i] for i in genome_order(obs)]
+    assert order == ["G6", "G4", "G3", "G1", "G5", "G0", "G2"]  # chr1, chr2, chr10, chrX by TSS
+    tested = []
+    for fold in range(3):
+        labels = split_labels(obs, folds=3, fold=fold)
+        test, valid = labels.index[labels == "test"].tolist(), labels.index[labels == "valid"].tolist()
+        blocks = [order[0:3], order[3:5], order[5:7]]  # numpy.array_split sizes 3, 2, 2
+        assert sorted(test) == sorted(blocks[fold]) and sorted(valid) == sorted(blocks[(fold + 1) % 3])
+        tested += test
+    assert sorted(tested) == sorted(obs.index)
+    with pytest.raises(ValueError, match="data.fold must be in 0..2"):
+        split_labels(obs, folds=3, fold=3)
+
+
+def test_fold_column_and_gene_lists(tmp_path):
+    obs = _obs()
+    labels = split_labels(obs, fold_column="chrom", fold=1)  # values sorted: chr1 chr10 chr2 chrX
+    assert labels[obs["chrom"] == "chr10"].eq("test").all() and labels[obs["chrom"] == "chr2"].eq("valid").all()
+    listed = tmp_path / "test_genes.txt"
+    listed.write_text("# held out\nG0\nG1 extra-field\n")
+    labels = split_labels(obs, test_genes=str(listed))
+    assert labels.to_dict() == {"G0": "test", "G1": "test", "G2": "train", "G3": "train", "G4": "train",
+                                "G5": "valid", "G6": "train"}  # the table's test gene G6 now trains
+    listed.write_text("G0\nNOPE\n")
+    with pytest.raises(KeyError, match="NOPE"):
+        split_labels(obs, test_genes=str(listed))
+    with pytest.raises(KeyError, match="'fold' .*data.fold_column"):
+        split_labels(obs, fold_column="fold")
+
+
+def test_make_dataset_uses_the_run_folds(tiny_synth, tmp_path):
+    run = load_config(write_train_config(tiny_synth, tmp_path, **{"data.folds": 4, "data.fold": 2}))
+    sets = {s: set(make_dataset(run, s).gene_ids) for s in ("train", "valid", "test")}
+    assert sum(map(len, sets.values())) == 20 and not (sets["train"] & sets["test"]) and len(sets["test"]) == 5
+    default = load_config(write_train_config(tiny_synth, tmp_path / "d"))  # the chromosome split
+    assert set(make_dataset(default, "test").gene_ids) != sets["test"]
+
+
+def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, recwarn):
+    """The README's small run: raw files in, per-fold and mean +/- sd table out (tiny model)."""
+    cell = tiny_synth / "synthA"
+    out = tmp_path / "cv"
+    stack = [f"model.{part}.{k}={v}" for part in ("generator", "predictor") for k, v in TINY_STACK.items()]
+    caplog.set_level(logging.INFO)
+    code = main(["cv", "--out", str(out), "--folds", "3", "--variants", "seq2exp", "promoter-ridge",
+                 "--genome", str(tiny_synth / "genome.fa"), "--tss", str(tiny_synth / "tss.bed"),
+                 "--expression", str(tiny_synth / "expression.tsv"), "--cell-type", "synthA",
+                 "--halflife", str(tiny_synth / "halflife.tsv"),
+                 "--signals", f"h3k27ac={cell / 'h3k27ac.bw'}", f"dnase={cell / 'dnase.bw'}", f"hic={cell / 'hic.cool'}",
+                 "--set", f"data.window={TINY_WINDOW}", "data.num_workers=0", "model.pool_width=200",
+                 "model.mask.promoter_keep=200", "train.max_steps=3", "train.warmup_steps=1",
+                 "train.val_every_steps=3", "train.batch_size=4", "train.progress_bar=false", *stack])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # training without a progress bar still logs its steps; Lightning's tip and warning are gone
+    assert "step 3/3: train_loss" in captured.out and "fold 2 promoter-ridge: MSE" in captured.out
+    assert not any("Tip:" in r.getMessage() for r in caplog.records)
+    assert not any("LeafSpec" in str(w.message) for w in recwarn)
+    table = pd.read_csv(out / "cv.tsv", sep="\t")
+    assert sorted(zip(table["fold"], table["variant"])) == [(f, v) for f in range(3) for v in ("promoter-ridge", "seq2exp")]
+    assert table.groupby("variant")["n_test"].sum().eq(20).all()  # every gene tested once
+    summary = json.loads((out / "cv.json").read_text())["summary"]
+    for variant, rows in table.groupby("variant"):
+        for metric in ("mse", "pearson", "spearman"):
+            assert summary[variant][metric]["mean"] == pytest.approx(rows[metric].mean(), rel=1e-5)
+            assert summary[variant][metric]["sd"] == pytest.approx(rows[metric].std(ddof=1), rel=1e-5)
+    assert (table["outside_range"] <= 1.0).all()  # the eval clamp bounds every prediction
+    assert "mean +/- sd" in (out / "cv.md").read_text()
+    run = load_config(out / "base.yaml")
+    assert list(run.data.signals) == ["h3k27ac", "dnase", "hic"] and np.isfinite(table["mse"]).all()
+
+
+def test_evaluate_on_a_gene_list(tiny_checkpoint, tmp_path):
+    listed = tmp_path / "genes.txt"
+    listed.write_text("SYNG00003\nSYNG00007\nSYNG00011\n")
+    report = tmp_path / "metrics.json"
+    assert main(["evaluate", str(tiny_checkpoint), "--genes-file", str(listed), "--json", str(report)]) == 0
+    metrics = json.loads(report.read_text())
+    assert metrics["genes"] == ["SYNG00003", "SYNG00007", "SYNG00011"] and metrics["n_genes"] == 3
+    assert metrics["split"] is None
+    listed.write_text("SYNG00003\nNOPE\n")
+    assert main(["evaluate", str(tiny_checkpoint), "--genes-file", str(listed)]) == 2
