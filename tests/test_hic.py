@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from seq2exp_plugin.data.hic import HiCContacts
+from seq2exp_plugin.data.hic import HiCContacts, worker_start_method
 
 
 def expected_profile(mat_row: np.ndarray, tss: int, start: int, end: int, res: int, chrom_len: int,
@@ -196,10 +196,15 @@ def test_hic_reader_against_the_same_contacts_in_cool(data_world, tmp_path):
     again = pickle.loads(pickle.dumps(h))
     np.testing.assert_array_equal(again.contact_to_tss("chr1", 5_500, 0, 12_000),
                                   hc.contact_to_tss("chr1", 5_500, 0, 12_000))
-    from torch.utils.data import DataLoader  # forked DataLoader workers, each with its own handle
+    from operator import methodcaller
+
+    from torch.utils.data import DataLoader  # DataLoader workers, each with its own handle
 
     locus = ("chr2", 7_300, 0, 12_000)
-    rows = list(DataLoader([h] * 3, batch_size=None, num_workers=2, collate_fn=lambda r: r.contact_to_tss(*locus)))
+    assert worker_start_method(2) == "forkserver"  # hictkpy is loaded: forking can deadlock
+    rows = list(DataLoader([h] * 3, batch_size=None, num_workers=2,
+                           multiprocessing_context=worker_start_method(2),
+                           collate_fn=methodcaller("contact_to_tss", *locus)))
     for row in rows:
         np.testing.assert_array_equal(row, hc.contact_to_tss(*locus))
 

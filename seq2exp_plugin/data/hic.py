@@ -42,6 +42,7 @@ Handles are opened lazily and reopened after ``fork``/unpickling (DataLoader wor
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,16 @@ def is_hic_path(path) -> bool:
 # ----------------------------------------------------------------------------------------------
 # backends: each gives chrom_sizes, resolution and row(chrom, tss, b0, b1) -> per-bin raw contacts
 # ----------------------------------------------------------------------------------------------
+def worker_start_method(num_workers: int) -> str | None:
+    """How DataLoader workers must start: ``None`` (the default, fork) unless hictkpy is loaded.
+
+    hictkpy installs a native at-fork handler that can deadlock a forked child (seen in the test
+    suite: a worker stuck inside fork() in hictkpy's handler), so once a ``.hic`` file has been
+    opened, workers start from a fresh interpreter ("forkserver") and reopen their own handles.
+    """
+    return "forkserver" if num_workers > 0 and "hictkpy" in sys.modules else None
+
+
 class _CoolerBackend:
     def __init__(self, path, fmt, resolution, balance):
         fname, group = _split_uri(path)
