@@ -11,8 +11,9 @@ One command does everything on this 2-core CPU machine::
    ``pip install -e ".[peaks]"``);
 3. ``seq2exp train`` for every variant on the training chromosomes, model selection on the
    validation chromosomes, once per training seed (``--seeds``, default 0 1 2; the synthetic
-   data stays that of ``--seed``): Seq2Exp-learned (preset ``learned``, the project's default;
-   ``--mask KEY=VALUE`` overrides its MaskConfig for experiments), Seq2Exp-soft, Seq2Exp-hard,
+   data stays that of ``--seed``), with the fitted scaling of ``seq2exp train`` (``--scaling
+   none``: raw values): Seq2Exp-learned (preset ``learned``, the project's default; ``--mask``,
+   ``--model`` and ``--train KEY=VALUE`` override its configuration for experiments), Seq2Exp-soft, Seq2Exp-hard,
    Seq2Exp-retrain (top 10% of the soft generator), sequence only, sequence + signals (no mask),
    the predictor on the MACS3 peak mask, the hierarchical CNN on 128-bp binned signals, the
    ExPecto-style ridge;
@@ -27,18 +28,17 @@ One command does everything on this 2-core CPU machine::
 6. rankings without a learned generator (no training; ``--ceilings-only`` stops there): each
    track, the signal Beta, its odds times Hi-C, and an oracle DNA reader.
 
-Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, 400 steps,
-Seq2Exp-learned, Seq2Exp-soft and sequence + signals only (no hard, retrain, baselines).
+Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, Seq2Exp-learned,
+Seq2Exp-soft and sequence + signals only (no peak mask, no baselines).
 
 Writes ``results.md``, ``results.json`` and ``recovery.png`` into ``--out`` and prints the wall
 time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``).
 
 Sizing: the defaults (400 genes of the ``tiny`` preset's design at 4 kb windows, Mamba stacks of
-d_model 32 x 2 layers, 700 steps of batch 8) run in about 20 minutes on 2 cores. The paper's
-200 kb windows and 1.1 M-parameter model take about 36 s per training step here, so they do not
-fit a 60-minute CPU budget. At 8 kb and 400 steps every Mamba variant stayed at the level of
-the gene features alone (the step count, not the mask, limited them); 4 kb and 700 steps is
-where they learn from the window.
+d_model 32 x 2 layers, 400 steps of batch 8, 3 seeds of the default variants) run in about 35
+minutes on 2 cores, ``--quick`` in about 8. The paper's 200 kb windows and 1.1 M-parameter
+model take about 36 s per training step here, so they do not fit a CPU budget. More steps do
+not help at this data size: 1,200 steps overfit the 279 training genes (README, run H4).
 """
 
 from __future__ import annotations
@@ -52,9 +52,13 @@ import numpy as np
 import yaml
 
 SIGNALS = ("h3k27ac", "dnase", "hic")
-QUICK_STEPS = 400
-MAMBA_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard", "seq2exp-retrain", "seq-only",
-                  "seq-signals", "peak-mask")
+#: Every variant the benchmark knows (``--variants``).
+ALL_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard", "seq2exp-retrain", "seq-only",
+                "seq-signals", "peak-mask", "hierarchical-cnn", "ridge")
+#: The default run: Seq2Exp (the project's preset and the paper's soft run) against every
+#: baseline of issue 9's bar; about 35 minutes on 2 cores for 3 seeds. Add seq2exp-hard,
+#: seq2exp-retrain or seq-only with --variants.
+DEFAULT_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals", "peak-mask", "hierarchical-cnn", "ridge")
 #: Variants whose generator is scored by generator_metrics.
 GENERATOR_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard")
 #: --quick: the learned generator against the paper's soft one and the unmasked predictor.
@@ -71,10 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training seeds (one run of every variant each; the report gives mean +/- sd; "
                         "default 0 1 2, --quick: 0)")
     p.add_argument("--quick", action="store_true",
-                   help=f"a short check: one training seed unless --seeds, {QUICK_STEPS} steps, variants "
-                        f"{', '.join(QUICK_VARIANTS)} (no retrain, hard, baselines)")
+                   help=f"a short check: one training seed unless --seeds, variants "
+                        f"{', '.join(QUICK_VARIANTS)} (no peak mask, no baselines)")
     p.add_argument("--cell-type", default="synthA")
-    p.add_argument("--steps", type=int, default=700, help="training steps per variant")
+    p.add_argument("--steps", type=int, default=400, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--d-model", type=int, default=32)
@@ -98,23 +102,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="MaskConfig overrides of Seq2Exp-learned (experiments), e.g. kept_target=0.05")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="Seq2ExpConfig overrides of Seq2Exp-learned, e.g. generator_signals=true")
+    p.add_argument("--scaling", choices=("auto", "none"), default="auto",
+                   help="the fitted input/target scaling of `seq2exp train` (auto), or the paper's raw values")
+    p.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="TrainConfig overrides of Seq2Exp-learned, e.g. generator_lr_scale=10")
     p.add_argument("--ceilings-only", action="store_true",
                    help="only the rankings without a learned generator (signals, oracle DNA reader)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0: in the training process)")
-    p.add_argument("--variants", nargs="+", default=None,
-                   help="default: every variant (--quick: " + ", ".join(QUICK_VARIANTS) + ")")
+    p.add_argument("--variants", nargs="+", default=None, choices=ALL_VARIANTS, metavar="VARIANT",
+                   help="default: " + ", ".join(DEFAULT_VARIANTS) + " (--quick: " + ", ".join(QUICK_VARIANTS)
+                        + "); also: " + ", ".join(v for v in ALL_VARIANTS if v not in DEFAULT_VARIANTS))
     args = p.parse_args(argv)
     if args.seeds is None:
         args.seeds = [0] if args.quick else [0, 1, 2]
-    if args.quick:
-        if args.steps == p.get_default("steps"):
-            args.steps = QUICK_STEPS
     if args.variants is None:
-        args.variants = list(QUICK_VARIANTS if args.quick else (*MAMBA_VARIANTS, "hierarchical-cnn", "ridge"))
+        args.variants = list(QUICK_VARIANTS if args.quick else DEFAULT_VARIANTS)
     if "seq2exp-retrain" in args.variants and "seq2exp-soft" not in args.variants:
         p.error("seq2exp-retrain needs seq2exp-soft (its generator)")
-    args.mask, args.model = ({k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in pairs)}
-                             for pairs in (args.mask, args.model))
+    args.mask, args.model, args.train = ({k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in pairs)}
+                                         for pairs in (args.mask, args.model, args.train))
     return args
 
 
@@ -169,8 +175,10 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
                   "min_lr": args.lr / 10, "val_every_steps": max(1, args.steps // 6), "seed": seed,
                   "progress_bar": False},
         "out_dir": str(out / "runs" / variant),
-        "scaling": "none",  # the README's numbers were measured on raw values (before the fitted scaling)
+        "scaling": args.scaling,
     }
+    if variant == "seq2exp-learned":
+        config["train"].update(args.train)
     if variant == "peak-mask":
         config["data"]["peaks"] = str(peaks_file)
     if variant == "seq2exp-retrain":

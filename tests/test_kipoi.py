@@ -169,8 +169,13 @@ def test_kipoi_predict_demo_matches_the_model_called_directly(env, direct, tmp_p
     # the mask: a probability, the promoter kept, blacklisted positions removed
     mask = h5["preds/mask"]
     assert np.all((mask >= 0) & (mask <= 1))
+    from seq2exp_plugin.train.config import load_config
+    from seq2exp_plugin.train.variants import model_config
+
+    keep = model_config(load_config(DEMO / "train.yaml")).mask.promoter_keep
+    assert 0 < keep < WINDOW
     centre = np.zeros(WINDOW, dtype=bool)
-    centre[WINDOW // 2 - 500: WINDOW // 2 + 500] = True  # promoter_keep 1000 bp
+    centre[WINDOW // 2 - keep // 2: WINDOW // 2 - keep // 2 + keep] = True
     assert np.all(mask[:, centre][~direct["blacklist"][:, centre]] == 1.0)
     assert direct["blacklist"].any() and np.all(mask[direct["blacklist"]] == 0.0)
     # metadata: the window around each TSS and the measured expression of the gene table

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from seq2exp_plugin.model.config import Seq2ExpConfig, preset
-from seq2exp_plugin.model.generator import Seq2ExpGenerator
+from seq2exp_plugin.model.generator import CONTACT_RATE, Seq2ExpGenerator
 from seq2exp_plugin.model.predictor import Seq2ExpPredictor
 from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss
 from seq2exp_plugin.nn.bimamba import reverse_complement
@@ -218,3 +218,27 @@ def test_learned_generator_starts_at_the_signal_posterior_and_learns():
         a = model.generator.distribution(seq, signals).sequence_mean
         b = model.generator.distribution(seq, signals * torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1)).sequence_mean
     assert not torch.allclose(a, b)
+
+
+def test_contact_exponent_scales_the_odds_by_relative_contact():
+    torch.manual_seed(7)
+    cfg = tiny_config(mask={"sequence_term": "multiplicative", "kept_target": 0.1, "kl_weight": 1.0},
+                      contact_exponent="hic")
+    model = Seq2ExpModel(cfg)
+    seq, signals, features = batch()
+    with torch.no_grad():
+        start = model.generator.distribution(seq, signals)
+        assert torch.equal(start.alpha, start.alpha2)  # gamma = 0: the signal posterior
+        model.generator.contact_gamma_raw.fill_(1.5 / CONTACT_RATE)
+        dist = model.generator.distribution(seq, signals)
+    contact = signals[:, 2].double()
+    relative = (contact + 1e-6) / (contact.mean(-1, keepdim=True) + 1e-6)
+    odds = (dist.alpha / dist.beta).double()
+    torch.testing.assert_close(odds, (start.alpha / start.beta).double() * relative ** 1.5, rtol=1e-5, atol=0)
+    model.train()
+    seq2exp_loss(model(seq, signals, features), torch.tensor([0.5, 1.5]), kl_weight=1.0)["loss"].backward()
+    assert model.generator.contact_gamma_raw.grad is not None and model.generator.contact_gamma_raw.grad != 0
+    with pytest.raises(ValueError, match="contact_exponent 'x' is not one of the signals"):
+        tiny_config(mask={"sequence_term": "multiplicative"}, contact_exponent="x")
+    with pytest.raises(ValueError, match="needs mask.sequence_term: multiplicative"):
+        tiny_config(contact_exponent="hic")

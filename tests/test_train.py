@@ -38,6 +38,32 @@ def test_weight_decay_groups_follow_the_recipe():
     assert len(decay["params"]) + len(no_decay["params"]) == n_unique
 
 
+def test_generator_lr_scale_gives_the_generator_its_own_rate():
+    from seq2exp_plugin.model.seq2exp import Seq2ExpModel
+
+    model = Seq2ExpModel(generator=TINY_STACK, predictor=TINY_STACK, shared_embedding=True)
+    cfg = TrainConfig(max_steps=20, warmup_steps=2, lr=1e-3, warmup_start_lr=1e-4, min_lr=0.0,
+                      generator_lr_scale=10.0)
+    optimizer = make_optimizer(model, cfg)
+    own = {id(p) for p in model.generator.parameters()} - {id(p) for p in model.predictor.parameters()}
+    listed = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(listed) == sorted({id(p) for p in model.parameters()})  # each once
+    for group in optimizer.param_groups:
+        in_generator = {id(p) in own for p in group["params"]}
+        assert len(in_generator) == 1  # a group is the generator's or not, never mixed
+        group["expected"] = 1e-3 * (10.0 if in_generator.pop() else 1.0)
+        assert group["lr"] == pytest.approx(group["expected"])
+    assert id(model.generator.embedding.weight) not in own  # shared with the predictor: base rate
+    scheduler = make_scheduler(optimizer, cfg)  # warm-up starts every group at 1/10 of its rate
+    assert all(g["lr"] == pytest.approx(g["expected"] / 10) for g in optimizer.param_groups)
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1e-3, 1e-2])
+    # scale 1: the two recipe groups, as before
+    assert len(make_optimizer(model, TrainConfig(max_steps=20, warmup_steps=2)).param_groups) == 2
+
+
 def test_learning_rate_schedule_is_warmup_then_cosine():
     cfg = TrainConfig(max_steps=100, warmup_steps=10, lr=5e-4, warmup_start_lr=1e-5, min_lr=1e-4)
     optimizer = make_optimizer(torch.nn.Linear(2, 2), cfg)

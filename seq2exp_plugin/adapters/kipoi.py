@@ -16,7 +16,7 @@ Weights (:func:`resolve_weights`), first match wins:
    ``SEQ2EXP_GM12878_WEIGHTS``, ``SEQ2EXP_DEMO_WEIGHTS``); a relative path there is taken from
    the shell's working directory (``$PWD``: Kipoi builds the model inside the group's folder);
 2. the entry's key in ``$XDG_CONFIG_HOME/seq2exp/weights.yaml`` (default
-   ``~/.config/seq2exp/weights.yaml``), e.g. ``K562: /data/runs/K562-soft/checkpoints/best.ckpt``;
+   ``~/.config/seq2exp/weights.yaml``), e.g. ``K562: /data/runs/K562-learned/checkpoints/best.ckpt``;
    relative paths there are taken from that file's folder;
 3. the weights bundled with the entry (only ``Demo`` has some).
 

@@ -76,6 +76,9 @@ class MaskConfig:
     #: generator chooses (promoter and blacklist excluded); the target says how much to keep,
     #: the task loss says where.
     kept_target: float | None = None
+    #: Training draws the mask from the posterior (the paper's reparameterised sample); False
+    #: uses the posterior mean, as inference does (no sampling noise in the task gradient).
+    sample: bool = True
 
     def __post_init__(self) -> None:
         self.signal_weights = tuple(float(w) for w in self.signal_weights)
@@ -194,6 +197,11 @@ class Seq2ExpConfig:
     #: scale-free, so a contact track of small values (balanced Hi-C, about 0.01-0.15) reaches
     #: the generator as strongly as fold-change tracks (not the paper; see the README).
     generator_signal_transform: Literal["relative"] | None = None
+    #: Name of a contact track (e.g. "hic"): the generator also learns an exponent gamma
+    #: (starting at 0) and scales alpha1 by ``(c / window mean of c) ** gamma``, so the mask's
+    #: odds become activity x contact ** gamma, the ABC model's form (not the paper; needs
+    #: ``mask.sequence_term: multiplicative``). See the README's "What the generator adds".
+    contact_exponent: str | None = None
     #: Generator and predictor use the same embedding modules (DNA, and signal and position
     #: table where both have one), as the authors' code does.
     shared_embedding: bool = False
@@ -246,6 +254,13 @@ class Seq2ExpConfig:
         if self.generator_signal_transform not in (None, "relative"):
             raise ValueError("Seq2ExpConfig.generator_signal_transform must be None or 'relative', "
                              f"got {self.generator_signal_transform!r}")
+        if self.contact_exponent is not None:
+            if self.contact_exponent not in self.signals:
+                raise ValueError(f"Seq2ExpConfig.contact_exponent {self.contact_exponent!r} is not one of "
+                                 f"the signals {list(self.signals)}: name the Hi-C track so, or set "
+                                 "model.contact_exponent to null (or use preset soft)")
+            if self.mask.sequence_term != "multiplicative":
+                raise ValueError("Seq2ExpConfig.contact_exponent needs mask.sequence_term: multiplicative")
         if self.generator_signals and self.n_signals == 0:
             raise ValueError("Seq2ExpConfig.generator_signals needs at least one signal track")
         if self.shared_embedding and gen.d_model != pred.d_model:
@@ -316,9 +331,11 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     ``hard-public`` (deprecated): the earlier attempt at their hard run, mask settings only;
     kept so that configurations written with it rebuild the same model. Use ``public-hard``.
 
-    ``learned`` (not the paper, see the README's "What the generator adds"): soft mask, the
-    generator's factors scale the signal Beta (``sequence_term="multiplicative"``), a target for
-    the kept fraction instead of the per-position KL, the mask token.
+    ``learned`` (the default of ``seq2exp train``; not the paper, see the README's "What the
+    generator adds"): a hard mask whose kept share has a target (8%) instead of the
+    per-position KL; the generator reads DNA and signals and its factors scale the signal Beta
+    (``sequence_term="multiplicative"``), times a learned power of the Hi-C contact to the TSS
+    (``contact_exponent="hic"``: the track must be named ``hic``); the mask token.
     """
     hard_prior = dict(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222)
     presets: dict[str, dict[str, Any]] = {
@@ -339,8 +356,10 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
             "shared_embedding": True, "generator_signals": True, "shared_stack": True,
             "position_table": 200_000,
         },
-        "learned": {"mask": {"sequence_term": "multiplicative", "kept_target": 0.1, "kl_weight": 1.0,
-                             "mask_token": True}},
+        "learned": {"mask": {"mode": "hard", "sequence_term": "multiplicative", "kept_target": 0.08,
+                             "kl_weight": 1.0, "mask_token": True},
+                    "generator_signals": True, "generator_signal_transform": "relative",
+                    "contact_exponent": "hic"},
     }
     if name not in presets:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")

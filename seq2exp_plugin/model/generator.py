@@ -3,6 +3,8 @@
 ``f_theta`` (eq. 8) embeds the one-hot DNA, runs a bidirectional Mamba stack and maps each
 position to ``(alpha1, beta1)``; the signals give the parameter-free ``(alpha2, beta2)`` (eq. 9);
 their product is the posterior (Proposition 2). See :mod:`seq2exp_plugin.model.mask`.
+With ``Seq2ExpConfig.contact_exponent`` (not the paper) ``alpha1`` also carries a learned power
+of the Hi-C contact to the TSS, relative to its window mean: activity x contact, as in ABC.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from .embedding import PositionTable, signal_input
 from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior, sequence_beta,
                    signal_beta)
 from .scaling import InputScaling
+
+
+#: gamma = CONTACT_RATE * parameter. Adam moves a parameter by about one learning rate per
+#: step whatever the scale of its gradient: the Mamba weights need steps of that size, the one
+#: exponent has to travel O(1) within a run (at rate 1 it reached 0.03 in 400 steps).
+CONTACT_RATE = 30.0
 
 
 class Seq2ExpGenerator(nn.Module):
@@ -35,6 +43,9 @@ class Seq2ExpGenerator(nn.Module):
         self.positions = PositionTable(cfg.position_table, d_model) if cfg.position_table else None
         self.backbone = BiMambaStack(cfg.generator)
         self.head = nn.Linear(d_model, 2)
+        #: ``Seq2ExpConfig.contact_exponent``: gamma = CONTACT_RATE * this parameter, 0 at start
+        #: (the contact does not enter yet)
+        self.contact_gamma_raw = nn.Parameter(torch.zeros(())) if cfg.contact_exponent else None
         if self.config.mask.sequence_term == "multiplicative":
             # factors of 1: training starts from the signal posterior
             nn.init.zeros_(self.head.weight)
@@ -45,6 +56,11 @@ class Seq2ExpGenerator(nn.Module):
         self.scaling = InputScaling(self.config.scaling)
         if cfg.generator.caduceus_init:
             zero_linear_biases_(self)
+
+    @property
+    def contact_gamma(self) -> Tensor | None:
+        """The learned exponent of the relative contact (``Seq2ExpConfig.contact_exponent``)."""
+        return None if self.contact_gamma_raw is None else CONTACT_RATE * self.contact_gamma_raw
 
     def encode(self, seq: Tensor, signals: Tensor | None = None) -> Tensor:
         """``(B, 4, L)`` one-hot (and ``(B, d, L)`` signals if the generator reads them) ->
@@ -68,6 +84,11 @@ class Seq2ExpGenerator(nn.Module):
         else:
             hidden = self.encode(seq, *tracks)
         alpha1, beta1 = sequence_beta(self.head(hidden), self.config.mask, self.softplus)
+        if self.contact_gamma_raw is not None:
+            contact = signals[:, self.config.signals.index(self.config.contact_exponent)]
+            contact = contact.to(alpha1.dtype).clamp_min(0)
+            relative = (contact + 1e-6) / (contact.mean(-1, keepdim=True) + 1e-6)
+            alpha1 = alpha1 * torch.exp(self.contact_gamma * torch.log(relative))
         alpha2, beta2 = signal_beta(signals, self.config.mask, dtype=alpha1.dtype)
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)
 

@@ -162,17 +162,23 @@ def kl_to_prior(dist: MaskDistribution, config: MaskConfig) -> Tensor:
 
 
 def kept_fraction_kl(mean: Tensor, config: MaskConfig, blacklist: Tensor | None = None) -> Tensor:
-    """The kept-fraction target: Bernoulli ``KL(q || kept_target)`` of the mean posterior mean
-    ``q`` over the batch's free positions (not the promoter, not blacklisted). Two-sided: a
+    """The kept-fraction target: Bernoulli ``KL(q || kept_target)`` of the mean of ``mean``
+    over the batch's free positions (not the promoter, not blacklisted). Two-sided: a
     generator cannot meet it by scaling every position down alike (the Beta sample's noise
-    pushes the task loss that way), it must choose where the kept mass goes."""
+    pushes the task loss that way), it must choose where the kept mass goes.
+
+    ``mean``: the posterior mean (soft mode), or the hard 0/1 mask with its straight-through
+    gradient (hard mode), so that the target is the share of positions the predictor reads."""
     free = torch.ones_like(mean, dtype=torch.bool)
     free[..., central_slice(mean.shape[-1], config.promoter_keep)] = False
     if blacklist is not None:
         free &= ~blacklist.bool()
     if not bool(free.any()):  # the promoter covers the window: nothing to choose
         return mean.new_zeros(())
-    q = mean[free].mean().clamp(1e-6, 1 - 1e-6)
+    q = mean[free].mean()
+    # the value is kept inside (0, 1) without cutting the gradient: a hard mask can keep
+    # nothing, and q = 0 must still be pushed up
+    q = q + (q.clamp(1e-6, 1 - 1e-6) - q).detach()
     rho = config.kept_target
     return q * torch.log(q / rho) + (1 - q) * torch.log((1 - q) / (1 - rho))
 
@@ -226,13 +232,13 @@ def make_mask(dist: MaskDistribution, config: MaskConfig, training: bool,
     if config.mode == "top":
         mask = top_fraction(mean.detach(), config.top_fraction)
     else:
-        soft = Beta(dist.alpha, dist.beta).rsample() if training else mean
+        soft = Beta(dist.alpha, dist.beta).rsample() if training and config.sample else mean
         mask = straight_through(soft, config.threshold) if config.mode == "hard" else soft
     score = constrain(mean.detach(), config.promoter_keep, blacklist, config.promoter_over_blacklist)
     return MaskOutput(
         mask=constrain(mask, config.promoter_keep, blacklist, config.promoter_over_blacklist),
         score=score,
         kl=(kl_to_prior(dist, config) if config.kept_target is None
-            else kept_fraction_kl(mean, config, blacklist)),
+            else kept_fraction_kl(mask if config.mode == "hard" else mean, config, blacklist)),
         distribution=dist,
     )

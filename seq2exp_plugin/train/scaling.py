@@ -5,9 +5,12 @@ model's forward; :mod:`seq2exp_plugin.model.scaling`):
 
 - signals: each bigWig track is divided by its genome-wide background
   (:meth:`~seq2exp_plugin.data.tracks.BigWigTrack.background`), so DNase/H3K27ac read as fold
-  over the track's average whatever the file's unit (fold change, signal p-value, RPM); Hi-C
-  contacts (already ``log10(1 + x)`` of normalised counts) keep their scale. The predictor then
-  reads ``log1p`` of these values (``signal_transform: log1p``) unless the run sets it.
+  over the track's average whatever the file's unit (fold change, signal p-value, RPM); a Hi-C
+  track (``log10(1 + x)`` of balanced contacts, about 0.01-0.15) is divided by its mean over
+  the training windows (up to :data:`CONTACT_SAMPLE` of them), so a loop reads as a fold over
+  the average contact: unscaled, its values are too small for the predictor's embedding and the
+  signal Beta to see within a training run's steps. The predictor then reads ``log1p`` of these
+  values (``signal_transform: log1p``) unless the run sets it.
 - gene features: ``log1p`` for a feature whose training values are all >= 0 and reach above 10
   (counts and signal products such as promoter activity, spanning orders of magnitude; z-scores
   and GC fractions are left as they are), then standardised with the training mean and sd.
@@ -28,15 +31,26 @@ from .config import RunConfig
 
 #: Features whose training values stay >= 0 and exceed this are log1p-transformed.
 LOG1P_ABOVE = 10.0
+#: Training windows whose mean contact scales a Hi-C track (evenly spaced over the genes).
+CONTACT_SAMPLE = 64
 #: The eval-mode clamp widens the training target range by this fraction of its width.
 TARGET_MARGIN = 0.1
 
 
-def signal_backgrounds(signals: dict[str, str]) -> list[float]:
-    """One divisor per track: the bigWig background, 1 for Hi-C and other readers."""
+def signal_backgrounds(signals: dict[str, str], train_set) -> list[float]:
+    """One divisor per track: a bigWig's genome-wide background; for Hi-C (any other reader)
+    the track's mean over a sample of the training windows, 1 if that is not positive."""
     from ..data.tracks import BigWigTrack, is_bigwig_path
 
-    return [BigWigTrack(path).background() if is_bigwig_path(path) else 1.0 for path in signals.values()]
+    other = [i for i, path in enumerate(signals.values()) if not is_bigwig_path(path)]
+    window_means = np.zeros(len(signals))
+    if other and len(train_set):
+        picks = np.unique(np.linspace(0, len(train_set) - 1, min(CONTACT_SAMPLE, len(train_set))).astype(int))
+        window_means = np.mean([train_set.get_numpy(int(i))["signals"].mean(axis=1, dtype=np.float64)
+                                for i in picks], axis=0)
+    return [BigWigTrack(path).background() if is_bigwig_path(path)
+            else float(window_means[i]) if window_means[i] > 0 else 1.0
+            for i, path in enumerate(signals.values())]
 
 
 def fit_feature_scaling(features: np.ndarray) -> dict[str, list]:
@@ -66,10 +80,11 @@ def fit_target_scaling(targets: np.ndarray) -> dict[str, float]:
 
 def with_fitted_scaling(run: RunConfig, train_set) -> RunConfig:
     """``run`` with ``model.scaling`` fitted on ``train_set`` (a window dataset of the training
-    genes; only its feature and target arrays are read), per the module docstring."""
+    genes: its feature and target arrays, and a sample of its windows for Hi-C), per the
+    module docstring."""
     if run.scaling == "none" or "scaling" in run.model:
         return run
-    scaling = {"signal_background": signal_backgrounds(run.data.signals),
+    scaling = {"signal_background": signal_backgrounds(run.data.signals, train_set),
                **fit_feature_scaling(train_set.features), **fit_target_scaling(train_set.targets)}
     model = {**run.model, "scaling": scaling}
     if run.data.signals:

@@ -9,7 +9,7 @@ Runtime: dominated by 100 CPU training steps (about 7.5 CPU-minutes; 15 min wall
 1. ``seq2exp synth`` (fixed seed, one cell type, the Demo row's window of ../models.tsv) writes
    ``Demo/data/`` (genome, gene table, bigWigs, cooler, blacklist, ground truth; about 1 MB);
    the provenance paths inside ``genes.h5ad`` are made relative to that folder.
-2. ``Demo/train.yaml`` is written (a small soft-mask model; paths relative to it) and
+2. ``Demo/train.yaml`` is written (a small model of the ``learned`` preset; paths relative to it) and
    ``seq2exp train`` runs it for a short CPU run in a temporary folder.
 3. Its ``best.ckpt`` (lowest validation MSE) becomes ``Demo/best.ckpt``.
 4. ``kipoi test Seq2Exp/Demo --source dir -o ...`` (from model_zoo/) writes the inputs and
@@ -40,13 +40,14 @@ ZOO = GROUP.parent
 
 SEED = 2025
 N_GENES = 48
-#: Small soft-mask Seq2Exp: 2-layer bidirectional Mamba stacks of width 16 (about 17k parameters).
+#: Small Seq2Exp of the project's default preset ``learned``: 2-layer bidirectional Mamba stacks
+#: of width 16 (about 17k parameters).
 MODEL = {
     "generator": {"d_model": 16, "n_layers": 2, "d_state": 8},
     "predictor": {"d_model": 16, "n_layers": 2, "d_state": 8},
     "pool_width": 1000,
     "head_hidden": 32,
-    "mask": {"promoter_keep": 1000},
+    "mask": {"promoter_keep": 500, "kept_target": 0.06},
     "signal_transform": "log1p",
 }
 TRAIN = {
@@ -99,7 +100,7 @@ def relative_provenance(table: Path) -> None:
 def write_train_config(window: int, cell_type: str) -> Path:
     config = {
         "variant": "seq2exp",
-        "preset": "soft",
+        "preset": "learned",
         "model": MODEL,
         "data": {
             "genes": "data/genes.h5ad",
@@ -113,7 +114,7 @@ def write_train_config(window: int, cell_type: str) -> Path:
         },
         "train": TRAIN,
         "out_dir": "~/seq2exp-runs/Demo",  # build_demo.py trains in a temporary folder instead
-        "scaling": "none",  # the bundled weights were trained on raw values
+        "scaling": "auto",
     }
     path = DEMO / "train.yaml"
     header = ("# Seq2Exp/Demo training configuration, written by build_demo.py (paths relative to this\n"
