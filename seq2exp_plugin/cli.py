@@ -437,7 +437,7 @@ def _add_predict_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="expression, mask bigWig, element BED and plots for a set of genes",
         description="Predict with a checkpoint written by `seq2exp train`. OUT gets expression.tsv "
-                    "and .h5ad, mask.<cell>.bw (soft mask), elements.<cell>.bed (discovered "
+                    "and .h5ad, mask.<cell>.bw (per-bp mask score), elements.<cell>.bed (discovered "
                     "elements), plots/<gene>.png and summary.json; it is written atomically.")
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
