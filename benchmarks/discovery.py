@@ -198,6 +198,8 @@ def train_all(args, manifest: dict, cell: str, out: Path, peaks_file: Path | Non
         if best.is_file() and (Path(config["out_dir"]) / "config.yaml").is_file():
             done = yaml.safe_load((Path(config["out_dir"]) / "config.yaml").read_text())
             wanted = yaml.safe_load(yaml.safe_dump(RunConfig.from_dict(config).to_dict(), sort_keys=False))
+            if "scaling" not in wanted["model"]:  # what training fitted is not part of the request
+                done["model"].pop("scaling", None)
             if done == wanted:
                 print(f"[{variant}] reusing {best}", flush=True)
                 continue
