@@ -32,7 +32,9 @@ Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, Se
 Seq2Exp-soft and sequence + signals only (no peak mask, no baselines).
 
 Writes ``results.md``, ``results.json`` and ``recovery.png`` into ``--out`` and prints the wall
-time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``).
+time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``);
+the Mamba baselines read their masks (none, or MACS3 peaks) with Seq2Exp-learned's pooling
+(``kept_pool``; ``--no-kept-pool``: the paper's centre only), so only the mask differs.
 
 Sizing: the defaults (400 genes of the ``tiny`` preset's design at 4 kb windows, Mamba stacks of
 d_model 32 x 2 layers, 400 steps of batch 8, 3 seeds of the default variants) run in about 35
@@ -93,6 +95,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mask-token", action=argparse.BooleanOptionalAction, default=True,
                    help="masked predictors read a learned embedding at masked-out positions "
                         "(MaskConfig.mask_token)")
+    p.add_argument("--kept-pool", action=argparse.BooleanOptionalAction, default=True,
+                   help="the Mamba baselines (sequence only, sequence + signals, MACS3 peak mask) "
+                        "pool their kept positions as Seq2Exp-learned's predictor does "
+                        "(Seq2ExpConfig.kept_pool), so only the mask differs; Seq2Exp-soft/-hard "
+                        "stay the paper's")
     p.add_argument("--kl-weight", type=float, default=None,
                    help="weight of the KL term of the Seq2Exp variants (default: the preset's, 0.01)")
     p.add_argument("--signal-scale", type=float, default=None,
@@ -157,6 +164,8 @@ def run_config(args, manifest: dict, cell: str, variant: str, out: Path, peaks_f
              "signal_transform": "log1p"}
     if args.signal_scale is not None and variant in ("seq2exp-soft", "seq2exp-retrain"):
         model["mask"] = {**model["mask"], "signal_scale": args.signal_scale}
+    if args.kept_pool and variant in ("seq-only", "seq-signals", "peak-mask"):
+        model["kept_pool"] = True
     if variant == "seq2exp-learned":  # the preset's own mask token, KL weight; then --mask, --model
         model["mask"] = {"promoter_keep": args.promoter, **args.mask}
         model.update(args.model)
@@ -363,7 +372,8 @@ def write_report(out: Path, args, per_seed: list[dict], ceilings: dict, timings:
         f"{args.genes} genes, {args.window:,} bp windows, cell type {args.cell_type}, data seed {args.seed}; "
         f"every Mamba variant: d_model {args.d_model}, {args.layers} layers, d_state {args.d_state}, "
         f"{args.steps} steps of batch {args.batch_size}, lr {args.lr}, mask token "
-        f"{'on' if args.mask_token else 'off'} (Seq2Exp-learned: preset {args.learned_preset!r}"
+        f"{'on' if args.mask_token else 'off'}, kept-position pooling of the Mamba baselines "
+        f"{'on' if args.kept_pool else 'off'} (Seq2Exp-learned: preset {args.learned_preset!r}"
         f"{', ' + str(args.mask) if args.mask else ''}{', ' + str(args.model) if args.model else ''}). Mean +/- sd over training seeds "
         f"{args.seeds} ({n}). Wall time {wall / 60:.1f} min.", "",
         "## Expression on the test chromosomes (chr22, chrX)", "",

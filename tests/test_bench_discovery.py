@@ -40,3 +40,20 @@ def test_discovery_and_mask_gradient_run_on_a_small_case(tmp_path):
     assert set(report["classes"]) == {"causal", "decoy", "background"}
     for row in report["classes"].values():
         assert row["abs"] >= abs(row["mean"]) and -1 <= row["ratio"] <= 1
+
+
+def test_mamba_baselines_pool_as_seq2exp_learned_unless_told_not_to():
+    discovery = load("discovery")
+    manifest = {"genes": {"table": "g.h5ad"}, "genome": {"fasta": "g.fa"}, "blacklist": None,
+                "tracks": {"synthA": {s: f"{s}.bw" for s in discovery.SIGNALS}}}
+
+    def model(variant, *flags):
+        args = discovery.parse_args(["--out", "x", *flags])
+        return discovery.run_config(args, manifest, "synthA", variant, Path("x"), Path("p"), 0)["model"]
+
+    assert model("seq-signals")["kept_pool"] and model("peak-mask")["kept_pool"]
+    assert "kept_pool" not in model("seq2exp-soft")  # the paper's run stays the paper's
+    assert "kept_pool" not in model("seq-signals", "--no-kept-pool")
+    from seq2exp_plugin.model.config import preset
+
+    assert preset("learned").kept_pool and not preset("soft").kept_pool

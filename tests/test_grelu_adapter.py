@@ -164,9 +164,10 @@ def test_grelu_ism_predict_equals_direct_model_calls(trained, tmp_path, monkeypa
     assert not (tmp_path / "lightning_logs").exists()  # gReLU's trainer logger kept out of the cwd
 
 
-@pytest.fixture(scope="module")
-def small_bound():
-    """A model built by name (random weights, DNA-sensitive) bound to a 400 bp locus without N."""
+@pytest.fixture(scope="module", params=[False, True], ids=["centre-pool", "kept-pool"])
+def small_bound(request):
+    """A model built by name (random weights, DNA-sensitive) bound to a 400 bp locus without N;
+    its head pools the centre (the paper) or also the kept positions (``kept_pool``)."""
     from grelu.lightning import LightningModel
 
     from seq2exp_plugin.adapters.grelu import bind_locus
@@ -174,7 +175,8 @@ def small_bound():
     torch.manual_seed(1)
     model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": TINY_STACK,
                                          "predictor": TINY_STACK, "pool_width": 100,
-                                         "mask": {"promoter_keep": 10, "signal_scale": 0.1}}).eval()
+                                         "mask": {"promoter_keep": 10, "signal_scale": 0.1},
+                                         "kept_pool": request.param}).eval()
     with torch.no_grad():
         model.model.net.generator.head.weight.mul_(20.0)
         model.model.net.predictor.seq_embedding.weight.mul_(10.0)

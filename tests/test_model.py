@@ -242,3 +242,53 @@ def test_contact_exponent_scales_the_odds_by_relative_contact():
         tiny_config(mask={"sequence_term": "multiplicative"}, contact_exponent="x")
     with pytest.raises(ValueError, match="needs mask.sequence_term: multiplicative"):
         tiny_config(contact_exponent="hic")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_kept_pool_head_reads_the_mask_weighted_sum_of_the_window(packed):
+    """The head's input is [centre mean, sum_l m_l h_l / pool_width, features], recomputed here
+    from the predictor's own modules; positions the mask drops stay out of the kept sum."""
+    torch.manual_seed(8)
+    mask_cfg = {"mode": "hard", "signal_scale": 1.0, "prior_alpha": 0.1, "prior_beta": 0.1222,
+                "packed": packed}
+    predictor = Seq2ExpPredictor(tiny_config(mask=mask_cfg, kept_pool=True)).eval()
+    seq, signals, features = batch(length=80, size=2)
+    mask = torch.zeros(2, 80)
+    mask[:, 32:48] = 1.0  # the central 16 bp pooled
+    mask[0, 5:9] = 1.0
+    mask[1, 60:70] = 1.0
+    with torch.no_grad():
+        got = predictor(seq, signals, features, mask)
+        for b in range(2):
+            kept = torch.nonzero(mask[b]).squeeze(-1) if packed else torch.arange(80)
+            hidden = predictor.embed(seq[b:b + 1, :, kept], signals[b:b + 1, :, kept], mask[b:b + 1, kept],
+                                     positions=kept)
+            if packed:
+                hidden = hidden + predictor.position(kept - 79 / 2)
+            hidden = predictor.backbone(hidden)[0]
+            centre = (kept >= 32) & (kept < 48)
+            kept_sum = (hidden * mask[b, kept, None]).sum(0) / 16
+            assert not torch.allclose(kept_sum, hidden[centre].mean(0))
+            expected = predictor.head(torch.cat([hidden[centre].mean(0), kept_sum, features[b]]))[0]
+            assert float(got[b]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    # the generator's gradient reaches every kept position through the sum, not only the centre
+    model = Seq2ExpModel(tiny_config(mask=mask_cfg, kept_pool=True))
+    model.train()
+    seq2exp_loss(model(seq, signals, features), torch.tensor([0.5, 1.5]), kl_weight=0.0)["loss"].backward()
+    assert model.generator.head.weight.grad.abs().sum() > 0
+
+
+def test_kept_pool_without_a_mask_reads_the_window_mean_and_stays_strand_symmetric():
+    torch.manual_seed(9)
+    predictor = Seq2ExpPredictor(tiny_config(kept_pool=True)).eval()
+    seq, signals, features = batch(length=64)
+    with torch.no_grad():
+        hidden = predictor.encode(seq, signals)
+        expected = predictor.head(torch.cat([hidden[:, 24:40].mean(1), hidden.mean(1), features], -1))[:, 0]
+        torch.testing.assert_close(predictor(seq, signals, features), expected, rtol=1e-5, atol=1e-6)
+    rc = dict(TINY, rc_equivariant=True)
+    model = Seq2ExpModel(tiny_config(generator=rc, predictor=rc, kept_pool=True)).eval()
+    with torch.no_grad():
+        out = model(seq, signals, features)
+        out_rc = model(reverse_complement(seq), signals.flip(-1), features)
+    assert torch.allclose(out_rc.expression, out.expression, atol=1e-5)

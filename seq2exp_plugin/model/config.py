@@ -184,6 +184,12 @@ class Seq2ExpConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
     #: Width (bp) of the central region mean-pooled by the predictor.
     pool_width: int = 2000
+    #: The head also reads the kept positions of the whole window: ``sum_l m_l h_l / pool_width``
+    #: (with no mask, the window's mean) beside the centre's mean, so a kept enhancer's state
+    #: reaches the head directly instead of through the recurrence alone, and the generator's
+    #: gradient at each kept position carries that position's own contribution (not the paper;
+    #: see the README's "What the generator adds").
+    kept_pool: bool = False
     #: Hidden width of the MLP head (137 -> 128 -> 128 -> 1 in the paper).
     head_hidden: int = 128
     #: How the predictor reads signal values: "identity" (the paper: raw values) or "log1p"
@@ -335,7 +341,8 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     generator adds"): a hard mask whose kept share has a target (8%) instead of the
     per-position KL; the generator reads DNA and signals and its factors scale the signal Beta
     (``sequence_term="multiplicative"``), times a learned power of the Hi-C contact to the TSS
-    (``contact_exponent="hic"``: the track must be named ``hic``); the mask token.
+    (``contact_exponent="hic"``: the track must be named ``hic``); the mask token; the head
+    reads the kept positions of the whole window besides the centre (``kept_pool``).
     """
     hard_prior = dict(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222)
     presets: dict[str, dict[str, Any]] = {
@@ -359,7 +366,7 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
         "learned": {"mask": {"mode": "hard", "sequence_term": "multiplicative", "kept_target": 0.08,
                              "kl_weight": 1.0, "mask_token": True},
                     "generator_signals": True, "generator_signal_transform": "relative",
-                    "contact_exponent": "hic"},
+                    "contact_exponent": "hic", "kept_pool": True},
     }
     if name not in presets:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")

@@ -3,7 +3,9 @@
 DNA and signals are embedded (``Linear(4, d) + Linear(n_signals, d)``), multiplied by the mask,
 encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_width`` bp,
 concatenated with the extra per-gene features and read out by an MLP
-(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU).
+(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU). With ``kept_pool`` the head also
+reads the mask-weighted sum of the whole window's states, in units of the centre's width
+(``sum_l m_l h_l / pool_width``): the distal elements the mask keeps reach the head directly.
 
 Packed mode (hard masks): the stack runs on the kept positions only, in genomic order, one
 sequence at a time (a gene's prediction does not depend on the rest of its batch). What the
@@ -90,8 +92,11 @@ class Seq2ExpPredictor(nn.Module):
         self.position = RelativePosition(d_model) if cfg.mask.packed and not cfg.position_table else None
         use_token = cfg.mask.mask_token and not cfg.mask.packed  # packed: kept positions only, m = 1
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
-        self.head = ExpressionHead(d_model + cfg.n_features, cfg.head_hidden)
+        n_pooled = 2 if cfg.kept_pool else 1
+        self.head = ExpressionHead(n_pooled * d_model + cfg.n_features, cfg.head_hidden)
         self.mask_product = MaskProduct()
+        # a module of its own, so attribution hooks see each product once per forward pass
+        self.kept_product = MaskProduct() if cfg.kept_pool else None
         self.scaling = InputScaling(cfg.scaling)
         if cfg.predictor.caduceus_init:
             zero_linear_biases_(self)
@@ -129,8 +134,17 @@ class Seq2ExpPredictor(nn.Module):
             else:
                 hidden = self.encode(seq, signals, mask)
             pooled = hidden[:, central_slice(seq.shape[-1], self.config.pool_width)].mean(1)
+            if self.config.kept_pool:
+                pooled = torch.cat([pooled, self._kept_sum(hidden, mask)], dim=-1)
         standardised = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
         return self.scaling.output(standardised)
+
+    def _kept_sum(self, hidden: Tensor, mask: Tensor | None) -> Tensor:
+        """``sum_l m_l h_l / pool_width`` over ``hidden (B, L, d)`` (no mask: the mean over L)."""
+        if mask is None:
+            return hidden.mean(-2)
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return self.kept_product(torch.cat([hidden, m], dim=-1)).sum(-2) / self.config.pool_width
 
     def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:
         """Run the stack on each sequence's kept positions (mask > 0.5) and pool its centre."""
@@ -149,5 +163,8 @@ class Seq2ExpPredictor(nn.Module):
                 raise ValueError(f"packed predictor: the mask of sequence {b} keeps no position of "
                                  f"the central {self.config.pool_width} bp it pools; keep the "
                                  "promoter (seq2exp_plugin.model.mask.constrain)")
-            pooled.append(hidden[in_centre].mean(0))
+            pooled_b = hidden[in_centre].mean(0)
+            if self.config.kept_pool:
+                pooled_b = torch.cat([pooled_b, self._kept_sum(hidden, mask[b, kept])])
+            pooled.append(pooled_b)
         return torch.stack(pooled)
