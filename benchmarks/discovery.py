@@ -37,7 +37,7 @@ the Mamba baselines read their masks (none, or MACS3 peaks) with Seq2Exp-learned
 (``kept_pool``; ``--no-kept-pool``: the paper's centre only), so only the mask differs.
 
 Sizing: the defaults (400 genes of the ``tiny`` preset's design at 4 kb windows, Mamba stacks of
-d_model 32 x 2 layers, 400 steps of batch 8, 3 seeds of the default variants) run in about 35
+d_model 32 x 2 layers, 400 steps of batch 8, 3 seeds of the default variants) run in about 20
 minutes on 2 cores, ``--quick`` in about 8. The paper's 200 kb windows and 1.1 M-parameter
 model take about 36 s per training step here, so they do not fit a CPU budget. More steps do
 not help at this data size: 1,200 steps overfit the 279 training genes (README, run H4).
@@ -58,7 +58,7 @@ SIGNALS = ("h3k27ac", "dnase", "hic")
 ALL_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard", "seq2exp-retrain", "seq-only",
                 "seq-signals", "peak-mask", "hierarchical-cnn", "ridge")
 #: The default run: Seq2Exp (the project's preset and the paper's soft run) against every
-#: baseline of issue 9's bar; about 35 minutes on 2 cores for 3 seeds. Add seq2exp-hard,
+#: baseline of issue 9's bar; about 20 minutes on 2 cores for 3 seeds. Add seq2exp-hard,
 #: seq2exp-retrain or seq-only with --variants.
 DEFAULT_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals", "peak-mask", "hierarchical-cnn", "ridge")
 #: Variants whose generator is scored by generator_metrics.

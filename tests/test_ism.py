@@ -203,3 +203,25 @@ def test_ism_outputs_are_atomic(trained, tmp_path, monkeypatch, capsys):
     assert "exists and is not empty" in capsys.readouterr().err
     assert main(["ism", trained.ckpt, "--gene", "NOT_A_GENE", "--out", str(tmp_path / "x")]) == 2
     assert "NOT_A_GENE" in capsys.readouterr().err
+
+
+def test_bound_model_predicts_in_process_whatever_workers_grelu_asks_for(trained, tmp_path, monkeypatch):
+    """gReLU's ISM_predict asks for one loader worker by default; the bound model predicts in
+    this process (a forked worker of a process running torch's threads can hang)."""
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin.discover.ism import bind, load_locus
+
+    seen = []
+    real = LightningModel.make_predict_loader
+
+    def spy(self, dataset, num_workers=1, **kwargs):
+        seen.append(num_workers)
+        return real(self, dataset, num_workers=num_workers, **kwargs)
+
+    monkeypatch.setattr(LightningModel, "make_predict_loader", spy)
+    monkeypatch.chdir(tmp_path)
+    locus = load_locus(trained.dataset, trained.minus)
+    bound = bind(sensitive(trained.ckpt), locus)
+    preds = bound.predict_on_dataset(locus.seq[None], num_workers=3, batch_size=1)
+    assert seen == [0] and np.asarray(preds).size == 1

@@ -194,6 +194,7 @@ def test_paper_presets_keep_the_paper_generator():
     assert generator.head.weight.abs().sum() > 0  # the default (random) initialisation
     learned = preset("learned").mask
     assert learned.sequence_term == "multiplicative" and learned.kept_target is not None
+    assert learned.packed and preset("learned").kept_pool
 
 
 def test_learned_generator_starts_at_the_signal_posterior_and_learns():

@@ -166,7 +166,9 @@ def reference_mask(model, locus: Locus) -> np.ndarray | None:
 def bind(model, locus: Locus, mask_mode: str = "recompute"):
     """A gReLU ``LightningModel`` on the locus's DNA alone (see the module docstring for
     ``mask_mode``: "recompute" - the generator reads each sequence - or "fixed" - the reference
-    mask is held)."""
+    mask is held). Its predictions run in this process whatever ``num_workers`` gReLU's tools
+    pass (ISM_predict's default is 1): the sequences are in memory, and a loader worker forked
+    from a process already running torch's threads can hang."""
     from ..adapters.grelu import bind_locus
     from ..model.seq2exp import Seq2ExpModel
 
@@ -181,11 +183,12 @@ def bind(model, locus: Locus, mask_mode: str = "recompute"):
     bound = bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
     predict = bound.predict_on_dataset
 
-    def predict_on_dataset(*args, **kwargs):
-        # gReLU's tools (ISM_predict, ...) predict through this: keep Lightning's default
-        # lightning_logs/ and start-up chatter out of the caller's working directory
+    def predict_on_dataset(dataset, **kwargs):
+        # gReLU's tools (ISM_predict, ...) predict through this: in process (see above), and
+        # Lightning's default lightning_logs/ and start-up chatter kept out of the caller's way
+        kwargs["num_workers"] = 0
         with _grelu_prediction_context():
-            return predict(*args, **kwargs)
+            return predict(dataset, **kwargs)
 
     bound.predict_on_dataset = predict_on_dataset
     return bound

@@ -341,8 +341,9 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     generator adds"): a hard mask whose kept share has a target (8%) instead of the
     per-position KL; the generator reads DNA and signals and its factors scale the signal Beta
     (``sequence_term="multiplicative"``), times a learned power of the Hi-C contact to the TSS
-    (``contact_exponent="hic"``: the track must be named ``hic``); the mask token; the head
-    reads the kept positions of the whole window besides the centre (``kept_pool``).
+    (``contact_exponent="hic"``: the track must be named ``hic``); the predictor runs on the
+    kept positions only (``mask.packed``, as the paper's hard run) and its head reads all of
+    them besides the centre (``kept_pool``); the mask token, for runs set to ``packed: false``.
     """
     hard_prior = dict(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222)
     presets: dict[str, dict[str, Any]] = {
@@ -364,7 +365,7 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
             "position_table": 200_000,
         },
         "learned": {"mask": {"mode": "hard", "sequence_term": "multiplicative", "kept_target": 0.08,
-                             "kl_weight": 1.0, "mask_token": True},
+                             "kl_weight": 1.0, "packed": True, "mask_token": True},
                     "generator_signals": True, "generator_signal_transform": "relative",
                     "contact_exponent": "hic", "kept_pool": True},
     }
