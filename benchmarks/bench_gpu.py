@@ -7,7 +7,8 @@ Prints, side by side:
             bandwidth (a large copy)
   scan      selective_scan forward and forward+backward per backend (triton, torch, and cuda
             = mamba_ssm if it imports) at 20 kb and 200 kb (d_inner 256, d_state 16, batch 1)
-  forward   Seq2Exp-soft (default size) inference forward, bf16 autocast, 200 kb, batch 1 and 8
+  forward   Seq2Exp (default size; --preset, default soft: the paper's) inference forward, bf16
+            autocast, 200 kb, batch 1 and 8
   train     one training step: AdamW, bf16 autocast (what Lightning's precision="bf16-mixed"
             does), per-layer activation checkpointing, 200 kb, batch 8; its FLOPs (torch's
             FlopCounterMode: matmuls) and activation bytes (every non-view op output written
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int,
                    help="window (bp) of the model sections; default 200,000 (tiny: 2,048)")
     p.add_argument("--sections", default="check,machine,scan,forward,train")
+    p.add_argument("--preset", default="soft",
+                   help="model preset of the forward and train sections (e.g. learned, the "
+                        "default of seq2exp train: its predictor runs on the kept positions)")
     p.add_argument("--json", help="also write the results to this JSON file")
     return p
 
@@ -234,11 +238,11 @@ def scan_section(args, sz) -> dict:
 
 
 # --------------------------------------------------------------------------- model
-def soft_model(sz, device: str, checkpoint: bool):
+def build_model(name: str, sz, device: str, checkpoint: bool):
     from seq2exp_plugin.model.config import preset
     from seq2exp_plugin.model.seq2exp import Seq2ExpModel
     stack = dict(sz["stack"], checkpoint_layers=checkpoint)
-    config = preset("soft", generator=stack, predictor=stack, pool_width=sz["pool_width"])
+    config = preset(name, generator=stack, predictor=stack, pool_width=sz["pool_width"])
     return Seq2ExpModel(config).to(device)
 
 
@@ -258,9 +262,9 @@ def autocast(device: str):
 
 def forward_section(args, sz) -> dict:
     dev = args.device
-    model = soft_model(sz, dev, checkpoint=False).eval()
+    model = build_model(args.preset, sz, dev, checkpoint=False).eval()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"forward: Seq2Exp-soft ({n_params / 1e6:.2f} M parameters), bf16 autocast, "
+    print(f"forward: Seq2Exp-{args.preset} ({n_params / 1e6:.2f} M parameters), bf16 autocast, "
           f"window {sz['window']}")
     results = {"parameters": n_params}
     for batch in sz["forward_batches"]:
@@ -294,7 +298,7 @@ def train_section(args, sz, machine: dict | None) -> dict:
     from seq2exp_plugin.model.seq2exp import seq2exp_loss
     from torch.utils.flop_counter import FlopCounterMode
     dev = args.device
-    model = soft_model(sz, dev, checkpoint=True).train()
+    model = build_model(args.preset, sz, dev, checkpoint=True).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     batch = sz["train_batch"]
     seq, signals, features, target = model_batch(batch, sz["window"], model.config.n_signals, dev)
@@ -303,7 +307,7 @@ def train_section(args, sz, machine: dict | None) -> dict:
         opt.zero_grad(set_to_none=True)
         with autocast(dev):
             out = model(seq, signals, features)
-            loss = seq2exp_loss(out, target, kl_weight=0.01)["loss"]
+            loss = seq2exp_loss(out, target, kl_weight=model.config.mask.kl_weight)["loss"]
         loss.backward()
         opt.step()
 
@@ -367,7 +371,7 @@ def main(argv=None) -> int:
           f"{'; tiny shapes' if args.tiny else ''}"
           f"{'; triton kernels run in the interpreter' if args.device == 'cpu' else ''}")
     results = {"device": name, "torch": torch.__version__, "triton": triton_version,
-               "tiny": args.tiny}
+               "tiny": args.tiny, "preset": args.preset}
     started = time.perf_counter()
     if "check" in sections:
         results["check"] = check_section(args, sz)

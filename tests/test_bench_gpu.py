@@ -29,3 +29,17 @@ def test_bench_gpu_tiny_cpu_run_reports_every_section(tmp_path, capsys):
     assert train["flops"] > 0 and train["bytes"] > 0 and 0 < train["achieved_fraction"]
     assert train["paper_recipe_hours"] > 0
     assert "paper recipe" in capsys.readouterr().out
+
+
+def test_bench_gpu_times_the_default_training_preset_too(tmp_path):
+    """``--preset learned`` (packed predictor, kept-share target) runs the model sections."""
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "gpu.json"
+    args = ["--device", "cpu", "--tiny", "--repeats", "1", "--window", "512", "--sections", "forward,train",
+            "--preset", "learned", "--json", str(out)]
+    assert bench.main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["preset"] == "learned" and set(result["forward"]) == {"parameters", "batch1", "batch2"}
+    assert result["train"]["flops"] > 0 and result["train"]["step"]["seconds"] > 0
