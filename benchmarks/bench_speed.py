@@ -9,6 +9,9 @@ Sections, chosen with flags (no flag = all sections):
              step (batch 1) per window length, bp/s, peak RSS and the achieved fraction of
              the machine bound (matmul FLOPs / GEMM rate + scan exps / exp rate, both
              measured in the same run)
+  --packed   the default preset's packed predictor (it runs on the kept positions only):
+             a training step of a batch, its rows one per call, all in one call, and in
+             groups up to the CPU's budget of positions (what the model does), side by side
 
 To add a section: write ``run_<name>_section(args) -> dict`` and
 ``print_<name>_section(result)``, register both in SECTIONS, and add its own options in
@@ -25,6 +28,7 @@ Example:
   python benchmarks/bench_speed.py --threads 2
   python benchmarks/bench_speed.py --scan --lengths 2000,20000 --backends cpu,reference
   python benchmarks/bench_speed.py --model --model-lengths 20000,200000
+  python benchmarks/bench_speed.py --packed --packed-lengths 20000,200000 --packed-batch 4
 """
 
 from __future__ import annotations
@@ -460,10 +464,69 @@ def print_model_section(res: dict) -> None:
           "training step at 200 kb in 16 GiB (ckpt = per-layer activation checkpointing)")
 
 
+def bench_packed_case(L: int, batch: int, kept: float, repeats: int) -> dict:
+    from seq2exp_plugin.model.config import preset
+    from seq2exp_plugin.model.predictor import Seq2ExpPredictor
+
+    config = preset("learned")
+    torch.manual_seed(0)
+    predictor = Seq2ExpPredictor(config)
+    ins = model_inputs(L, config, batch)
+    g = torch.Generator().manual_seed(1)
+    mask = (torch.rand(batch, L, generator=g) < kept).float()
+    centre = L // 2
+    mask[:, centre - config.mask.promoter_keep // 2:centre + config.mask.promoter_keep // 2] = 1
+    mask.requires_grad_(True)
+
+    def train_step():
+        predictor.zero_grad(set_to_none=True)
+        predictor(ins["seq"], ins["signals"], ins["features"], mask).sum().backward()
+
+    default = Seq2ExpPredictor.cpu_packed_positions
+    row = {"L": L, "batch": batch, "kept_per_row": int(mask.detach().sum() / batch),
+           "budget": default}
+    for name, budget in (("per_row", 0), ("one_call", None), ("grouped", default)):
+        predictor.cpu_packed_positions = budget
+        train_step()
+        row[f"{name}_s"], _ = best_time(train_step, repeats)
+        _, row[f"{name}_peak_bytes"] = measure_peak(train_step)
+    row["load_average"] = load_average()
+    return row
+
+
+def run_packed_section(args) -> dict:
+    torch.set_num_threads(args.threads)
+    rows = []
+    for L in (int(x) for x in args.packed_lengths.split(",")):
+        rows.append(bench_packed_case(L, args.packed_batch, args.packed_kept,
+                                      args.repeats if L <= 50_000 else max(1, args.repeats - 1)))
+        print(f"# done packed L={L} (load {load_average()})", flush=True)
+    return {"rows": rows, "threads": args.threads}
+
+
+def print_packed_section(res: dict) -> None:
+    print("\n== packed predictor (preset learned, default size): one training step, float32, "
+          f"{res['threads']} threads ==")
+    hdr = (f"{'L':>8s} {'batch':>5s} {'kept/row':>8s} | {'per row s':>9s} {'one call s':>10s} "
+           f"{'grouped s':>9s} | {'+MiB per row':>12s} {'one call':>8s} {'grouped':>8s}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in res["rows"]:
+        mib = [float("nan") if r[f"{k}_peak_bytes"] is None else r[f"{k}_peak_bytes"] / 2 ** 20
+               for k in ("per_row", "one_call", "grouped")]
+        print(f"{r['L']:8d} {r['batch']:5d} {r['kept_per_row']:8d} | {r['per_row_s']:9.3f} "
+              f"{r['one_call_s']:10.3f} {r['grouped_s']:9.3f} | {mib[0]:12.0f} {mib[1]:8.0f} "
+              f"{mib[2]:8.0f}")
+    if res["rows"]:
+        print(f"grouped = rows together up to {res['rows'][0]['budget']:,} positions per call "
+              "(the model's CPU default; on a GPU the whole batch is one call)")
+
+
 SECTIONS = {
     "machine": (run_machine_section, print_machine_section),
     "scan": (run_scan_section, print_scan_section),
     "model": (run_model_section, print_model_section),
+    "packed": (run_packed_section, print_packed_section),
 }
 
 
@@ -488,6 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-lengths", default="20000,200000", help="window lengths (bp)")
     g.add_argument("--checkpoint-layers", action="store_true",
                    help="activation checkpointing at every length (always on above 50 kb)")
+    g = p.add_argument_group("packed")
+    g.add_argument("--packed", action="store_true", help="the default preset's packed predictor")
+    g.add_argument("--packed-lengths", default="20000,50000,200000", help="window lengths (bp)")
+    g.add_argument("--packed-batch", type=int, default=8, help="genes per batch")
+    g.add_argument("--packed-kept", type=float, default=0.08,
+                   help="share of each window kept besides the promoter")
     return p
 
 

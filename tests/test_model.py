@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from seq2exp_plugin.model.config import Seq2ExpConfig, preset
 from seq2exp_plugin.model.generator import CONTACT_RATE, Seq2ExpGenerator
-from seq2exp_plugin.model.predictor import Seq2ExpPredictor
+from seq2exp_plugin.model.predictor import Seq2ExpPredictor, row_groups
 from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss
 from seq2exp_plugin.nn.bimamba import reverse_complement
 
@@ -118,6 +118,40 @@ def test_packed_predictor_sees_only_kept_positions():
         moved_seq = seq.clone()
         moved_seq[:, :, 6] = seq[:, :, 5]
         assert not torch.allclose(predictor(moved_seq, signals, features, moved), base)
+
+
+@pytest.mark.parametrize("budget", [None, 0, 40])
+def test_packed_batch_predicts_each_gene_as_alone(budget):
+    """A packed batch (rows of 17-41 kept positions, one call, or one per row, or groups up to
+    40 positions) gives each gene the prediction and the mask gradient it gets alone."""
+    torch.manual_seed(7)
+    cfg = tiny_config(mask={"mode": "hard", "signal_scale": 1.0, "prior_alpha": 0.1,
+                            "prior_beta": 0.1222, "packed": True}, kept_pool=True)
+    predictor = Seq2ExpPredictor(cfg).double().eval()
+    predictor.cpu_packed_positions = budget
+    seq, signals, features = (t.double() for t in batch(length=80, size=3))
+    mask = torch.zeros(3, 80, dtype=torch.float64)
+    mask[:, 36:44] = 1.0
+    mask[0, 2:30] = 1.0
+    mask[1, 60:69] = 1.0
+    mask[2, 50:53] = 1.0
+    mask.requires_grad_(True)
+    together = predictor(seq, signals, features, mask)
+    together.sum().backward()
+    for b in range(3):
+        alone_mask = mask[b:b + 1].detach().clone().requires_grad_(True)
+        alone = predictor(seq[b:b + 1], signals[b:b + 1], features[b:b + 1], alone_mask)
+        alone.sum().backward()
+        torch.testing.assert_close(together[b], alone[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(mask.grad[b], alone_mask.grad[0], rtol=1e-10, atol=1e-12)
+    assert mask.grad[:, 36:44].abs().sum() > 0
+
+
+def test_row_groups_fill_a_budget_of_positions():
+    assert row_groups([5, 7, 3], None) == [slice(0, 3)]
+    assert row_groups([5, 7, 3], 0) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert row_groups([5, 7, 3, 9, 1], 12) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert row_groups([20, 1], 12) == [slice(0, 1), slice(1, 2)]  # a long row runs alone
 
 
 def test_generator_and_predictor_work_alone():

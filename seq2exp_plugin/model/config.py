@@ -330,9 +330,9 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
 
       Two departures, both fixes of defects of their code: the packed rows are multiplied by
       their straight-through mask values (theirs select them with a boolean index, which cuts
-      the prediction loss's gradient to the mask head: only the KL trained it), and each
-      sequence is packed alone (theirs zero-pad the batch to its longest sequence, so a gene's
-      prediction depended on the rest of its batch).
+      the prediction loss's gradient to the mask head: only the KL trained it), and a gene's
+      prediction does not depend on the rest of its batch (theirs zero-pad the batch to its
+      longest sequence and scan the padding; ours keeps the padding out of every state).
 
     ``hard-public`` (deprecated): the earlier attempt at their hard run, mask settings only;
     kept so that configurations written with it rebuild the same model. Use ``public-hard``.

@@ -7,8 +7,9 @@ concatenated with the extra per-gene features and read out by an MLP
 reads the mask-weighted sum of the whole window's states, in units of the centre's width
 (``sum_l m_l h_l / pool_width``): the distal elements the mask keeps reach the head directly.
 
-Packed mode (hard masks): the stack runs on the kept positions only, in genomic order, one
-sequence at a time (a gene's prediction does not depend on the rest of its batch). What the
+Packed mode (hard masks): the stack runs on the kept positions only, in genomic order; a batch
+runs as one call, its rows padded at their ends and the padding kept out of every state, so a
+gene's prediction does not depend on the rest of its batch. What the
 packing removes - how far apart kept positions are - comes back through a sinusoidal encoding
 of each position's offset from the window centre (wavelengths 4 bp to 1 Mb), projected and
 added to the embedding, or, with a learned position table (the authors' hard run), through the
@@ -79,6 +80,11 @@ class Seq2ExpPredictor(nn.Module):
     ``use_signals=False`` reads the DNA alone (the sequence-only, Caduceus baseline).
     """
 
+    #: On the CPU, packed sequences run together up to this many positions in all per call:
+    #: a larger working set leaves the caches and one call becomes slower than several
+    #: (``benchmarks/bench_speed.py --packed``). On a GPU the whole batch is one call.
+    cpu_packed_positions: int | None = 32_768
+
     def __init__(self, config: Seq2ExpConfig | None = None, use_signals: bool = True) -> None:
         super().__init__()
         self.config = config or Seq2ExpConfig()
@@ -148,23 +154,54 @@ class Seq2ExpPredictor(nn.Module):
 
     def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:
         """Run the stack on each sequence's kept positions (mask > 0.5) and pool its centre."""
+        centre = central_slice(seq.shape[-1], self.config.pool_width)
+        kept = mask.detach() > 0.5
+        empty = (~kept[:, centre].any(1)).nonzero()
+        if len(empty):
+            raise ValueError(f"packed predictor: the mask of sequence {int(empty[0])} keeps no "
+                             f"position of the central {self.config.pool_width} bp it pools; keep "
+                             "the promoter (seq2exp_plugin.model.mask.constrain)")
+        budget = self.cpu_packed_positions if seq.device.type == "cpu" else None
+        return torch.cat([self._pool_packed_rows(seq[rows], signals[rows], mask[rows], kept[rows])
+                          for rows in row_groups(kept.sum(1).tolist(), budget)])
+
+    def _pool_packed_rows(self, seq: Tensor, signals: Tensor, mask: Tensor, kept: Tensor) -> Tensor:
+        """:meth:`_pool_packed` of some rows in one call: row b holds b's kept positions in
+        genomic order, padded at its end to the longest row, and the stack is told which columns
+        are padding, so each gene's prediction is that of its sequence alone (the authors'
+        zero-padded batch made it depend on the batch)."""
         length = seq.shape[-1]
         centre = central_slice(length, self.config.pool_width)
-        pooled = []
-        for b in range(seq.shape[0]):
-            kept = torch.nonzero(mask[b].detach() > 0.5).squeeze(-1)
-            hidden = self.embed(seq[b : b + 1, :, kept], signals[b : b + 1, :, kept],
-                                mask[b : b + 1, kept], positions=kept)
-            if self.position is not None:
-                hidden = hidden + self.position(kept - (length - 1) / 2)
-            hidden = self.backbone(hidden)[0]
-            in_centre = (kept >= centre.start) & (kept < centre.stop)
-            if not bool(in_centre.any()):
-                raise ValueError(f"packed predictor: the mask of sequence {b} keeps no position of "
-                                 f"the central {self.config.pool_width} bp it pools; keep the "
-                                 "promoter (seq2exp_plugin.model.mask.constrain)")
-            pooled_b = hidden[in_centre].mean(0)
-            if self.config.kept_pool:
-                pooled_b = torch.cat([pooled_b, self._kept_sum(hidden, mask[b, kept])])
-            pooled.append(pooled_b)
-        return torch.stack(pooled)
+        counts = kept.sum(1)
+        width = int(counts.max())
+        # column j of row b: b's j-th kept position; the padding repeats b's first one
+        index = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :width]
+        valid = torch.arange(width, device=seq.device) < counts.unsqueeze(1)
+        index = torch.where(valid, index, index[:, :1])
+        mask = mask.gather(1, index)
+        hidden = self.embed(seq.gather(2, index.unsqueeze(1).expand(-1, seq.shape[1], -1)),
+                            signals.gather(2, index.unsqueeze(1).expand(-1, signals.shape[1], -1)),
+                            mask, positions=index)
+        if self.position is not None:
+            hidden = hidden + self.position(index - (length - 1) / 2)
+        hidden = self.backbone(hidden, valid)
+        in_centre = (valid & (index >= centre.start) & (index < centre.stop)).unsqueeze(-1)
+        pooled = (hidden * in_centre).sum(1) / in_centre.sum(1)
+        if self.config.kept_pool:
+            pooled = torch.cat([pooled, self._kept_sum(hidden, mask * valid)], dim=-1)
+        return pooled
+
+
+def row_groups(lengths: list[int], budget: int | None) -> list[slice]:
+    """Consecutive rows whose lengths sum to at most ``budget`` (a row longer than it alone; None:
+    all rows in one group)."""
+    if budget is None:
+        return [slice(0, len(lengths))]
+    groups, start, total = [], 0, 0
+    for row, n in enumerate(lengths):
+        if row > start and total + n > budget:
+            groups.append(slice(start, row))
+            start, total = row, 0
+        total += n
+    groups.append(slice(start, len(lengths)))
+    return groups

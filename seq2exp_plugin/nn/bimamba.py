@@ -40,11 +40,11 @@ class BiMamba(nn.Module):
             self.mamba_rev.in_proj.weight = self.mamba_fwd.in_proj.weight
             self.mamba_rev.out_proj.weight = self.mamba_fwd.out_proj.weight
 
-    def forward(self, hidden: Tensor) -> Tensor:
+    def forward(self, hidden: Tensor, valid: Tensor | None = None) -> Tensor:
         xz = self.mamba_fwd.in_proj(hidden)
-        y = self.mamba_fwd.mix(xz)
+        y = self.mamba_fwd.mix(xz, valid=valid)
         if self.bidirectional:
-            y = y + self.mamba_rev.mix(xz, reverse=True)
+            y = y + self.mamba_rev.mix(xz, reverse=True, valid=valid)
         return self.mamba_fwd.out_proj(y)
 
 
@@ -57,12 +57,18 @@ class Block(nn.Module):
         self.mixer = BiMamba(config.d_model, config.d_state, config.d_conv, config.expand,
                              config.dt_rank, config.bidirectional, config.dt_min, config.dt_max)
 
-    def forward(self, hidden: Tensor) -> Tensor:
-        return hidden + self.mixer(self.norm(hidden))
+    def forward(self, hidden: Tensor, valid: Tensor | None = None) -> Tensor:
+        # one argument unless padded: attribution hooks (DeepLIFT) expect one-input modules
+        mixer_args = () if valid is None else (valid,)
+        return hidden + self.mixer(self.norm(hidden), *mixer_args)
 
 
 class BiMambaStack(nn.Module):
-    """``n_layers`` blocks and a final RMSNorm: ``(B, L, d_model) -> (B, L, d_model)``."""
+    """``n_layers`` blocks and a final RMSNorm: ``(B, L, d_model) -> (B, L, d_model)``.
+
+    ``valid`` ``(B, L)`` (bool or 0/1): a batch of sequences of different lengths, each padded
+    at its end; every position of a sequence gets what the stack gives that sequence alone (see
+    :meth:`~seq2exp_plugin.nn.mamba.Mamba.mix`), the padding's outputs are meaningless."""
 
     def __init__(self, config: StackConfig) -> None:
         super().__init__()
@@ -74,12 +80,13 @@ class BiMambaStack(nn.Module):
                 for layer in self.layers:
                     layer.mixer.mamba_fwd.out_proj.weight /= math.sqrt(config.n_layers)
 
-    def forward(self, hidden: Tensor) -> Tensor:
+    def forward(self, hidden: Tensor, valid: Tensor | None = None) -> Tensor:
+        extra = () if valid is None else (valid.unsqueeze(-1),)
         for layer in self.layers:
             if self.config.checkpoint_layers and torch.is_grad_enabled():
-                hidden = checkpoint(layer, hidden, use_reentrant=False)
+                hidden = checkpoint(layer, hidden, *extra, use_reentrant=False)
             else:
-                hidden = layer(hidden)
+                hidden = layer(hidden, *extra)
         return self.norm_f(hidden)
 
 

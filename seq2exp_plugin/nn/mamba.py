@@ -72,14 +72,23 @@ class Mamba(nn.Module):
     def forward(self, hidden: Tensor) -> Tensor:
         return self.out_proj(self.mix(self.in_proj(hidden)))
 
-    def mix(self, xz: Tensor, reverse: bool = False) -> Tensor:
+    def mix(self, xz: Tensor, reverse: bool = False, valid: Tensor | None = None) -> Tensor:
         """Conv + selective scan on the in-projection ``xz`` ``(batch, length, 2 * d_inner)``.
 
         ``reverse=True`` runs the block right-to-left, exactly as ``mix(xz.flip(1)).flip(1)``
-        but without copying the sequence. Returns ``(batch, length, d_inner)``.
+        but without copying the sequence. ``valid`` ``(batch, length, 1)``, 1 on a sequence's
+        positions and 0 on the padding after it, for a batch of sequences of different lengths:
+        the conv input and the scan input are zeroed on the padding, so the conv reads zeros
+        there (as beyond a sequence's end) and the state stays exactly 0 through it (the reverse
+        scan starts on it); the outputs on the valid positions are those of each sequence run
+        alone. Returns ``(batch, length, d_inner)``.
         """
         x, z = xz.split(self.d_inner, dim=-1)
+        if valid is not None:
+            x = x * valid.to(x.dtype)
         x = causal_conv_silu(x, self.conv1d.weight[:, 0, :], self.conv1d.bias, reverse)
+        if valid is not None:
+            x = x * valid.to(x.dtype)
         x_dbl = self.x_proj(x)
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight)  # the bias is added inside the scan
