@@ -13,7 +13,7 @@ import torch
 
 from seq2exp_plugin.model.config import StackConfig
 from seq2exp_plugin.nn.bimamba import BiMambaStack
-from seq2exp_plugin.train.config import TrainConfig, load_config
+from seq2exp_plugin.train.config import RunConfig, TrainConfig, load_config
 from seq2exp_plugin.train.fit import StepBatchSampler, fit
 from seq2exp_plugin.train.metrics import regression_metrics
 from seq2exp_plugin.train.recipe import make_optimizer, make_scheduler, parameter_groups
@@ -62,6 +62,14 @@ def test_generator_lr_scale_gives_the_generator_its_own_rate():
     assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1e-3, 1e-2])
     # scale 1: the two recipe groups, as before
     assert len(make_optimizer(model, TrainConfig(max_steps=20, warmup_steps=2)).param_groups) == 2
+
+
+def test_warmup_defaults_to_a_tenth_of_the_run():
+    assert TrainConfig().warmup_steps == 5_000  # the paper: 5,000 of 50,000 steps
+    assert TrainConfig(max_steps=300).warmup_steps == 30
+    assert RunConfig.from_dict({"train": {"max_steps": 40}}).to_dict()["train"]["warmup_steps"] == 4
+    with pytest.raises(ValueError, match=r"warmup_steps \(500\) .*max_steps \(100\); leave it out"):
+        TrainConfig(max_steps=100, warmup_steps=500)
 
 
 def test_learning_rate_schedule_is_warmup_then_cosine():

@@ -85,7 +85,9 @@ class TrainConfig:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 1e-6
-    warmup_steps: int = 5_000
+    #: Linear warm-up from ``warmup_start_lr``; None: 10% of ``max_steps`` (the paper's 5,000 of
+    #: 50,000), so a shorter run set by ``max_steps`` alone keeps the recipe's shape.
+    warmup_steps: int | None = None
     warmup_start_lr: float = 1e-5
     min_lr: float = 1e-4
     #: The Seq2Exp generator's learning rate is ``lr * generator_lr_scale`` (its schedule has
@@ -116,8 +118,12 @@ class TrainConfig:
             raise ValueError(f"train.loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
         if self.max_steps < 1 or self.batch_size < 1 or self.val_every_steps < 1:
             raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
+        if self.warmup_steps is None:
+            self.warmup_steps = self.max_steps // 10
         if not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError("train.warmup_steps must be between 0 and max_steps")
+            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be between 0 and "
+                             f"train.max_steps ({self.max_steps}); leave it out to warm up over "
+                             "10% of max_steps")
         if self.lr <= 0 or self.warmup_start_lr <= 0 or self.min_lr < 0:
             raise ValueError("train.lr and warmup_start_lr must be > 0 and min_lr >= 0")
         if self.generator_lr_scale <= 0:
