@@ -81,8 +81,9 @@ class Seq2ExpPredictor(nn.Module):
     """
 
     #: On the CPU, packed sequences run together up to this many positions in all per call:
-    #: a larger working set leaves the caches and one call becomes slower than several
-    #: (``benchmarks/bench_speed.py --packed``). On a GPU the whole batch is one call.
+    #: beyond it the larger tensors cost more than their size (fresh pages from the allocator,
+    #: caches) and one call becomes slower than several (``benchmarks/bench_speed.py
+    #: --packed``). On a GPU the whole batch is one call.
     cpu_packed_positions: int | None = 32_768
 
     def __init__(self, config: Seq2ExpConfig | None = None, use_signals: bool = True) -> None:
