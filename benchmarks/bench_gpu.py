@@ -8,7 +8,8 @@ Prints, side by side:
   scan      selective_scan forward and forward+backward per backend (triton, torch, and cuda
             = mamba_ssm if it imports) at 20 kb and 200 kb (d_inner 256, d_state 16, batch 1)
   forward   Seq2Exp (default size; --preset, default soft: the paper's) inference forward, bf16
-            autocast, 200 kb, batch 1 and 8
+            autocast, 200 kb, batch 1 and 8; a preset with a kept-share target (learned) first
+            gets the generator bias that meets it, as training does (untrained, it keeps ~80%)
   train     one training step: AdamW, bf16 autocast (what Lightning's precision="bf16-mixed"
             does), per-layer activation checkpointing, 200 kb, batch 8; its FLOPs (torch's
             FlopCounterMode: matmuls) and activation bytes (every non-view op output written
@@ -256,6 +257,27 @@ def model_batch(batch: int, length: int, n_signals: int, device: str, seed: int 
     return [t.to(device) for t in (seq, signals, features, target)]
 
 
+@torch.no_grad()
+def match_kept_target(model, seq, signals) -> float | None:
+    """Shift the generator's alpha bias until its eval mask keeps the preset's ``kept_target``
+    (what training reaches first: the shared bias meets the target), so that a packed predictor
+    is timed on a trained model's share of positions, not on an untrained one's (about 80%).
+    Returns the share kept, or None for presets without a target."""
+    target = model.config.mask.kept_target
+    if target is None:
+        return None
+    was_training = model.training
+    model.eval()
+    bias = model.generator.head.bias
+    low, high = -30.0, 30.0
+    for _ in range(40):  # bisection: the kept share grows with the bias
+        bias[0] = (low + high) / 2
+        kept = float((model.generator(seq, signals).mask > 0.5).float().mean())
+        low, high = (low, float(bias[0])) if kept > target else (float(bias[0]), high)
+    model.train(was_training)
+    return kept
+
+
 def autocast(device: str):
     return torch.autocast(device, dtype=torch.bfloat16)
 
@@ -269,12 +291,15 @@ def forward_section(args, sz) -> dict:
     results = {"parameters": n_params}
     for batch in sz["forward_batches"]:
         seq, signals, features, _ = model_batch(batch, sz["window"], model.config.n_signals, dev)
+        kept = match_kept_target(model, seq, signals)
+        if kept is not None:
+            print(f"  generator bias set: the mask keeps {kept:.1%} (the preset's target)")
 
         def run():
             with torch.no_grad(), autocast(dev):
                 model(seq, signals, features)
 
-        results[f"batch{batch}"] = measure(run, dev, args.repeats, args.slow)
+        results[f"batch{batch}"] = {**measure(run, dev, args.repeats, args.slow), "kept_share": kept}
         print(f"  batch {batch:2d} {fmt(results[f'batch{batch}'])}")
     return results
 
@@ -302,6 +327,9 @@ def train_section(args, sz, machine: dict | None) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     batch = sz["train_batch"]
     seq, signals, features, target = model_batch(batch, sz["window"], model.config.n_signals, dev)
+    kept = match_kept_target(model, seq, signals)
+    if kept is not None:
+        print(f"  generator bias set: the mask keeps {kept:.1%} (the preset's target)")
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -319,7 +347,7 @@ def train_section(args, sz, machine: dict | None) -> dict:
     with counter:
         step()
     result = {"step": timing, "flops": flops.get_total_flops(), "bytes": counter.bytes,
-              "batch": batch, "window": sz["window"]}
+              "batch": batch, "window": sz["window"], "kept_share": kept}
     print(f"train: AdamW step, bf16 autocast, layer checkpointing, batch {batch}, window "
           f"{sz['window']}: {fmt(timing)}")
     print(f"  matmul FLOPs {result['flops'] / 1e12:.3f} T, activation bytes "

@@ -43,3 +43,29 @@ def test_bench_gpu_times_the_default_training_preset_too(tmp_path):
     result = json.loads(out.read_text())
     assert result["preset"] == "learned" and set(result["forward"]) == {"parameters", "batch1", "batch2"}
     assert result["train"]["flops"] > 0 and result["train"]["step"]["seconds"] > 0
+    assert result["train"]["kept_share"] is not None and result["forward"]["batch1"]["kept_share"]
+
+
+def test_bench_gpu_times_a_learned_model_at_its_kept_share_target():
+    """An untrained learned model keeps most positions; the benchmark moves the generator bias
+    until the eval mask keeps the preset's target, as the first training steps do."""
+    import torch
+
+    from seq2exp_plugin.model.config import preset
+    from seq2exp_plugin.model.seq2exp import Seq2ExpModel
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tiny = {"d_model": 8, "n_layers": 1, "d_state": 4}
+    torch.manual_seed(0)
+    model = Seq2ExpModel(preset("learned", generator=tiny, predictor=tiny, pool_width=100,
+                                mask={"promoter_keep": 100})).train()
+    seq, signals, _, _ = bench.model_batch(2, 4000, model.config.n_signals, "cpu")
+    with torch.no_grad():
+        assert float((model.generator.eval()(seq, signals).mask > 0.5).float().mean()) > 0.5
+    model.train()
+    kept = bench.match_kept_target(model, seq, signals)
+    assert kept == pytest.approx(0.08, abs=0.01) and model.training
+    assert bench.match_kept_target(Seq2ExpModel(preset("soft", generator=tiny, predictor=tiny)),
+                                   seq, signals) is None
