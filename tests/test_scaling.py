@@ -151,3 +151,46 @@ def _as_written(run):
     data = run.to_dict()
     data["model"] = {k: v for k, v in data["model"].items() if k != "scaling"}
     return RunConfig.from_dict(data)
+
+
+def _rescaled_bigwig(source: Path, out: Path, factor: float) -> Path:
+    """``source`` with every value multiplied by ``factor`` (the same track in other units)."""
+    import pyBigWig
+
+    with pyBigWig.open(str(source)) as bw:
+        chroms = bw.chroms()
+        entries = {c: bw.intervals(c) or [] for c in chroms}
+    with pyBigWig.open(str(out), "w") as bw:
+        bw.addHeader(list(chroms.items()))
+        for chrom, intervals in entries.items():
+            if intervals:
+                bw.addEntries([chrom] * len(intervals), [s for s, _, _ in intervals],
+                              ends=[e for _, e, _ in intervals],
+                              values=[v * factor for _, _, v in intervals])
+    return out
+
+
+@pytest.mark.parametrize("scaling", ["auto", "none"])
+def test_a_track_in_other_units_trains_the_same_model(tiny_synth, tmp_path, scaling):
+    """DNase x 1000 and H3K27ac x 0.01 (as p-value vs fold-change vs RPM bigWigs differ): with the
+    fitted scaling the run's weights are those of the original files; with ``scaling: none``
+    (the paper's raw values) they are not."""
+    from seq2exp_plugin.train.fit import fit
+
+    signals = {"h3k27ac": str(_rescaled_bigwig(tiny_synth / "synthA" / "h3k27ac.bw",
+                                               tmp_path / "h3k27ac.bw", 0.01)),
+               "dnase": str(_rescaled_bigwig(tiny_synth / "synthA" / "dnase.bw",
+                                             tmp_path / "dnase.bw", 1000.0)),
+               "hic": str(tiny_synth / "synthA" / "hic.cool")}
+    options = {"train.max_steps": 3, "train.val_every_steps": 3, "train.lr": 0.01, "scaling": scaling}
+    weights = []
+    for name, extra in (("original", {}), ("rescaled", {"data.signals": signals})):
+        run = load_config(write_train_config(tiny_synth, tmp_path / name, **options, **extra))
+        fit(run)
+        weights.append(torch.load(Path(run.out_dir) / "checkpoints" / "last.ckpt",
+                                  weights_only=True)["state_dict"])
+    largest = max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
+    if scaling == "auto":
+        assert largest < 1e-4
+    else:
+        assert largest > 1e-3
