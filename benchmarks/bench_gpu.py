@@ -270,7 +270,7 @@ def match_kept_target(model, seq, signals) -> float | None:
     model.eval()
     bias = model.generator.head.bias
     low, high = -30.0, 30.0
-    for _ in range(40):  # bisection: the kept share grows with the bias
+    for _ in range(20):  # bisection (to 6e-5): the kept share grows with the bias
         bias[0] = (low + high) / 2
         kept = float((model.generator(seq, signals).mask > 0.5).float().mean())
         low, high = (low, float(bias[0])) if kept > target else (float(bias[0]), high)
