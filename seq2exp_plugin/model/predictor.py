@@ -9,11 +9,11 @@ reads the mask-weighted sum of the whole window's states, in units of the centre
 
 Packed mode (hard masks): the stack runs on the kept positions only, in genomic order; a batch
 runs as one call, its rows padded at their ends and the padding kept out of every state, so a
-gene's prediction does not depend on the rest of its batch. What the
-packing removes - how far apart kept positions are - comes back through a sinusoidal encoding
-of each position's offset from the window centre (wavelengths 4 bp to 1 Mb), projected and
-added to the embedding, or, with a learned position table (the authors' hard run), through the
-table rows of the kept positions. The packed embeddings are multiplied by their
+gene's prediction does not depend on the rest of its batch. What the packing removes - how far
+apart kept positions are - comes back through a sinusoidal encoding of each position's offset
+from the window centre (wavelengths 4 bp to 1 Mb), projected and added to the embedding, or,
+with a learned position table (the authors' hard run), through the table rows of the kept
+positions. The packed embeddings are multiplied by their
 (straight-through) mask values, which are 1 in value but carry the prediction loss's gradient
 to the generator.
 """
