@@ -12,6 +12,9 @@ Sections, chosen with flags (no flag = all sections):
   --packed   the default preset's packed predictor (it runs on the kept positions only):
              a training step of a batch, its rows one per call, all in one call, and in
              groups up to the CPU's budget of positions (what the model does), side by side
+  --bound    the model bound to one locus for gReLU's ISM (Seq2Exp-soft, default size): a
+             batch of mutated windows in one no-grad call against the calls of
+             CPU_INFERENCE_POSITIONS positions it now makes, side by side: time and peak memory
 
 To add a section: write ``run_<name>_section(args) -> dict`` and
 ``print_<name>_section(result)``, register both in SECTIONS, and add its own options in
@@ -29,6 +32,7 @@ Example:
   python benchmarks/bench_speed.py --scan --lengths 2000,20000 --backends cpu,reference
   python benchmarks/bench_speed.py --model --model-lengths 20000,200000
   python benchmarks/bench_speed.py --packed --packed-lengths 20000,200000 --packed-batch 4
+  python benchmarks/bench_speed.py --bound --bound-lengths 200000 --bound-batch 4
 """
 
 from __future__ import annotations
@@ -522,11 +526,65 @@ def print_packed_section(res: dict) -> None:
               "(the model's CPU default; on a GPU the whole batch is one call)")
 
 
+def bench_bound_case(L: int, batch: int, repeats: int) -> dict:
+    from seq2exp_plugin.adapters.grelu import BoundSignals, Seq2ExpModel
+    from seq2exp_plugin.model import batch as batch_module
+    from seq2exp_plugin.model.config import preset
+
+    torch.manual_seed(0)
+    model = Seq2ExpModel(**preset("soft").to_dict()).eval()
+    ins = model_inputs(L, model.config, batch)
+    bound = BoundSignals(model, ins["signals"][0], ins["features"][0])
+    default = batch_module.CPU_INFERENCE_POSITIONS
+
+    def forward():
+        with torch.no_grad():
+            return bound(ins["seq"])
+
+    row = {"L": L, "batch": batch, "positions_per_call": default}
+    for name, budget in (("one_call", batch * L), ("split", default)):
+        batch_module.CPU_INFERENCE_POSITIONS = budget
+        try:
+            forward()
+            row[f"{name}_s"], _ = best_time(forward, repeats)
+            _, row[f"{name}_peak_bytes"] = measure_peak(forward)
+        finally:
+            batch_module.CPU_INFERENCE_POSITIONS = default
+    row["load_average"] = load_average()
+    return row
+
+
+def run_bound_section(args) -> dict:
+    torch.set_num_threads(args.threads)
+    rows = []
+    for L in (int(x) for x in args.bound_lengths.split(",")):
+        rows.append(bench_bound_case(L, args.bound_batch, max(1, args.repeats - 1)))
+        print(f"# done bound L={L} (load {load_average()})", flush=True)
+    return {"rows": rows, "threads": args.threads}
+
+
+def print_bound_section(res: dict) -> None:
+    print("\n== model bound to a locus (gReLU ISM), Seq2Exp-soft, default size: a no-grad batch, "
+          f"float32, {res['threads']} threads ==")
+    hdr = f"{'L':>8s} {'batch':>5s} | {'one call s':>10s} {'+MiB':>7s} | {'split s':>8s} {'+MiB':>7s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in res["rows"]:
+        mib = [float("nan") if r[f"{k}_peak_bytes"] is None else r[f"{k}_peak_bytes"] / 2 ** 20
+               for k in ("one_call", "split")]
+        print(f"{r['L']:8d} {r['batch']:5d} | {r['one_call_s']:10.2f} {mib[0]:7.0f} | "
+              f"{r['split_s']:8.2f} {mib[1]:7.0f}")
+    if res["rows"]:
+        print(f"split = calls of at most {res['rows'][0]['positions_per_call']:,} positions "
+              "(CPU_INFERENCE_POSITIONS, what the bound model does on the CPU)")
+
+
 SECTIONS = {
     "machine": (run_machine_section, print_machine_section),
     "scan": (run_scan_section, print_scan_section),
     "model": (run_model_section, print_model_section),
     "packed": (run_packed_section, print_packed_section),
+    "bound": (run_bound_section, print_bound_section),
 }
 
 
@@ -557,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--packed-batch", type=int, default=8, help="genes per batch")
     g.add_argument("--packed-kept", type=float, default=0.08,
                    help="share of each window kept besides the promoter")
+    g = p.add_argument_group("bound")
+    g.add_argument("--bound", action="store_true", help="the locus-bound model of gReLU's ISM")
+    g.add_argument("--bound-lengths", default="20000,200000", help="window lengths (bp)")
+    g.add_argument("--bound-batch", type=int, default=4, help="mutated windows per batch")
     return p
 
 

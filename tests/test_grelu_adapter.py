@@ -260,3 +260,32 @@ def test_deepshap_refused_where_batch_pairing_breaks():
     bound = bind_locus(model, torch.rand(3, 64), torch.randn(9))
     with pytest.raises(ValueError, match="RC-equivariant or packed"):
         attributions(bound, torch.eye(4)[torch.randint(0, 4, (64,))].T, method="deepshap")
+
+
+def test_bound_model_splits_large_cpu_batches_into_calls_the_cpu_takes(small_bound, monkeypatch):
+    """gReLU hands the bound model whole ISM batches (64 windows by default); on the CPU and
+    without gradients it runs them ``CPU_INFERENCE_POSITIONS`` positions per call, with the same
+    predictions as one call."""
+    from seq2exp_plugin.model import batch as batch_module
+
+    bound, seq = small_bound
+    net = bound.model.model.net
+    mutants = seq[None].repeat(5, 1, 1)
+    mutants[torch.arange(5), :, torch.arange(5) * 50] = torch.eye(4)[[1, 2, 3, 0, 1]]
+    sizes = []
+    hook = net.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    try:
+        with torch.no_grad():
+            whole = bound.model(mutants)
+            assert sizes == [5]
+            monkeypatch.setattr(batch_module, "CPU_INFERENCE_POSITIONS", 2 * 400)
+            sizes.clear()
+            split = bound.model(mutants)
+            assert sizes == [2, 2, 1]
+        sizes.clear()
+        bound.model(mutants)  # gradients recorded (attributions): one call
+        assert sizes == [5]
+    finally:
+        hook.remove()
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
+    assert float(whole.std()) > 0  # the mutants differ

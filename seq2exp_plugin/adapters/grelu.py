@@ -174,11 +174,14 @@ class BoundSignals(nn.Module):
         return self.signals.shape[-1]
 
     def forward(self, seq: Tensor) -> Tensor:
-        from ..model.batch import predict_batch
+        from ..model.batch import cpu_rows_per_call, predict_batch
 
         if seq.ndim != 3 or seq.shape[1] != 4 or seq.shape[2] != self.length:
             raise ValueError(f"BoundSignals: expected one-hot DNA (N, 4, {self.length}), got "
                              f"{tuple(seq.shape)}")
+        per_call = cpu_rows_per_call(self.length, seq.device)
+        if per_call is not None and seq.shape[0] > per_call:  # gReLU's batches, in calls the CPU takes
+            return torch.cat([self(seq[lo:lo + per_call]) for lo in range(0, seq.shape[0], per_call)])
         n, dtype = seq.shape[0], seq.dtype
         batch = {"seq": seq, "signals": self.signals.to(dtype).expand(n, -1, -1),
                  "features": self.features.to(dtype).expand(n, -1)}

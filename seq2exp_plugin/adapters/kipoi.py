@@ -401,7 +401,8 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
         :func:`weights_env_var`).
     train_config : the entry's ``seq2exp train`` configuration, quoted when weights are missing.
     device : ``"cpu"``, ``"cuda"``, or ``"auto"`` (a GPU if torch sees one).
-    max_batch : genes per forward pass (Kipoi batches are split: 200 kb windows need 1-2).
+    max_batch : genes per forward pass (Kipoi batches are split; on the CPU also to
+        ``model.batch.CPU_INFERENCE_POSITIONS`` positions per pass: one 200 kb window).
     """
 
     #: What Kipoi looks for in the entry's dependencies (`kipoi test` warns without it).
@@ -455,7 +456,7 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
         ``blacklist (N, L)``. Returns ``expression (N,)`` and ``mask (N, L)``, float32."""
         import torch
 
-        from ..model.batch import predict_batch
+        from ..model.batch import cpu_rows_per_call, predict_batch
 
         seq = np.asarray(x["seq"], dtype=np.float32)
         signals = np.asarray(x["signals"], dtype=np.float32)
@@ -464,8 +465,10 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
         self._check(seq, signals, features)
         expressions, masks = [], []
         with torch.inference_mode():
-            for lo in range(0, seq.shape[0], self.max_batch):
-                hi = lo + self.max_batch
+            per_call = cpu_rows_per_call(seq.shape[-1], self.device)
+            step = self.max_batch if per_call is None else min(self.max_batch, per_call)
+            for lo in range(0, seq.shape[0], step):
+                hi = lo + step
                 batch = {
                     "seq": torch.from_numpy(np.ascontiguousarray(seq[lo:hi])).to(self.device),
                     "signals": torch.from_numpy(np.ascontiguousarray(signals[lo:hi])).to(self.device),

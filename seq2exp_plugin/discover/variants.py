@@ -267,7 +267,7 @@ def variant_effects(net, dataset, variants: Sequence[Variant], gene_ids: Sequenc
     import torch
     from tqdm import tqdm
 
-    from ..model.batch import predict_batch
+    from ..model.batch import cpu_rows_per_call, predict_batch
 
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -290,6 +290,8 @@ def variant_effects(net, dataset, variants: Sequence[Variant], gene_ids: Sequenc
     gene_of = {g.index: g for g in genes}
     bar = tqdm(total=len(pairs), desc="variant-gene pairs", unit="pair", disable=not progress)
     with torch.no_grad():
+        per_call = cpu_rows_per_call(dataset.window, device)  # on the CPU, smaller calls
+        step = batch_size if per_call is None else min(batch_size, per_call)
         for gi, vs in by_gene.items():
             gene = gene_of[gi]
             item = dataset[gi]
@@ -308,8 +310,8 @@ def variant_effects(net, dataset, variants: Sequence[Variant], gene_ids: Sequenc
                 return pred.float().cpu(), score
 
             ref_pred, ref_score = run(seq[None])
-            for lo in range(0, len(vs), batch_size):
-                chunk = vs[lo:lo + batch_size]
+            for lo in range(0, len(vs), step):
+                chunk = vs[lo:lo + step]
                 alt_pred, alt_score = run(torch.stack([_alt_window(seq, gene, v, reverse) for v in chunk]))
                 for k, v in enumerate(chunk):
                     first = v.start - gene.start

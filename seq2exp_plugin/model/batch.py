@@ -8,12 +8,28 @@ A batch is the dataset's dict: ``seq (B, 4, L)``, ``signals (B, d, L)``, ``featu
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .baselines import ExpectoRidge, HierarchicalCNN
 from .mask import MaskOutput, constrain
 from .predictor import Seq2ExpPredictor
 from .seq2exp import Seq2ExpModel
+
+
+#: No-gradient model calls on the CPU take windows up to this many positions in all (one 200 kb
+#: window, or 13 of 20 kb): a larger call costs more per gene there (fresh pages from the
+#: allocator, caches: README, "Speed"), and gReLU's default ISM batch of 64 windows of 200 kb
+#: would need about 100 GiB at once.
+CPU_INFERENCE_POSITIONS = 2**18
+
+
+def cpu_rows_per_call(length: int, device: torch.device | str) -> int | None:
+    """How many windows of ``length`` bp one no-gradient model call on the CPU takes (at least
+    one); None where no limit applies (a GPU, or gradients being recorded)."""
+    if torch.device(device).type != "cpu" or torch.is_grad_enabled():
+        return None
+    return max(1, CPU_INFERENCE_POSITIONS // length)
 
 
 def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, MaskOutput | None]:
