@@ -168,3 +168,24 @@ def test_plots_go_to_the_most_informative_genes():
                               features=np.array([[0.0], [5.0], [80.0], [2.0], [1.0]], dtype=np.float32))
     assert informative_genes(dataset, 4) == ["high", "mid", "silent", "unknown-active"]
     assert informative_genes(dataset, 0) == []
+
+
+def test_cpu_inference_batches_stay_within_the_position_budget(tiny_checkpoint, monkeypatch):
+    """``predict_dataset`` on the CPU asks for at most CPU_INFERENCE_POSITIONS positions per
+    model call whatever ``batch_size`` says; the predictions do not change."""
+    from seq2exp_plugin.model import batch as batch_module
+
+    module, run = load_run(str(tiny_checkpoint))
+    dataset = make_dataset(run, None)
+    sizes = []
+    hook = module.net.register_forward_hook(lambda net, args, out: sizes.append(args[0].shape[0]))
+    try:
+        whole = [g.prediction for g in predict_dataset(module.net, dataset, batch_size=5, progress=False)]
+        assert max(sizes) == 5
+        monkeypatch.setattr(batch_module, "CPU_INFERENCE_POSITIONS", 2 * dataset.window)
+        sizes.clear()
+        split = [g.prediction for g in predict_dataset(module.net, dataset, batch_size=5, progress=False)]
+        assert max(sizes) == 2 and len(split) == len(dataset) > 5
+    finally:
+        hook.remove()
+    assert split == pytest.approx(whole, rel=1e-5, abs=1e-6)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..data.hic import worker_start_method
-from ..model.batch import given_mask, predict_batch
+from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
 from .config import RunConfig
 from .metrics import METRIC_NAMES, regression_metrics
 
@@ -58,8 +58,11 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
 def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
                     keep_scores: bool = True, progress: bool = True,
                     order: Sequence[int] | None = None) -> Iterator[GenePrediction]:
-    """Run a model over a window dataset, gene by gene (in ``order`` if given), in eval mode."""
+    """Run a model over a window dataset, gene by gene (in ``order`` if given), in eval mode;
+    on the CPU ``batch_size`` is capped to :data:`~seq2exp_plugin.model.batch.CPU_INFERENCE_POSITIONS`."""
     net.eval()
+    device = next(net.parameters(), torch.empty(0)).device
+    batch_size = min(batch_size, cpu_rows_per_call(dataset.window, device) or batch_size)
     rc = dataset.rc_minus_strand
     loader = DataLoader(dataset if order is None else Subset(dataset, list(order)),
                         batch_size=batch_size, num_workers=num_workers,
