@@ -468,6 +468,14 @@ def print_model_section(res: dict) -> None:
           "training step at 200 kb in 16 GiB (ckpt = per-layer activation checkpointing)")
 
 
+def warm_time_and_peak(fn, repeats: int) -> tuple[float, int | None]:
+    """One warm-up call, then the best time of ``repeats`` calls and the peak memory of one."""
+    fn()
+    seconds, _ = best_time(fn, repeats)
+    _, peak = measure_peak(fn)
+    return seconds, peak
+
+
 def bench_packed_case(L: int, batch: int, kept: float, repeats: int) -> dict:
     from seq2exp_plugin.model.config import preset
     from seq2exp_plugin.model.predictor import Seq2ExpPredictor
@@ -491,21 +499,25 @@ def bench_packed_case(L: int, batch: int, kept: float, repeats: int) -> dict:
            "budget": default}
     for name, budget in (("per_row", 0), ("one_call", None), ("grouped", default)):
         predictor.cpu_packed_positions = budget
-        train_step()
-        row[f"{name}_s"], _ = best_time(train_step, repeats)
-        _, row[f"{name}_peak_bytes"] = measure_peak(train_step)
+        row[f"{name}_s"], row[f"{name}_peak_bytes"] = warm_time_and_peak(train_step, repeats)
     row["load_average"] = load_average()
     return row
 
 
-def run_packed_section(args) -> dict:
+def over_lengths(args, lengths: str, name: str, case) -> dict:
+    """``case(L)`` for every window length of the comma-separated ``lengths``."""
     torch.set_num_threads(args.threads)
     rows = []
-    for L in (int(x) for x in args.packed_lengths.split(",")):
-        rows.append(bench_packed_case(L, args.packed_batch, args.packed_kept,
-                                      args.repeats if L <= 50_000 else max(1, args.repeats - 1)))
-        print(f"# done packed L={L} (load {load_average()})", flush=True)
+    for L in (int(x) for x in lengths.split(",")):
+        rows.append(case(L))
+        print(f"# done {name} L={L} (load {load_average()})", flush=True)
     return {"rows": rows, "threads": args.threads}
+
+
+def run_packed_section(args) -> dict:
+    return over_lengths(args, args.packed_lengths, "packed", lambda L: bench_packed_case(
+        L, args.packed_batch, args.packed_kept,
+        args.repeats if L <= 50_000 else max(1, args.repeats - 1)))
 
 
 def print_packed_section(res: dict) -> None:
@@ -545,9 +557,7 @@ def bench_bound_case(L: int, batch: int, repeats: int) -> dict:
     for name, budget in (("one_call", batch * L), ("split", default)):
         batch_module.CPU_INFERENCE_POSITIONS = budget
         try:
-            forward()
-            row[f"{name}_s"], _ = best_time(forward, repeats)
-            _, row[f"{name}_peak_bytes"] = measure_peak(forward)
+            row[f"{name}_s"], row[f"{name}_peak_bytes"] = warm_time_and_peak(forward, repeats)
         finally:
             batch_module.CPU_INFERENCE_POSITIONS = default
     row["load_average"] = load_average()
@@ -555,12 +565,8 @@ def bench_bound_case(L: int, batch: int, repeats: int) -> dict:
 
 
 def run_bound_section(args) -> dict:
-    torch.set_num_threads(args.threads)
-    rows = []
-    for L in (int(x) for x in args.bound_lengths.split(",")):
-        rows.append(bench_bound_case(L, args.bound_batch, max(1, args.repeats - 1)))
-        print(f"# done bound L={L} (load {load_average()})", flush=True)
-    return {"rows": rows, "threads": args.threads}
+    return over_lengths(args, args.bound_lengths, "bound", lambda L: bench_bound_case(
+        L, args.bound_batch, max(1, args.repeats - 1)))
 
 
 def print_bound_section(res: dict) -> None:
