@@ -98,6 +98,9 @@ def _add_synth_parser(subparsers) -> None:
                    help="cell-type names (default: synthA synthB)")
     p.add_argument("--hic-resolution", type=int, default=None,
                    help="Hi-C bin size in bp (default: 5 kb, smaller for short windows)")
+    p.add_argument("--silent-fraction", type=float, default=None,
+                   help="share of genes silent in each cell type (no promoter or enhancer "
+                        "signal, expression 0), as in real RNA-seq; default 0")
     p.add_argument("--no-gene-table", action="store_true", help="do not write genes.h5ad")
     p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
     p.set_defaults(func=_run_synth)
@@ -110,7 +113,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     params = SynthParams.from_preset(
         args.preset, n_genes=args.genes, window=args.window, seed=args.seed,
         cell_types=tuple(args.cell_types) if args.cell_types else None,
-        hic_resolution=args.hic_resolution)
+        hic_resolution=args.hic_resolution, silent_fraction=args.silent_fraction)
     manifest = generate(args.out, params, force=args.force,
                         build_genes=not args.no_gene_table)
     counts = manifest["truth"]["class_counts"]

@@ -369,6 +369,25 @@ def test_expression_is_promoter_plus_causal_elements_only(tiny):
         assert d.dnase.median() > 0.7 * r.dnase.median() and (d.effect == 0).all()
 
 
+def test_silent_genes_have_no_signal_and_no_expression(tiny, tmp_path):
+    """silent_fraction switches genes off (as real RNA-seq has them) and changes nothing else."""
+    out = tmp_path / "silent"
+    generate(out, preset="tiny", seed=0, silent_fraction=0.4, build_genes=False)
+    m, base = load_manifest(out), load_manifest(tiny)
+    expr = pd.read_csv(m["genes"]["expression"], sep="\t").set_index("gene_id")
+    expr0 = pd.read_csv(base["genes"]["expression"], sep="\t").set_index("gene_id")
+    assert Path(m["genome"]["fasta"]).read_bytes() == Path(base["genome"]["fasta"]).read_bytes()
+    for cell in CELLS:
+        off = expr[cell] == 0
+        assert 0.1 <= off.mean() <= 0.7 and not (expr0[cell] == 0).any()
+        np.testing.assert_array_equal(expr.loc[~off, cell], expr0.loc[~off, cell])
+        t = _truth(m["truth"]["cells"][cell])
+        own = t[t["class"] == "promoter"].set_index("gene_id")
+        assert (own.loc[off[off].index, ["dnase", "h3k27ac", "effect"]] == 0).all().all()
+        assert (own.loc[off[~off].index, "dnase"] > 0).all()
+        assert not t[t["class"] == "R_ag"].gene_id.isin(off[off].index).any()
+
+
 def test_causal_truth_predicts_expression_far_better_than_all_peaks(medium):
     """The point of the benchmark: finding R_ag matters; summing every peak does not do it."""
     import pyBigWig

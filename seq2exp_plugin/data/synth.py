@@ -27,6 +27,10 @@ Generative model (``p`` = :class:`SynthParams`; LN(s) = exp(N(0, s^2)))::
     h_g      = half-life effect (log10) of the 8 Xpresso-style features, see synth_layout.halflife()
     y        = log10(expr + 1)
 
+A share ``silent_fraction`` of genes is silent in each cell type (drawn independently per
+cell type): their promoter and their own enhancers are closed there (no signal, A = 0), so
+``expr = 0``, as for the genes a real cell line does not express.
+
 Signals: peak height (fold change over background) of an open element
 ``peak_min + peak_scale * (A / activity_scale)^peak_exponent * LN(peak_sd)`` (decoys draw a
 pseudo-activity from the same law, so signal strength alone cannot tell them apart; promoters

@@ -60,7 +60,7 @@ TRUTH_COLUMNS = (
 )
 
 # Random streams (one per component, so changing one part leaves the others unchanged).
-_S_LAYOUT, _S_GENOME, _S_EXPR, _S_HALFLIFE, _S_CELL = 1, 2, 3, 4, 100
+_S_LAYOUT, _S_GENOME, _S_EXPR, _S_HALFLIFE, _S_SILENT, _S_CELL = 1, 2, 3, 4, 5, 100
 
 
 @dataclass
@@ -105,6 +105,10 @@ class SynthParams:
     activity_cell_sd: float = 0.2
     contact_sd: float = 0.35
     expression_scale: float = 10.0
+    #: Share of genes silent in each cell type: promoter and own enhancers closed there, no
+    #: signal, expression 0. Real RNA-seq has about 40% of protein-coding genes off in a cell
+    #: line, which makes the target bimodal; 0 keeps every gene on.
+    silent_fraction: float = 0.0
     #: Expression noise, log10 units.
     noise_sd: float = 0.08
     # signals --------------------------------------------------------------------------
@@ -171,6 +175,8 @@ class SynthParams:
         if self.window // 2 - self.min_tss_distance < self.element_width[1] + 100:
             raise ValueError(f"window {self.window} leaves no room for elements beyond "
                              f"min_tss_distance {self.min_tss_distance}")
+        if not 0 <= self.silent_fraction < 1:
+            raise ValueError(f"silent_fraction must be in [0, 1), got {self.silent_fraction}")
         if self.hic_resolution is not None and self.hic_resolution < 1:
             raise ValueError(f"hic_resolution must be positive, got {self.hic_resolution}")
 
@@ -478,6 +484,13 @@ def make_layout(p: SynthParams) -> Layout:
             el.open[:] = True
             el.activity = p.activity_scale * n_m * u * v
             elements.append(el)
+
+    # silent genes (own stream: the rest of the layout does not depend on silent_fraction)
+    silent = _rng(p.seed, _S_SILENT).random((n_genes, n_cells)) < p.silent_fraction
+    for el in elements:
+        if el.kind in ("promoter", "enhancer"):
+            el.open = el.open & ~silent[el.gene]
+            el.activity = np.where(el.open, el.activity, 0.0)
 
     for el in elements:
         rel = el.activity / p.activity_scale if el.kind != "promoter" else el.activity
