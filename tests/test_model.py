@@ -281,12 +281,15 @@ def test_contact_exponent_scales_the_odds_by_relative_contact():
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_kept_pool_head_reads_the_mask_weighted_sum_of_the_window(packed):
-    """The head's input is [centre mean, sum_l m_l h_l / pool_width, features], recomputed here
-    from the predictor's own modules; positions the mask drops stay out of the kept sum."""
+    """The head's input is [centre mean, gate * sum_l m_l h_l / pool_width, features], recomputed
+    here from the predictor's own modules; positions the mask drops stay out of the kept sum."""
     torch.manual_seed(8)
     mask_cfg = {"mode": "hard", "signal_scale": 1.0, "prior_alpha": 0.1, "prior_beta": 0.1222,
                 "packed": packed}
     predictor = Seq2ExpPredictor(tiny_config(mask=mask_cfg, kept_pool=True)).eval()
+    assert predictor.kept_gate.item() == 0.0  # closed at the start of training
+    with torch.no_grad():
+        predictor.kept_gate.fill_(0.7 / predictor.kept_gate_rate)
     seq, signals, features = batch(length=80, size=2)
     mask = torch.zeros(2, 80)
     mask[:, 32:48] = 1.0  # the central 16 bp pooled
@@ -304,13 +307,35 @@ def test_kept_pool_head_reads_the_mask_weighted_sum_of_the_window(packed):
             centre = (kept >= 32) & (kept < 48)
             kept_sum = (hidden * mask[b, kept, None]).sum(0) / 16
             assert not torch.allclose(kept_sum, hidden[centre].mean(0))
-            expected = predictor.head(torch.cat([hidden[centre].mean(0), kept_sum, features[b]]))[0]
+            expected = predictor.head(torch.cat([hidden[centre].mean(0), 0.7 * kept_sum, features[b]]))[0]
             assert float(got[b]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
     # the generator's gradient reaches every kept position through the sum, not only the centre
     model = Seq2ExpModel(tiny_config(mask=mask_cfg, kept_pool=True))
+    with torch.no_grad():
+        model.predictor.kept_gate.fill_(1 / model.predictor.kept_gate_rate)
     model.train()
     seq2exp_loss(model(seq, signals, features), torch.tensor([0.5, 1.5]), kl_weight=0.0)["loss"].backward()
     assert model.generator.head.weight.grad.abs().sum() > 0
+
+
+def test_kept_pool_gate_starts_closed_and_old_checkpoints_load_it_open():
+    """A new model's head reads the centre only; a state dict written before the gate existed
+    loads with the gate at 1, so old checkpoints predict as they did."""
+    torch.manual_seed(10)
+    config = tiny_config(kept_pool=True)
+    predictor = Seq2ExpPredictor(config).eval()
+    seq, signals, features = batch(length=64)
+    with torch.no_grad():
+        centre = predictor.encode(seq, signals)[:, 24:40].mean(1)
+        zeros = torch.zeros_like(centre)
+        torch.testing.assert_close(predictor(seq, signals, features),
+                                   predictor.head(torch.cat([centre, zeros, features], -1))[:, 0])
+        old = {k: v for k, v in predictor.state_dict().items() if k != "kept_gate"}
+        reloaded = Seq2ExpPredictor(config).eval()
+        reloaded.load_state_dict(old)
+        assert reloaded.kept_gate_rate * reloaded.kept_gate.item() == pytest.approx(1.0)
+        predictor.kept_gate.fill_(1 / predictor.kept_gate_rate)
+        torch.testing.assert_close(reloaded(seq, signals, features), predictor(seq, signals, features))
 
 
 def test_kept_pool_without_a_mask_reads_the_window_mean_and_stays_strand_symmetric():
@@ -318,6 +343,7 @@ def test_kept_pool_without_a_mask_reads_the_window_mean_and_stays_strand_symmetr
     predictor = Seq2ExpPredictor(tiny_config(kept_pool=True)).eval()
     seq, signals, features = batch(length=64)
     with torch.no_grad():
+        predictor.kept_gate.fill_(1 / predictor.kept_gate_rate)
         hidden = predictor.encode(seq, signals)
         expected = predictor.head(torch.cat([hidden[:, 24:40].mean(1), hidden.mean(1), features], -1))[:, 0]
         torch.testing.assert_close(predictor(seq, signals, features), expected, rtol=1e-5, atol=1e-6)

@@ -187,8 +187,9 @@ class Seq2ExpConfig:
     #: The head also reads the kept positions of the whole window: ``sum_l m_l h_l / pool_width``
     #: (with no mask, the window's mean) beside the centre's mean, so a kept enhancer's state
     #: reaches the head directly instead of through the recurrence alone, and the generator's
-    #: gradient at each kept position carries that position's own contribution (not the paper;
-    #: see the README's "What the generator adds").
+    #: gradient at each kept position carries that position's own contribution. The sum enters
+    #: through a learned gate that starts at 0, so the head reads the promoter first (not the
+    #: paper; see the README's "What the generator adds").
     kept_pool: bool = False
     #: Hidden width of the MLP head (137 -> 128 -> 128 -> 1 in the paper).
     head_hidden: int = 128

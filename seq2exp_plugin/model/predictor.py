@@ -5,7 +5,8 @@ encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_widt
 concatenated with the extra per-gene features and read out by an MLP
 (``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU). With ``kept_pool`` the head also
 reads the mask-weighted sum of the whole window's states, in units of the centre's width
-(``sum_l m_l h_l / pool_width``): the distal elements the mask keeps reach the head directly.
+(``sum_l m_l h_l / pool_width``), through a learned gate that starts at 0: the distal elements
+the mask keeps reach the head directly, once training has opened the gate.
 
 Packed mode (hard masks): the stack runs on the kept positions only, in genomic order; a batch
 runs as one call, its rows padded at their ends and the padding kept out of every state, so a
@@ -85,6 +86,9 @@ class Seq2ExpPredictor(nn.Module):
     #: caches) and one call becomes slower than several (``benchmarks/bench_speed.py
     #: --packed``). On a GPU the whole batch is one call.
     cpu_packed_positions: int | None = 32_768
+    #: The kept sum's gate is this times its parameter: Adam moves a parameter by about the
+    #: learning rate per step, so the factor sets how many steps the gate needs to open.
+    kept_gate_rate: float = 10.0
 
     def __init__(self, config: Seq2ExpConfig | None = None, use_signals: bool = True) -> None:
         super().__init__()
@@ -104,6 +108,11 @@ class Seq2ExpPredictor(nn.Module):
         self.mask_product = MaskProduct()
         # a module of its own, so attribution hooks see each product once per forward pass
         self.kept_product = MaskProduct() if cfg.kept_pool else None
+        # the kept sum enters through a gate that starts closed (as ReZero's residual branches):
+        # the head first reads the centre, as the paper's does, and opens the distal path as
+        # far as it pays. Open from the start, that path let a silent gene's active neighbours
+        # make it look expressed in short runs (README, "What the generator adds")
+        self.kept_gate = nn.Parameter(torch.zeros(())) if cfg.kept_pool else None
         self.scaling = InputScaling(cfg.scaling)
         if cfg.predictor.caduceus_init:
             zero_linear_biases_(self)
@@ -147,11 +156,19 @@ class Seq2ExpPredictor(nn.Module):
         return self.scaling.output(standardised)
 
     def _kept_sum(self, hidden: Tensor, mask: Tensor | None) -> Tensor:
-        """``sum_l m_l h_l / pool_width`` over ``hidden (B, L, d)`` (no mask: the mean over L)."""
+        """``gate * sum_l m_l h_l / pool_width`` over ``hidden (B, L, d)`` (no mask: the mean)."""
         if mask is None:
-            return hidden.mean(-2)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return self.kept_product(torch.cat([hidden, m], dim=-1)).sum(-2) / self.config.pool_width
+            kept = hidden.mean(-2)
+        else:
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            kept = self.kept_product(torch.cat([hidden, m], dim=-1)).sum(-2) / self.config.pool_width
+        return self.kept_gate_rate * self.kept_gate * kept
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints written before the gate existed read the kept sum as it was: gate open
+        if self.kept_gate is not None and prefix + "kept_gate" not in state_dict:
+            state_dict[prefix + "kept_gate"] = torch.full((), 1 / self.kept_gate_rate)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:
         """Run the stack on each sequence's kept positions (mask > 0.5) and pool its centre."""
