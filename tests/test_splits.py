@@ -80,7 +80,7 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     assert code == 0, captured.err
     # training without a progress bar still logs its steps; Lightning's tip and warning are gone
     assert "step 3/3: train_loss" in captured.out and "fold 2 promoter-ridge: MSE" in captured.out
-    assert not any("Tip:" in r.getMessage() for r in caplog.records)
+    assert not any("Tip:" in r.getMessage() or "weights_only" in r.getMessage() for r in caplog.records)
     assert not any("LeafSpec" in str(w.message) for w in recwarn)
     table = pd.read_csv(out / "cv.tsv", sep="\t")
     assert sorted(zip(table["fold"], table["variant"])) == [(f, v) for f in range(3) for v in ("promoter-ridge", "seq2exp")]
@@ -88,8 +88,8 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     summary = json.loads((out / "cv.json").read_text())["summary"]
     for variant, rows in table.groupby("variant"):
         for metric in ("mse", "pearson", "spearman"):
-            assert summary[variant][metric]["mean"] == pytest.approx(rows[metric].mean(), rel=1e-5)
-            assert summary[variant][metric]["sd"] == pytest.approx(rows[metric].std(ddof=1), rel=1e-5)
+            assert summary[variant][metric]["mean"] == pytest.approx(rows[metric].mean(), rel=1e-5, abs=1e-6)
+            assert summary[variant][metric]["sd"] == pytest.approx(rows[metric].std(ddof=1), rel=1e-5, abs=1e-6)
     assert (table["outside_range"] <= 1.0).all()  # the eval clamp bounds every prediction
     assert "mean +/- sd" in (out / "cv.md").read_text()
     run = load_config(out / "base.yaml")

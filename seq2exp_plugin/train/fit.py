@@ -128,7 +128,8 @@ def _last_checkpoint_callback(ckpt_dir: Path):
                 return
             path = ckpt_dir / "last.ckpt"
             tmp = ckpt_dir / ".last.ckpt.tmp"
-            trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+            # every rank takes part; rank 0 writes. Full state (optimizer, loops): it resumes
+            trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
                 os.replace(tmp, path)  # a kill while saving leaves the previous last.ckpt whole
             self.saved_step = trainer.global_step
