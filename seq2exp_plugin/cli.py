@@ -307,7 +307,8 @@ def _add_cv_parser(subparsers) -> None:
                     "genome, or the values of a gene-table column) with the input/target scaling "
                     "fitted on each fold's training genes, evaluate on the fold's test genes, and "
                     "write OUT/cv.md, cv.tsv, cv.json: per-fold and mean +/- sd MSE, Pearson, "
-                    "Spearman. Start from a run configuration, or from raw files (--genome --tss "
+                    "Spearman, and (with the ridge) each model's MSE over the ridge's per fold. "
+                    "Start from a run configuration, or from raw files (--genome --tss "
                     "--expression --signals --cell-type: the gene table is built into OUT first).")
     p.add_argument("config", nargs="?", default=None, help="a `seq2exp train` YAML (else the file options)")
     p.add_argument("--out", required=True, help="output directory (one run per fold/variant inside)")

@@ -10,6 +10,7 @@ import pytest
 from seq2exp_plugin.cli import main
 from seq2exp_plugin.data.splits import genome_order, split_labels
 from seq2exp_plugin.train.config import load_config
+from seq2exp_plugin.train.cv import FoldResult, format_results, write_results
 from seq2exp_plugin.train.fit import make_dataset
 
 from conftest import TINY_STACK, TINY_WINDOW, write_train_config
@@ -94,6 +95,31 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     assert "mean +/- sd" in (out / "cv.md").read_text()
     run = load_config(out / "base.yaml")
     assert list(run.data.signals) == ["h3k27ac", "dnase", "hic"] and np.isfinite(table["mse"]).all()
+
+
+def test_cv_table_compares_every_fold_with_the_ridge(tmp_path):
+    """The issue's bar, per fold: each MSE over that fold's ridge MSE; the summary keeps the worst."""
+    def result(variant, fold, mse):
+        return FoldResult(variant, fold, {"mse": mse, "pearson": 0.5, "spearman": 0.4}, 10, 0.25 * fold, "x.ckpt")
+
+    results = [result("ridge", 0, 0.08), result("seq2exp", 0, 0.10), result("ridge", 1, 0.25),
+               result("seq2exp", 1, 0.20), result("seq2exp", 2, 0.30)]  # fold 2: no ridge
+    write_results(tmp_path, results)
+    table = pd.read_csv(tmp_path / "cv.tsv", sep="\t").set_index(["variant", "fold"])
+    assert table.loc[("seq2exp", 0), "mse_over_ridge"] == pytest.approx(1.25)
+    assert table.loc[("seq2exp", 1), "mse_over_ridge"] == pytest.approx(0.8)
+    assert np.isnan(table.loc[("seq2exp", 2), "mse_over_ridge"])
+    assert table.loc[("ridge", 1), "mse_over_ridge"] == 1.0
+    summary = json.loads((tmp_path / "cv.json").read_text())["summary"]
+    assert summary["seq2exp"]["mse_over_ridge"] == {"max": pytest.approx(1.25)}
+    assert summary["seq2exp"]["outside_range"] == {"max": 0.5}
+    assert summary["seq2exp"]["mse"] == {"mean": pytest.approx(0.2), "sd": pytest.approx(0.1)}
+    lines = (tmp_path / "cv.md").read_text().splitlines()
+    assert lines[0].endswith("| outside range | MSE / ridge |")
+    assert lines[3] == "| 0 | seq2exp | 10 | 0.1000 | 0.5000 | 0.4000 | 0.000 | 1.25 |"
+    assert lines[6].endswith("| 0.500 | - |")
+    assert lines[8].startswith("| mean +/- sd | seq2exp | 30 |") and lines[8].endswith("| max 0.500 | max 1.25 |")
+    assert "MSE / ridge" not in format_results([r for r in results if r.variant == "seq2exp"])
 
 
 def test_evaluate_on_a_gene_list(tiny_checkpoint, tmp_path):

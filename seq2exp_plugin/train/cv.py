@@ -8,7 +8,10 @@ to ``OUT/fold<i>/<variant>`` (rerunning resumes or skips finished runs), the tab
 ``OUT/cv.tsv``, ``OUT/cv.md`` and ``OUT/cv.json``.
 
 Beside the metrics, each row reports ``outside_range``: how far the furthest test prediction
-lies outside the range of that fold's training targets (0 when every prediction is inside).
+lies outside the range of that fold's training targets (0 when every prediction is inside), and,
+when the project's ``ridge`` ran too, ``mse_over_ridge``: the row's MSE over that fold's ridge
+MSE (the summary gives its largest value over folds: a model that is never much worse than a
+linear fit on the same signals stays below a small factor on every fold, not only on average).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from .config import VARIANTS, RunConfig
 #: What ``seq2exp cv`` trains by default: the model and the project's baselines.
 DEFAULT_VARIANTS = ("seq2exp", "seq-signals", "ridge", "promoter-ridge")
 CV_METRICS = ("mse", "pearson", "spearman")
+#: The variant each row's MSE is compared with (``mse_over_ridge``), when it is cross-validated too.
+REFERENCE_VARIANT = "ridge"
 
 
 @dataclass
@@ -146,9 +151,19 @@ def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = Non
     return results
 
 
+def mse_over_reference(results: Sequence[FoldResult]) -> dict[tuple[str, int], float]:
+    """``{(variant, fold): MSE / the REFERENCE_VARIANT's MSE on that fold}`` for the folds where
+    the reference ran (empty without it)."""
+    reference = {r.fold: r.metrics["mse"] for r in results if r.variant == REFERENCE_VARIANT}
+    return {(r.variant, r.fold): r.metrics["mse"] / reference[r.fold]
+            for r in results if r.fold in reference and reference[r.fold] > 0}
+
+
 def summary(results: Sequence[FoldResult]) -> dict[str, dict[str, tuple[float, float]]]:
     """``{variant: {metric: (mean, sd)}}`` over folds (sd with ddof 1; 0 for one fold), plus the
-    largest ``outside_range`` as ``(max, 0)``."""
+    largest ``outside_range`` and (with the reference) the largest ``mse_over_ridge`` as
+    ``(max, 0)``."""
+    ratios = mse_over_reference(results)
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for variant in dict.fromkeys(r.variant for r in results):
         rows = [r for r in results if r.variant == variant]
@@ -157,22 +172,31 @@ def summary(results: Sequence[FoldResult]) -> dict[str, dict[str, tuple[float, f
             values = np.array([r.metrics[metric] for r in rows])
             out[variant][metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
         out[variant]["outside_range"] = (max(r.outside_range for r in rows), 0.0)
+        mine = [ratio for (v, _), ratio in ratios.items() if v == variant]
+        if mine:
+            out[variant]["mse_over_ridge"] = (max(mine), 0.0)
     return out
 
 
 def format_results(results: Sequence[FoldResult]) -> str:
-    """Markdown: one row per (fold, variant), then mean +/- sd per variant."""
-    head = "| fold | model | test genes | " + " | ".join(CV_METRICS) + " | outside range |"
-    lines = [head, "|---" * (len(CV_METRICS) + 4) + "|"]
+    """Markdown: one row per (fold, variant), then mean +/- sd per variant; with the reference
+    variant, a last column of MSE over its MSE (the summary row: the largest over folds)."""
+    ratios = mse_over_reference(results)
+    columns = ["fold", "model", "test genes", *CV_METRICS, "outside range"]
+    columns += [f"MSE / {REFERENCE_VARIANT}"] if ratios else []
+    rows = []
     for r in sorted(results, key=lambda r: (r.fold, r.variant)):
-        lines.append(f"| {r.fold} | {r.variant} | {r.n_test} | "
-                     + " | ".join(f"{r.metrics[m]:.4f}" for m in CV_METRICS) + f" | {r.outside_range:.3f} |")
+        ratio = ratios.get((r.variant, r.fold))
+        rows.append([r.fold, r.variant, r.n_test, *(f"{r.metrics[m]:.4f}" for m in CV_METRICS),
+                     f"{r.outside_range:.3f}"] + ([f"{ratio:.2f}" if ratio is not None else "-"] if ratios else []))
     for variant, values in summary(results).items():
         n = sum(r.n_test for r in results if r.variant == variant)
-        lines.append(f"| mean +/- sd | {variant} | {n} | "
-                     + " | ".join(f"{values[m][0]:.4f} +/- {values[m][1]:.4f}" for m in CV_METRICS)
-                     + f" | max {values['outside_range'][0]:.3f} |")
-    return "\n".join(lines)
+        worst = values.get("mse_over_ridge")
+        rows.append(["mean +/- sd", variant, n, *(f"{values[m][0]:.4f} +/- {values[m][1]:.4f}" for m in CV_METRICS),
+                     f"max {values['outside_range'][0]:.3f}"]
+                    + ([f"max {worst[0]:.2f}" if worst else "-"] if ratios else []))
+    return "\n".join(["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+                     + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
 def write_results(out_dir: str | Path, results: Sequence[FoldResult]) -> None:
@@ -182,10 +206,13 @@ def write_results(out_dir: str | Path, results: Sequence[FoldResult]) -> None:
     from ..atomic import write_json, write_text
 
     out_dir = Path(out_dir)
+    ratios = mse_over_reference(results)
     rows = [{"fold": r.fold, "variant": r.variant, "n_test": r.n_test, **r.metrics,
-             "outside_range": r.outside_range, "checkpoint": r.checkpoint} for r in results]
+             "outside_range": r.outside_range,
+             **({"mse_over_ridge": ratios.get((r.variant, r.fold), float("nan"))} if ratios else {}),
+             "checkpoint": r.checkpoint} for r in results]
     write_text(out_dir / "cv.tsv", pd.DataFrame(rows).to_csv(sep="\t", index=False, float_format="%.6g"))
     write_text(out_dir / "cv.md", format_results(results) + "\n")
     write_json(out_dir / "cv.json", {"folds": rows, "summary": {
-        v: {m: {"mean": mean, "sd": sd} for m, (mean, sd) in values.items()}
+        v: {m: {"mean": mean, "sd": sd} if m in CV_METRICS else {"max": mean} for m, (mean, sd) in values.items()}
         for v, values in summary(results).items()}})
