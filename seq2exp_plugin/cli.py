@@ -309,7 +309,9 @@ def _add_cv_parser(subparsers) -> None:
                     "write OUT/cv.md, cv.tsv, cv.json: per-fold and mean +/- sd MSE, Pearson, "
                     "Spearman, and (with the ridge) each model's MSE over the ridge's per fold. "
                     "Start from a run configuration, or from raw files (--genome --tss "
-                    "--expression --signals --cell-type: the gene table is built into OUT first).")
+                    "--expression --signals --cell-type: the gene table is built into OUT first, "
+                    "and each fold trains the paper's 25 passes over its training genes, "
+                    "train.epochs=25, unless --set gives train.max_steps or train.epochs).")
     p.add_argument("config", nargs="?", default=None, help="a `seq2exp train` YAML (else the file options)")
     p.add_argument("--out", required=True, help="output directory (one run per fold/variant inside)")
     p.add_argument("--folds", type=_count(3), default=5, help="K contiguous gene folds (default 5)")

@@ -9,8 +9,8 @@ import pytest
 
 from seq2exp_plugin.cli import main
 from seq2exp_plugin.data.splits import genome_order, split_labels
-from seq2exp_plugin.train.config import load_config
-from seq2exp_plugin.train.cv import FoldResult, format_results, write_results
+from seq2exp_plugin.train.config import PAPER_EPOCHS, load_config
+from seq2exp_plugin.train.cv import FoldResult, format_results, run_from_files, write_results
 from seq2exp_plugin.train.fit import make_dataset
 
 from conftest import TINY_STACK, TINY_WINDOW, write_train_config
@@ -95,6 +95,19 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     assert "mean +/- sd" in (out / "cv.md").read_text()
     run = load_config(out / "base.yaml")
     assert list(run.data.signals) == ["h3k27ac", "dnase", "hic"] and np.isfinite(table["mse"]).all()
+    assert run.train.epochs is None  # train.max_steps was given: that is the length
+
+
+def test_cv_from_files_trains_the_papers_passes_unless_told(tiny_synth, tmp_path):
+    cell = tiny_synth / "synthA"
+    files = dict(genome=str(tiny_synth / "genome.fa"), tss=str(tiny_synth / "tss.bed"),
+                 expression=str(tiny_synth / "expression.tsv"), cell_type="synthA",
+                 signals={"h3k27ac": str(cell / "h3k27ac.bw"), "dnase": str(cell / "dnase.bw"),
+                          "hic": str(cell / "hic.cool")})
+    run = run_from_files(tmp_path / "a", **files, settings={"data.window": TINY_WINDOW})
+    assert run.train.epochs == PAPER_EPOCHS == 25
+    run = run_from_files(tmp_path / "b", **files, settings={"train.max_steps": 7})
+    assert (run.train.epochs, run.train.max_steps) == (None, 7)
 
 
 def test_cv_table_compares_every_fold_with_the_ridge(tmp_path):

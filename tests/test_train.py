@@ -14,7 +14,7 @@ import torch
 from seq2exp_plugin.model.config import StackConfig
 from seq2exp_plugin.nn.bimamba import BiMambaStack
 from seq2exp_plugin.train.config import RunConfig, TrainConfig, load_config
-from seq2exp_plugin.train.fit import StepBatchSampler, fit
+from seq2exp_plugin.train.fit import StepBatchSampler, fit, make_dataset
 from seq2exp_plugin.train.metrics import regression_metrics
 from seq2exp_plugin.train.recipe import make_optimizer, make_scheduler, parameter_groups
 
@@ -70,6 +70,39 @@ def test_warmup_defaults_to_a_tenth_of_the_run():
     assert RunConfig.from_dict({"train": {"max_steps": 40}}).to_dict()["train"]["warmup_steps"] == 4
     with pytest.raises(ValueError, match=r"warmup_steps \(500\) .*max_steps \(100\); leave it out"):
         TrainConfig(max_steps=100, warmup_steps=500)
+
+
+def test_epochs_set_the_steps_from_the_number_of_training_genes():
+    cfg = TrainConfig(epochs=25, batch_size=8)
+    assert cfg.warmup_steps is None and cfg.val_every_steps is None  # the genes decide
+    run = cfg.for_genes(240)  # the paper's budget on a 240-gene fold: 25 passes of 30 steps
+    assert (run.max_steps, run.warmup_steps, run.val_every_steps) == (750, 75, 30)
+    assert run.for_genes(240) == run  # resolving a resolved recipe changes nothing
+    assert TrainConfig(epochs=2.5, batch_size=8).for_genes(17).max_steps == 6  # ceil(2.5 * 17 / 8)
+    explicit = TrainConfig(epochs=1, batch_size=4, warmup_steps=0, val_every_steps=7).for_genes(100)
+    assert (explicit.max_steps, explicit.warmup_steps, explicit.val_every_steps) == (25, 0, 7)
+    assert TrainConfig(max_steps=300).for_genes(10) == TrainConfig(max_steps=300)  # no epochs: as set
+    assert TrainConfig().val_every_steps == 1_000  # the paper's interval
+    assert TrainConfig().for_genes(16_021).epochs is None
+    assert TrainConfig(epochs=25).for_genes(16_021).max_steps == 50_066  # ~ the paper's 50,000 steps
+    with pytest.raises(ValueError, match="train.epochs must be > 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match=r"warmup_steps \(40\) exceeds the 13 steps of 1 passes over 100"):
+        TrainConfig(epochs=1, warmup_steps=40).for_genes(100)
+
+
+def test_an_epochs_run_trains_its_passes_and_stores_the_steps(tiny_synth, tmp_path):
+    config = write_config(tiny_synth, tmp_path, **{"train.epochs": 0.5, "train.max_steps": 50_000,
+                                                   "train.warmup_steps": None, "train.val_every_steps": None})
+    run = load_config(config)
+    n_train = len(make_dataset(run, "train", require_target=True))
+    steps = math.ceil(0.5 * n_train / run.train.batch_size)
+    fit(run)
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == steps
+    stored = load_config(tmp_path / "run" / "config.yaml").train
+    assert (stored.epochs, stored.max_steps, stored.warmup_steps) == (0.5, steps, steps // 10)
+    assert stored.val_every_steps == math.ceil(n_train / run.train.batch_size)
+    assert fit(load_config(config)) is None  # the same recipe again: already finished
 
 
 def test_learning_rate_schedule_is_warmup_then_cosine():

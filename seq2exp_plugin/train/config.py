@@ -22,6 +22,7 @@ Relative paths are resolved against the YAML file's folder. Defaults are the pap
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,19 @@ class DataConfig:
             raise ValueError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
 
 
+#: The paper's budget in passes over its training genes: 50,000 steps of 8 over the 16,021
+#: training genes of its chromosome split (EPInformer's 18,413 TSSs less chr3, 21, 22 and X).
+PAPER_EPOCHS = 25
+
+
 @dataclass
 class TrainConfig:
     max_steps: int = 50_000
+    #: The length of training in passes over the training genes; None: ``max_steps``. When set,
+    #: ``seq2exp train`` replaces ``max_steps`` with ceil(epochs x training genes / batch_size)
+    #: once it knows the genes (:meth:`for_genes`), so the budget follows the data: a few
+    #: hundred genes need hundreds of steps, not the paper's 50,000 (``PAPER_EPOCHS`` passes).
+    epochs: float | None = None
     batch_size: int = 8
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.95)
@@ -99,7 +110,9 @@ class TrainConfig:
     #: "smooth_l1" (the public implementation) or "mse" (the paper's text).
     loss: str = "smooth_l1"
     seed: int = 2222
-    val_every_steps: int = 1_000
+    #: None: every 1,000 steps (the paper's), or after every pass over the training genes when
+    #: ``epochs`` sets the length.
+    val_every_steps: int | None = None
     #: "auto": bf16 autocast on GPU, fp32 on CPU.
     precision: str = "auto"
     accelerator: str = "auto"
@@ -116,11 +129,15 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.loss not in ("smooth_l1", "mse"):
             raise ValueError(f"train.loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
-        if self.max_steps < 1 or self.batch_size < 1 or self.val_every_steps < 1:
+        if self.max_steps < 1 or self.batch_size < 1 or (self.val_every_steps or 1) < 1:
             raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
-        if self.warmup_steps is None:
-            self.warmup_steps = self.max_steps // 10
-        if not 0 <= self.warmup_steps <= self.max_steps:
+        if self.epochs is not None and not 0 < self.epochs < 1e6:
+            raise ValueError(f"train.epochs must be > 0 (passes over the training genes), got {self.epochs}")
+        if self.epochs is None:  # else the number of training genes decides (for_genes)
+            self.val_every_steps = self.val_every_steps or 1_000
+            if self.warmup_steps is None:
+                self.warmup_steps = self.max_steps // 10
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be between 0 and "
                              f"train.max_steps ({self.max_steps}); leave it out to warm up over "
                              "10% of max_steps")
@@ -136,6 +153,20 @@ class TrainConfig:
             raise ValueError("train.num_nodes and devices must be >= 1")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"train.seed must be in [0, 2**32), got {self.seed}")
+
+    def for_genes(self, n_train: int) -> "TrainConfig":
+        """This recipe on ``n_train`` training genes: with ``epochs``, its step count, warm-up
+        (10% unless set) and validation interval (one pass unless set); otherwise unchanged."""
+        if self.epochs is None:
+            return self
+        steps_per_pass = max(1, math.ceil(n_train / self.batch_size))
+        max_steps = max(1, math.ceil(self.epochs * n_train / self.batch_size))
+        warmup = max_steps // 10 if self.warmup_steps is None else self.warmup_steps
+        if warmup > max_steps:
+            raise ValueError(f"train.warmup_steps ({warmup}) exceeds the {max_steps} steps of "
+                             f"{self.epochs:g} passes over {n_train} training genes")
+        return dataclasses.replace(self, max_steps=max_steps, warmup_steps=warmup,
+                                   val_every_steps=self.val_every_steps or steps_per_pass)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import VARIANTS, RunConfig
+from .config import PAPER_EPOCHS, VARIANTS, RunConfig
 
 #: What ``seq2exp cv`` trains by default: the model and the project's baselines.
 DEFAULT_VARIANTS = ("seq2exp", "seq-signals", "ridge", "promoter-ridge")
@@ -47,8 +47,10 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     """The base run of ``seq2exp cv`` given raw files: writes ``OUT/genes.h5ad`` from the TSS BED,
     the expression table's ``cell_type`` column and the DNase/H3K27ac bigWigs (promoter
     activity) and ``OUT/base.yaml``, a run configuration reading ``signals`` in their given
-    order, and returns it loaded with ``settings`` (dotted ``key=value`` overrides, as
-    ``--set``). Checks every input first."""
+    order and training for the paper's :data:`~.config.PAPER_EPOCHS` passes over each fold's
+    training genes (unless ``settings`` give ``train.max_steps`` or ``train.epochs``), and
+    returns it loaded with ``settings`` (dotted ``key=value`` overrides, as ``--set``). Checks
+    every input first."""
     import pandas as pd
 
     from ..data.genes import build_gene_table
@@ -77,6 +79,9 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     base = {"data": {"genes": _absolute(genes), "genome": _absolute(genome),
                      "signals": {k: _absolute(v) for k, v in signals.items()}, "cell_type": cell_type},
             "out_dir": _absolute(out_dir)}
+    if not {"train.max_steps", "train.epochs"} & set(settings or {}):
+        # the paper's budget in passes over each fold's training genes, whatever their number
+        base["train"] = {"epochs": PAPER_EPOCHS}
     write_text(Path(out_dir) / "base.yaml", yaml.safe_dump(base, sort_keys=False))
     return load_config(Path(out_dir) / "base.yaml", settings)
 

@@ -11,6 +11,7 @@ weights as an uninterrupted run (the batch order and every random draw are funct
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -167,8 +168,15 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from .scaling import with_fitted_scaling
 
     quiet_lightning()
-    # the scaling first: the run directory stores (and compares) the run with its fitted scaling
-    run = with_fitted_scaling(run, make_dataset(run, "train", require_target=True))
+    # the scaling and the step count first: the run directory stores (and compares) the run
+    # with its fitted scaling and its steps
+    train_set = make_dataset(run, "train", require_target=True)
+    run = with_fitted_scaling(run, train_set)
+    run = dataclasses.replace(run, train=run.train.for_genes(len(train_set)))
+    if run.train.epochs is not None:
+        print(f"seq2exp train: {run.train.epochs:g} passes over {len(train_set)} training genes: "
+              f"{run.train.max_steps} steps of {run.train.batch_size}, warm-up {run.train.warmup_steps}, "
+              f"validation every {run.train.val_every_steps}")
     last = prepare(run, restart=not resume)  # before any loading or writing
     ridge = run.variant in ("ridge", "promoter-ridge")
     if last is not None and finished_step(last) >= run.train.max_steps and not ridge:
@@ -182,7 +190,6 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
 
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
-    train_set = make_dataset(run, "train", require_target=True)
     valid_set = make_dataset(run, "valid", require_target=True)
     if len(valid_set) == 0:
         raise ValueError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
@@ -219,7 +226,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
                    _last_checkpoint_callback(ckpt_dir),
                    *([TQDMProgressBar()] if run.train.progress_bar else
                      [step_log(run.train.log_every_steps, run.train.max_steps)]), *callbacks],
-        log_every_n_steps=min(50, run.train.val_every_steps),
+        log_every_n_steps=min(50, run.train.val_every_steps, run.train.max_steps),
         enable_progress_bar=run.train.progress_bar,
         enable_model_summary=False,
         default_root_dir=out_dir,
