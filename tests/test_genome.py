@@ -133,12 +133,12 @@ def test_pickle_and_fork(data_world):
     g = Genome(data_world.fasta_gz)
     before = g.one_hot("chr1", 10, 500)
     g2 = pickle.loads(pickle.dumps(g))
-    assert g2._fasta is None  # handle not pickled, reopened on use
+    assert g2._opened is None  # handle not pickled, reopened on use
     np.testing.assert_array_equal(g2.one_hot("chr1", 10, 500), before)
-    g._pid = -1  # as if in a forked child: must reopen, not reuse the parent's handle
-    old = g._fasta
+    g._opened_by = -1  # as if in a forked child: must reopen, not reuse the parent's handle
+    old = g._opened
     np.testing.assert_array_equal(g.one_hot("chr1", 10, 500), before)
-    assert g._fasta is not old
+    assert g._opened is not old
 
 
 # ---- the real hg38 chr2 slice (bgzip, read-only directory) -------------------------------------

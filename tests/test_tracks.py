@@ -68,5 +68,5 @@ def test_pickle_reopen(data_world):
     t = BigWigTrack(data_world.dnase_bw)
     a = t.values("chr1", 100, 200)
     t2 = pickle.loads(pickle.dumps(t))
-    assert t2._bw is None
+    assert t2._opened is None
     np.testing.assert_array_equal(t2.values("chr1", 100, 200), a)

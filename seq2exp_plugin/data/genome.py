@@ -27,6 +27,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from .handle import PerProcessHandle
+
 __all__ = [
     "Genome",
     "chrom_aliases",
@@ -132,7 +134,7 @@ def _is_gzip(path: Path) -> tuple[bool, bool]:
     return True, bool(bgzf)
 
 
-class Genome:
+class Genome(PerProcessHandle):
     """A FASTA genome (plain or bgzip) read through pyfaidx.
 
     Parameters
@@ -154,8 +156,6 @@ class Genome:
         self._bgzf = is_bgzf
         self._index_dir = Path(index_dir) if index_dir is not None else None
         self._fai, self._gzi = self._index_paths()
-        self._fasta = None
-        self._pid = None
         fa = self._handle()  # builds/reads the index now, so errors surface at construction
         self.chrom_sizes: dict[str, int] = {name: len(fa[name]) for name in fa.keys()}
 
@@ -202,29 +202,15 @@ class Genome:
                 os.replace(tgzi, gzi)
             os.replace(tfai, fai)
 
-    # -- lazy, fork-safe handle ---------------------------------------------------------------
-    def _handle(self):
-        if self._fasta is None or self._pid != os.getpid():
-            import pyfaidx
+    # -- the FASTA handle, one per process (see .handle) --------------------------------------
+    def _open(self):
+        import pyfaidx
 
-            kwargs = {"indexname": self._fai, "sequence_always_upper": False, "as_raw": True,
-                      "rebuild": True}
-            if self._gzi is not None:
-                kwargs["gzi_indexname"] = self._gzi
-            self._fasta = pyfaidx.Fasta(str(self.path), **kwargs)
-            self._pid = os.getpid()
-        return self._fasta
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_fasta"] = None
-        state["_pid"] = None
-        return state
-
-    def close(self) -> None:
-        if self._fasta is not None and self._pid == os.getpid():
-            self._fasta.close()
-        self._fasta = None
+        kwargs = {"indexname": self._fai, "sequence_always_upper": False, "as_raw": True,
+                  "rebuild": True}
+        if self._gzi is not None:
+            kwargs["gzi_indexname"] = self._gzi
+        return pyfaidx.Fasta(str(self.path), **kwargs)
 
     def __repr__(self) -> str:
         return f"Genome({str(self.path)!r}, {len(self.chrom_sizes)} chromosomes)"

@@ -41,7 +41,6 @@ Handles are opened lazily and reopened after ``fork``/unpickling (DataLoader wor
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -49,6 +48,7 @@ import numpy as np
 
 from .bed import open_text
 from .genome import resolve_chrom
+from .handle import PerProcessHandle
 
 __all__ = ["HiCContacts", "HIC_SUFFIXES", "is_hic_path"]
 
@@ -95,7 +95,7 @@ def worker_start_method(num_workers: int) -> str | None:
     return "forkserver" if num_workers > 0 and "hictkpy" in sys.modules else None
 
 
-class _CoolerBackend:
+class _CoolerBackend(PerProcessHandle):
     def __init__(self, path, fmt, resolution, balance):
         fname, group = _split_uri(path)
         if fmt == "mcool" and group is None:
@@ -109,8 +109,6 @@ class _CoolerBackend:
             group = f"/resolutions/{res}"
         self.uri = fname if group is None else f"{fname}::{group}"
         self.balance = balance
-        self._clr = None
-        self._pid = None
         clr = self._handle()
         self.resolution = int(clr.binsize) if clr.binsize else None
         if self.resolution is None:
@@ -129,19 +127,10 @@ class _CoolerBackend:
         else:
             self._weight = None
 
-    def _handle(self):
-        if self._clr is None or self._pid != os.getpid():
-            import cooler
+    def _open(self):
+        import cooler
 
-            self._clr = cooler.Cooler(self.uri)
-            self._pid = os.getpid()
-        return self._clr
-
-    def __getstate__(self):
-        st = self.__dict__.copy()
-        st["_clr"] = None
-        st["_pid"] = None
-        return st
+        return cooler.Cooler(self.uri)
 
     def row(self, chrom, tss_bin, b0, b1):
         res = self.resolution
@@ -151,7 +140,7 @@ class _CoolerBackend:
         return np.asarray(m, dtype=np.float64).reshape(-1)[: b1 - b0]
 
 
-class _HictkBackend:
+class _HictkBackend(PerProcessHandle):
     """``.hic`` files through hictkpy (binary wheels; reads Juicer .hic v6-v9)."""
 
     def __init__(self, path, resolution, normalization):
@@ -168,27 +157,16 @@ class _HictkBackend:
         avail = sorted(int(r) for r in hictkpy.MultiResFile(self.path).resolutions())
         if self.resolution not in avail:
             raise ValueError(f"{self.path}: resolution {self.resolution} not available; available: {avail}")
-        self._file = None
-        self._pid = None
         hic = self._handle()
         if self.normalization != "NONE" and self.normalization not in hic.avail_normalizations():
             raise ValueError(f"{self.path}: normalization {self.normalization!r} not in the file at "
                              f"{self.resolution} bp; available: {['NONE', *hic.avail_normalizations()]}")
         self.chrom_sizes = {str(c): int(n) for c, n in hic.chromosomes().items() if str(c).lower() != "all"}
 
-    def _handle(self):
-        if self._file is None or self._pid != os.getpid():
-            import hictkpy
+    def _open(self):
+        import hictkpy
 
-            self._file = hictkpy.File(self.path, self.resolution)
-            self._pid = os.getpid()
-        return self._file
-
-    def __getstate__(self):
-        st = self.__dict__.copy()
-        st["_file"] = None
-        st["_pid"] = None
-        return st
+        return hictkpy.File(self.path, self.resolution)
 
     def row(self, chrom, tss_bin, b0, b1):
         # .hic stores the upper triangle and refuses asymmetric queries crossing the diagonal:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .genome import resolve_chrom
+from .handle import PerProcessHandle
 
 __all__ = ["BigWigTrack", "BIGWIG_SUFFIXES", "is_bigwig_path"]
 
@@ -28,7 +29,7 @@ def is_bigwig_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(BIGWIG_SUFFIXES)
 
 
-class BigWigTrack:
+class BigWigTrack(PerProcessHandle):
     """A bigWig signal track.
 
     Parameters
@@ -43,37 +44,21 @@ class BigWigTrack:
         self.allow_missing_chroms = bool(allow_missing_chroms)
         if not self.path.is_file():
             raise FileNotFoundError(f"bigWig file not found: {self.path}")
-        self._bw = None
-        self._pid = None
         bw = self._handle()
         if not bw.isBigWig():
             raise ValueError(f"{self.path} is not a bigWig file (bigBed?)")
         self.chrom_sizes: dict[str, int] = {str(k): int(v) for k, v in bw.chroms().items()}
 
-    def _handle(self):
-        if self._bw is None or self._pid != os.getpid():
-            import pyBigWig
+    def _open(self):
+        import pyBigWig
 
-            try:
-                bw = pyBigWig.open(str(self.path))
-            except RuntimeError as exc:
-                raise ValueError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
-            if bw is None:
-                raise ValueError(f"cannot open {self.path} as a bigWig file")
-            self._bw = bw
-            self._pid = os.getpid()
-        return self._bw
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_bw"] = None
-        state["_pid"] = None
-        return state
-
-    def close(self) -> None:
-        if self._bw is not None and self._pid == os.getpid():
-            self._bw.close()
-        self._bw = None
+        try:
+            bw = pyBigWig.open(str(self.path))
+        except RuntimeError as exc:
+            raise ValueError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
+        if bw is None:
+            raise ValueError(f"cannot open {self.path} as a bigWig file")
+        return bw
 
     def __repr__(self) -> str:
         return f"BigWigTrack({str(self.path)!r})"
