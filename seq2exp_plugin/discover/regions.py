@@ -302,7 +302,21 @@ class _SortedInput:
 
 
 # ---------------------------------------------------------------------------------- bigWig
-class MaskWriter:
+class _AllOrNothing:
+    """A writer used as a context manager: ``close()`` (publish the output) when the block ends
+    normally, ``abort()`` (drop it) when it raises."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class MaskWriter(_AllOrNothing):
     """Streams per-gene scores into one bigWig (max where windows overlap).
 
     ``with MaskWriter(path, sizes) as w: w.add(record, score)`` - the file appears when the block
@@ -431,15 +445,6 @@ class MaskWriter:
         self._covered = np.empty(0, bool)
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "MaskWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
     def __del__(self):  # pragma: no cover - best effort if the writer is dropped unclosed
         try:
             self.abort()
@@ -459,7 +464,7 @@ def write_mask_bigwig(records: Iterable[tuple[WindowRecord, np.ndarray]], sizes,
 
 
 # ------------------------------------------------------------------------------------ BED
-class ElementWriter:
+class ElementWriter(_AllOrNothing):
     """Calls elements in each gene's window and streams them into one sorted BED (see the
     module docstring for the columns). ``add`` returns the gene's genomic element rows.
     Windows come sorted as for :class:`MaskWriter`: rows starting before the latest window
@@ -535,15 +540,6 @@ class ElementWriter:
         self._fh.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "ElementWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 def _row_key(r: Sequence) -> tuple:
     return (str(r[0]), int(r[1]), int(r[2]), str(r[3]))
@@ -588,7 +584,7 @@ def read_elements_bed(path: str | os.PathLike):
     return df
 
 
-class RegionWriter:
+class RegionWriter(_AllOrNothing):
     """Both outputs for one cell type: ``with RegionWriter(bigwig=..., bed=..., sizes=...) as w:
     w.add(record, score)``. Either path may be ``None``. Element options as :class:`ElementWriter`."""
 
@@ -616,12 +612,3 @@ class RegionWriter:
             self.mask.abort()
         if self.elements is not None:
             self.elements.abort()
-
-    def __enter__(self) -> "RegionWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
