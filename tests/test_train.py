@@ -14,7 +14,7 @@ import torch
 from seq2exp_plugin.model.config import StackConfig
 from seq2exp_plugin.nn.bimamba import BiMambaStack
 from seq2exp_plugin.train.config import RunConfig, TrainConfig, load_config
-from seq2exp_plugin.train.fit import StepBatchSampler, fit, make_dataset
+from seq2exp_plugin.train.fit import StepBatchSampler, fit, make_dataset, training_length
 from seq2exp_plugin.train.metrics import regression_metrics
 from seq2exp_plugin.train.recipe import make_optimizer, make_scheduler, parameter_groups
 
@@ -84,6 +84,9 @@ def test_epochs_set_the_steps_from_the_number_of_training_genes():
     assert TrainConfig(max_steps=300).for_genes(10) == TrainConfig(max_steps=300)  # no epochs: as set
     assert TrainConfig().val_every_steps == 1_000  # the paper's interval
     assert TrainConfig().for_genes(16_021).epochs is None
+    assert training_length(TrainConfig(max_steps=100), 240) == (
+        "100 steps of 8 = 3.33 passes over 240 training genes (the paper's recipe: 25; train.epochs "
+        "sets the length in passes), warm-up 10, validation every 100")
     assert TrainConfig(epochs=25).for_genes(16_021).max_steps == 50_066  # ~ the paper's 50,000 steps
     with pytest.raises(ValueError, match="train.epochs must be > 0"):
         TrainConfig(epochs=0)
@@ -91,13 +94,15 @@ def test_epochs_set_the_steps_from_the_number_of_training_genes():
         TrainConfig(epochs=1, warmup_steps=40).for_genes(100)
 
 
-def test_an_epochs_run_trains_its_passes_and_stores_the_steps(tiny_synth, tmp_path):
+def test_an_epochs_run_trains_its_passes_and_stores_the_steps(tiny_synth, tmp_path, capsys):
     config = write_config(tiny_synth, tmp_path, **{"train.epochs": 0.5, "train.max_steps": 50_000,
                                                    "train.warmup_steps": None, "train.val_every_steps": None})
     run = load_config(config)
     n_train = len(make_dataset(run, "train", require_target=True))
     steps = math.ceil(0.5 * n_train / run.train.batch_size)
     fit(run)
+    assert f"{steps} steps of 2 = {steps * 2 / n_train:.3g} passes over {n_train} training genes " \
+           f"(train.epochs=0.5)" in capsys.readouterr().out
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == steps
     stored = load_config(tmp_path / "run" / "config.yaml").train
     assert (stored.epochs, stored.max_steps, stored.warmup_steps) == (0.5, steps, steps // 10)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..data.hic import worker_start_method
 from ..atomic import write_text
-from .config import RunConfig
+from .config import PAPER_EPOCHS, RunConfig, TrainConfig
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -153,6 +153,16 @@ def _last_checkpoint_callback(ckpt_dir: Path):
     return LastCheckpoint()
 
 
+def training_length(cfg: TrainConfig, n_train: int) -> str:
+    """The run's length in steps and in passes over its training genes, beside the paper's."""
+    passes = cfg.max_steps * cfg.batch_size / max(n_train, 1)
+    how = (f"train.epochs={cfg.epochs:g}" if cfg.epochs is not None else
+           f"the paper's recipe: {PAPER_EPOCHS}; train.epochs sets the length in passes")
+    return (f"{cfg.max_steps} steps of {cfg.batch_size} = {passes:.3g} passes over {n_train} training "
+            f"genes ({how}), warm-up {cfg.warmup_steps}, validation every "
+            f"{min(cfg.val_every_steps, cfg.max_steps)}")
+
+
 def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     """Train ``run``; returns the Lightning trainer (ridge regression: the checkpoint path, as
     it is fitted in closed form; a finished run: None, nothing is done). ``resume=False``
@@ -173,10 +183,6 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     train_set = make_dataset(run, "train", require_target=True)
     run = with_fitted_scaling(run, train_set)
     run = dataclasses.replace(run, train=run.train.for_genes(len(train_set)))
-    if run.train.epochs is not None:
-        print(f"seq2exp train: {run.train.epochs:g} passes over {len(train_set)} training genes: "
-              f"{run.train.max_steps} steps of {run.train.batch_size}, warm-up {run.train.warmup_steps}, "
-              f"validation every {run.train.val_every_steps}")
     last = prepare(run, restart=not resume)  # before any loading or writing
     ridge = run.variant in ("ridge", "promoter-ridge")
     if last is not None and finished_step(last) >= run.train.max_steps and not ridge:
@@ -188,6 +194,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         return fit_ridge(run, make_dataset(run, "train", require_target=True),
                          make_dataset(run, "valid", require_target=True))
 
+    print(f"seq2exp train: {training_length(run.train, len(train_set))}", flush=True)
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     valid_set = make_dataset(run, "valid", require_target=True)
