@@ -102,6 +102,7 @@ def test_cv_from_files_trains_the_papers_passes_unless_told(tiny_synth, tmp_path
     cell = tiny_synth / "synthA"
     files = dict(genome=str(tiny_synth / "genome.fa"), tss=str(tiny_synth / "tss.bed"),
                  expression=str(tiny_synth / "expression.tsv"), cell_type="synthA",
+                 halflife=str(tiny_synth / "halflife.tsv"),
                  signals={"h3k27ac": str(cell / "h3k27ac.bw"), "dnase": str(cell / "dnase.bw"),
                           "hic": str(cell / "hic.cool")})
     run = run_from_files(tmp_path / "a", **files, settings={"data.window": TINY_WINDOW})
