@@ -33,13 +33,19 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     assert not list(tmp_path.glob(".x.tsv.*")) and (tmp_path / "x.tsv").read_text() == "b\n"
 
 
+def _as_a_terminal_job() -> None:
+    """Ctrl-C reaches a command run from a terminal; a shell script's background jobs (a CI runner
+    may start the tests as one) inherit SIGINT ignored, and Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_predict(checkpoint, out: Path) -> subprocess.Popen:
     genes = [f"SYNG{i:05d}" for i in range(1, 21)]
     return subprocess.Popen(
         [sys.executable, "-m", "seq2exp_plugin.cli", "predict", str(checkpoint), "--out", str(out),
          "--genes", *genes, "--plots", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=_as_a_terminal_job)
 
 
 @pytest.mark.parametrize("signum, status, word", [(signal.SIGTERM, 143, "terminated"),
