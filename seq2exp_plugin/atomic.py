@@ -5,6 +5,8 @@ complete, so an interrupted or failed command (Ctrl-C included) leaves no half-w
 folder behind, and an existing output is only replaced by a complete one. Temporary names carry
 the writing process's id (``.<name>.<pid>.<random>.tmp``): what a killed process left (SIGKILL,
 power loss) is removed by the next command writing the same output, once that process is gone.
+Under :func:`stop_on_signals` nothing is published after a SIGTERM or Ctrl-C, even one that
+Python could not raise where it landed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +29,62 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that every temporary output is removed on the way
+    out (a BaseException: no ``except Exception`` on the way swallows it)."""
+
+
+_received: int | None = None  # the signal seen under stop_on_signals, until the block ends
+
+
+def _raise_for(signum: int) -> None:
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def _on_signal(signum: int, frame) -> None:
+    global _received
+    _received = signum
+    _raise_for(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` where
+    the program is (SIGINT only where it is not ignored: a script's background jobs keep ignoring
+    it). A signal landing in a finaliser or garbage-collection callback, where Python cannot raise
+    and would print a traceback, is remembered instead: :func:`publish` raises it rather than
+    publishing, so no output appears after a signal. Does nothing outside the main thread, where
+    handlers cannot be set."""
+    global _received
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_signal)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+    hook = sys.unraisablehook
+
+    def remember_signals(info) -> None:
+        if not (_received is not None and isinstance(info.exc_value, (Terminated, KeyboardInterrupt))):
+            hook(info)
+
+    _received, sys.unraisablehook = None, remember_signals
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _received, sys.unraisablehook = None, hook
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the finished ``tmp`` to ``path``, unless a signal arrived (see
+    :func:`stop_on_signals`): then raise it, and the caller's clean-up removes ``tmp``."""
+    if _received is not None:
+        _raise_for(_received)
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -39,11 +100,11 @@ def atomic_output_dir(path: str | os.PathLike, force: bool = False) -> Iterator[
         yield tmp
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "previous")
+            publish(path, old / "previous")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, path)
+            publish(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -58,7 +119,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

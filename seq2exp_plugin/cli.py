@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
+
+from .atomic import Terminated, stop_on_signals
 
 
 def _peak_rss_mb() -> float:
@@ -640,24 +640,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is so that every temporary output is removed on the way
-    out (a BaseException: no ``except Exception`` on the way swallows it)."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Exit status: 0 done, 2 a user error (one line on stderr, no
     traceback), 130 Ctrl-C, 143 SIGTERM; temporary outputs are removed in every case."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():
+            return int(args.func(args) or 0)
     except _USER_ERRORS as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"seq2exp {args.command}: error: {msg}", file=sys.stderr)
@@ -668,9 +658,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"seq2exp {args.command}: terminated (SIGTERM); unfinished outputs were removed", file=sys.stderr)
         return 143
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from seq2exp_plugin.atomic import atomic_output_dir, remove_stale_temporaries, write_text
+from seq2exp_plugin.atomic import (Terminated, atomic_output_dir, remove_stale_temporaries, stop_on_signals,
+                                   write_text)
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
@@ -31,6 +32,55 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     (tmp_path / ".x.tsv.999999999.abcdefgh.tmp.tsv").write_text("half")
     write_text(tmp_path / "x.tsv", "b\n")
     assert not list(tmp_path.glob(".x.tsv.*")) and (tmp_path / "x.tsv").read_text() == "b\n"
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C as in a terminal, whatever the test runner inherited."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+class _SignalledWhenCollected:
+    """Sends a signal from its finaliser, where Python prints the handler's exception and goes on."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __del__(self):
+        signal.raise_signal(self.signum)
+
+
+@pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_signal_python_could_not_raise_still_stops_the_output(tmp_path, capfd, monkeypatch, ctrl_c_raises,
+                                                                signum, raised):
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # Python's, which prints
+    went_on = False
+    with pytest.raises(raised), stop_on_signals():
+        with atomic_output_dir(tmp_path / "out") as tmp:
+            (tmp / "part.txt").write_text("x")
+            _SignalledWhenCollected(signum)  # collected at once: the signal lands in its finaliser
+            went_on = True
+    assert went_on  # the block went on ...
+    assert list(tmp_path.iterdir()) == []  # ... but nothing was published
+    assert capfd.readouterr().err == ""  # and no traceback of the finaliser was printed
+    with atomic_output_dir(tmp_path / "out") as tmp:  # the next command publishes as usual
+        (tmp / "part.txt").write_text("x")
+    assert (tmp_path / "out" / "part.txt").exists()
+
+
+def test_stop_on_signals_restores_the_handlers_and_keeps_an_ignored_ctrl_c(ctrl_c_raises):
+    term_before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell script's background job
+    with stop_on_signals():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not term_before
+    assert signal.getsignal(signal.SIGTERM) is term_before
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with stop_on_signals():
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _as_a_terminal_job() -> None:

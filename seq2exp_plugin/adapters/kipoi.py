@@ -69,7 +69,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..atomic import check_writable_file, temporary_beside
+from ..atomic import check_writable_file, publish, temporary_beside
 
 __all__ = [
     "Seq2ExpKipoiError",
@@ -196,7 +196,7 @@ def apply_writer_compat() -> dict[str, bool]:
 
             def close_and_publish():
                 close()
-                os.replace(tmp, target)
+                publish(tmp, target)
                 _PENDING_OUTPUTS.discard(tmp)
 
             writer.close = close_and_publish

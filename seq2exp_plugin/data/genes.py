@@ -162,15 +162,11 @@ def read_gene_table(path: str | os.PathLike):
 
 def write_gene_table(adata, out: str | os.PathLike) -> Path:
     """Write ``adata`` to ``out`` atomically (temporary name in the same folder, then rename)."""
+    from ..atomic import atomic_file
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.h5ad")
-    try:
+    with atomic_file(out) as tmp:
         adata.write_h5ad(tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from ..atomic import publish, temporary_beside
 from ..data.genome import resolve_chrom
 
 __all__ = [
@@ -260,14 +260,15 @@ def elements_to_genomic(elements: Iterable[Sequence], record: WindowRecord,
 
 
 # ------------------------------------------------------------------------------ atomic files
-def _tmp_beside(path: Path, suffix: str = "") -> Path:
+def _tmp_beside(path: Path) -> Path:
+    """An empty temporary beside ``path`` (see :func:`~seq2exp_plugin.atomic.temporary_beside`),
+    readable as an ordinary file once renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
+    tmp = temporary_beside(path)
     mask = os.umask(0o022)
     os.umask(mask)
-    os.chmod(name, 0o666 & ~mask)  # mkstemp makes it 0600; the result is an ordinary file
-    return Path(name)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it 0600
+    return tmp
 
 
 def _check_target(path: Path, force: bool) -> None:
@@ -348,7 +349,7 @@ class MaskWriter(_AllOrNothing):
         self._lo = 0  # genomic position of _values[0]
         self._values = np.empty(0, np.float32)
         self._covered = np.empty(0, bool)
-        self._tmp = _tmp_beside(self.path, ".bw")
+        self._tmp = _tmp_beside(self.path)
         self._closed = False
         self._bw = pyBigWig.open(str(self._tmp), "w")
         if self._bw is None:
@@ -431,7 +432,7 @@ class MaskWriter(_AllOrNothing):
             self._flush(None)
             self._bw.close()
             self._closed = True
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)
         finally:
             self.abort()
         return self.path
@@ -529,7 +530,7 @@ class ElementWriter(_AllOrNothing):
                 self._fh.writelines(_format_row(r) for r in sorted(self._pending, key=_row_key))
                 self._fh.close()
                 self._closed = True
-                os.replace(self._tmp, self.path)
+                publish(self._tmp, self.path)
             finally:
                 self.abort()
         return self.path
@@ -561,7 +562,7 @@ def write_elements_bed(rows: Iterable[Sequence], path: str | os.PathLike, force:
         with open(tmp, "w") as fh:
             fh.write("#" + "\t".join(ELEMENT_COLUMNS) + "\n")
             fh.writelines(_format_row(r) for r in rows)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
