@@ -304,8 +304,20 @@ class _SortedInput:
 
 # ---------------------------------------------------------------------------------- bigWig
 class _AllOrNothing:
-    """A writer used as a context manager: ``close()`` (publish the output) when the block ends
-    normally, ``abort()`` (drop it) when it raises."""
+    """A writer of one file under a temporary name (``_tmp``): :meth:`close` finishes it
+    (``_finish``) and publishes it as ``path``, :meth:`abort` drops it. As a context manager:
+    ``close()`` when the block ends normally, ``abort()`` when it raises."""
+
+    def close(self) -> Path:
+        """Write what is buffered, finish the file and rename it into place; returns the path."""
+        if not self._closed:
+            try:
+                self._finish()
+                self._closed = True
+                publish(self._tmp, self.path)
+            finally:
+                self.abort()
+        return self.path
 
     def __enter__(self):
         return self
@@ -424,18 +436,9 @@ class MaskWriter(_AllOrNothing):
                 for a, b in zip(cs, ce):
                     self._bw.addEntries(chrom, int(a + base), values=vals[a:b], span=1, step=1)
 
-    def close(self) -> Path:
-        """Write what is buffered, finish the bigWig and rename it into place; returns the path."""
-        if self._closed:
-            return self.path
-        try:
-            self._flush(None)
-            self._bw.close()
-            self._closed = True
-            publish(self._tmp, self.path)
-        finally:
-            self.abort()
-        return self.path
+    def _finish(self) -> None:
+        self._flush(None)
+        self._bw.close()
 
     def abort(self) -> None:
         """Drop everything; no output is written."""
@@ -524,16 +527,9 @@ class ElementWriter(_AllOrNothing):
         self._fh.writelines(_format_row(r) for r in done)
         return rows
 
-    def close(self) -> Path:
-        if not self._closed:
-            try:
-                self._fh.writelines(_format_row(r) for r in sorted(self._pending, key=_row_key))
-                self._fh.close()
-                self._closed = True
-                publish(self._tmp, self.path)
-            finally:
-                self.abort()
-        return self.path
+    def _finish(self) -> None:
+        self._fh.writelines(_format_row(r) for r in sorted(self._pending, key=_row_key))
+        self._fh.close()
 
     def abort(self) -> None:
         self._closed = True
