@@ -275,3 +275,14 @@ def tiny_checkpoint(tiny_synth, tmp_path_factory) -> Path:
                                          **{"train.max_steps": 4, "train.val_every_steps": 4}))
     fit(run)
     return Path(run.out_dir) / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_rc_run(tiny_checkpoint):
+    """``(run, dataset)`` of ``tiny_checkpoint`` with its "-" genes reverse-complemented (what
+    ``--data rc_minus_strand=true`` gives ``seq2exp ism`` and ``seq2exp variants``)."""
+    from seq2exp_plugin.train.evaluate import load_run
+    from seq2exp_plugin.train.fit import make_dataset
+
+    _, run = load_run(str(tiny_checkpoint), {"rc_minus_strand": True})
+    return run, make_dataset(run, None)

@@ -12,18 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
-WINDOW = 2000
+from conftest import TINY_STACK, TINY_WINDOW as WINDOW
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_synth, tiny_checkpoint):
+def trained(tiny_checkpoint, tiny_rc_run):
     """The session's tiny `seq2exp train` checkpoint; its data with "-" genes reverse-complemented."""
-    from seq2exp_plugin.train.evaluate import load_run
-    from seq2exp_plugin.train.fit import make_dataset
-
-    _, run = load_run(str(tiny_checkpoint), {"rc_minus_strand": True})
-    dataset = make_dataset(run, None)
+    run, dataset = tiny_rc_run
     plus, minus = (list(dataset.strands).index(s) for s in "+-")  # minus: reverse-complemented
     return types.SimpleNamespace(run=run, ckpt=Path(tiny_checkpoint), dataset=dataset, plus=plus, minus=minus)
 

@@ -13,20 +13,14 @@ import torch
 
 from seq2exp_plugin.discover.ism import select_elements
 
-TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
-WINDOW = 2000
+from conftest import TINY_WINDOW as WINDOW
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_synth, tiny_checkpoint):
-    """The session's tiny checkpoint; its data with "-" genes reverse-complemented (--data
-    rc_minus_strand=true)."""
-    from seq2exp_plugin.train.evaluate import load_run
-    from seq2exp_plugin.train.fit import make_dataset
-
+def trained(tiny_synth, tiny_checkpoint, tiny_rc_run):
+    """The session's tiny checkpoint and its data with "-" genes reverse-complemented."""
     synth = Path(tiny_synth)
-    _, run = load_run(str(tiny_checkpoint), {"rc_minus_strand": True})
-    dataset = make_dataset(run, None)
+    run, dataset = tiny_rc_run
     minus = next(str(g) for g, s in zip(dataset.gene_ids, dataset.strands) if s == "-")
     plus = next(str(g) for g, s in zip(dataset.gene_ids, dataset.strands) if s == "+")
     return types.SimpleNamespace(run=run, ckpt=str(tiny_checkpoint),

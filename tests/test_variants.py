@@ -13,21 +13,16 @@ import torch
 
 from seq2exp_plugin.discover.variants import Variant, read_variants
 
-TINY_STACK = {"d_model": 8, "n_layers": 1, "d_state": 4}
-WINDOW = 2000
+from conftest import TINY_WINDOW as WINDOW
 _COMP = str.maketrans("ACGTN", "TGCAN")
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_synth, tiny_checkpoint):
-    """The session's tiny checkpoint; its data with "-" genes reverse-complemented (--data
-    rc_minus_strand=true)."""
-    from seq2exp_plugin.train.evaluate import load_run
-    from seq2exp_plugin.train.fit import make_dataset
-
+def trained(tiny_synth, tiny_checkpoint, tiny_rc_run):
+    """The session's tiny checkpoint, its data with "-" genes reverse-complemented, and the
+    genome read by hand (an independent reference for the windows)."""
     synth = Path(tiny_synth)
-    _, run = load_run(str(tiny_checkpoint), {"rc_minus_strand": True})
-    dataset = make_dataset(run, None)
+    run, dataset = tiny_rc_run
     genes = pd.DataFrame({"gene_id": [str(g) for g in dataset.gene_ids], "chrom": list(dataset.chroms),
                           "tss": dataset.tss, "strand": list(dataset.strands)})
     fasta = {}
