@@ -164,6 +164,35 @@ class _Interrupt(pl.Callback):
             raise RuntimeError("simulated interruption")
 
 
+class _CtrlC(pl.Callback):
+    """Ctrl-C just before step ``at``."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_training_raises_as_elsewhere_and_leaves_ctrl_c_working(tiny_synth, tmp_path):
+    """Lightning turns Ctrl-C into sys.exit(1) with Ctrl-C ignored from then on; fit raises
+    KeyboardInterrupt (seq2exp exits 130) and a rerun resumes."""
+    import signal
+
+    run = load_config(write_config(tiny_synth, tmp_path, **RESUME_RUN))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(run, callbacks=[_CtrlC(7)])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert torch.load(Path(run.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    fit(run)
+    assert torch.load(Path(run.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+
+
 class _StepTrace(pl.Callback):
     """The examples each global step trains on."""
 

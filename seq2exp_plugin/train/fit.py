@@ -241,6 +241,26 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     )
     with warnings.catch_warnings():  # the step sampler resumes mid-epoch exactly (see StepBatchSampler)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
-        trainer.fit(module, datamodule=_data_module(run, train_set, valid_set),
-                    ckpt_path=str(last) if last is not None else None)
+        _fit_stopping_on_ctrl_c(trainer, module, datamodule=_data_module(run, train_set, valid_set),
+                                ckpt_path=str(last) if last is not None else None)
     return trainer
+
+
+def _fit_stopping_on_ctrl_c(trainer, *args, **kwargs) -> None:
+    """``trainer.fit``, with Ctrl-C raising ``KeyboardInterrupt`` as everywhere else (exit status
+    130 from ``seq2exp``): Lightning ends its clean shutdown with ``sys.exit(1)`` instead, and
+    leaves Ctrl-C ignored for the rest of the process."""
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    ctrl_c = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        trainer.fit(*args, **kwargs)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt() from None
+    finally:
+        if ctrl_c is not None:
+            signal.signal(signal.SIGINT, ctrl_c)

@@ -9,8 +9,9 @@ import warnings
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's "Tip: ... litlogger" line and the ``LeafSpec`` deprecation warning its
-    pytree helper raises under recent torch (neither is actionable by a user of this tool)."""
+    """Drop Lightning's "Tip: ... litlogger" line, the ``LeafSpec`` deprecation warning its
+    pytree helper raises under recent torch, and its "checkpoint directory exists" warning on a
+    resumed run (none is actionable by a user of this tool: resuming is how a rerun works)."""
 
     class _NoTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -21,6 +22,7 @@ def quiet_lightning() -> None:
         if not any(type(f).__name__ == "_NoTips" for f in log.filters):
             log.addFilter(_NoTips())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def step_log(every: int, total: int):
