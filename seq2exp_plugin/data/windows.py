@@ -32,6 +32,7 @@ the genome and every signal, TSS inside the chromosome); file handles open lazil
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 from typing import Mapping, Sequence
 
@@ -40,7 +41,7 @@ import numpy as np
 from .blacklist import Blacklist, IntervalMask
 from .genes import gene_features, read_gene_table, validate_gene_table
 from .genome import Genome, resolve_chrom, reverse_complement_one_hot
-from .hic import HiCContacts, is_hic_path
+from .hic import HiCContacts, is_hic_path, worker_start_method
 from .tracks import BigWigTrack, is_bigwig_path
 
 try:  # the Dataset base class; the extractor itself does not need torch
@@ -48,10 +49,27 @@ try:  # the Dataset base class; the extractor itself does not need torch
 except ImportError:  # pragma: no cover
     _TorchDataset = object
 
-__all__ = ["DEFAULT_SIGNALS", "DEFAULT_WINDOW", "WindowExtractor", "WindowDataset", "open_signal", "window_bounds"]
+__all__ = ["DEFAULT_SIGNALS", "DEFAULT_WINDOW", "WindowExtractor", "WindowDataset", "loader_workers", "open_signal",
+           "window_bounds"]
 
 DEFAULT_SIGNALS = ("h3k27ac", "dnase", "hic")
 DEFAULT_WINDOW = 200_000
+
+
+def loader_workers(num_workers: int) -> dict:
+    """``DataLoader`` arguments for ``num_workers`` window-reading processes: started as
+    :func:`~seq2exp_plugin.data.hic.worker_start_method` says, and deaf to the Ctrl-C and SIGTERM
+    that a terminal or a job scheduler (``scancel``) sends to every process of a job, so that the
+    main process stops them itself rather than finding them killed mid-batch (and printing so)."""
+    if num_workers <= 0:
+        return {"num_workers": 0}
+    return {"num_workers": num_workers, "multiprocessing_context": worker_start_method(num_workers),
+            "worker_init_fn": _leave_signals_to_the_main_process}
+
+
+def _leave_signals_to_the_main_process(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def window_bounds(tss: int, window: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..data.hic import worker_start_method
+from ..data.windows import loader_workers
 from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
 from .config import RunConfig
 from .metrics import METRIC_NAMES, regression_metrics
@@ -65,8 +65,7 @@ def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_work
     batch_size = min(batch_size, cpu_rows_per_call(dataset.window, device) or batch_size)
     rc = dataset.rc_minus_strand
     loader = DataLoader(dataset if order is None else Subset(dataset, list(order)),
-                        batch_size=batch_size, num_workers=num_workers,
-                        multiprocessing_context=worker_start_method(num_workers))
+                        batch_size=batch_size, **loader_workers(num_workers))
     for batch in tqdm(loader, desc="genes", unit="batch", disable=not progress):
         prediction, mask = predict_batch(net, batch)
         scores = mask.score if mask is not None else given_mask(net, batch)

@@ -21,7 +21,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from ..data.hic import worker_start_method
+from ..data.windows import loader_workers
 from ..atomic import write_text
 from .config import PAPER_EPOCHS, RunConfig, TrainConfig
 
@@ -100,15 +100,13 @@ def _data_module(run: RunConfig, train_set: Dataset, valid_set: Dataset):
             sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.max_steps,
                                        start_step=trainer.global_step, rank=trainer.global_rank,
                                        world=trainer.world_size)
-            return DataLoader(train_set, batch_sampler=sampler, num_workers=run.data.num_workers,
-                              multiprocessing_context=worker_start_method(run.data.num_workers))
+            return DataLoader(train_set, batch_sampler=sampler, **loader_workers(run.data.num_workers))
 
         def val_dataloader(self) -> DataLoader:
             trainer = self.trainer
             shard = _shard(valid_set, trainer.global_rank, trainer.world_size)
             per_device = max(1, run.train.batch_size // trainer.world_size)
-            return DataLoader(shard, batch_size=per_device, num_workers=run.data.num_workers,
-                              multiprocessing_context=worker_start_method(run.data.num_workers))
+            return DataLoader(shard, batch_size=per_device, **loader_workers(run.data.num_workers))
 
     return WindowData()
 

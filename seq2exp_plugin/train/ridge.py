@@ -10,15 +10,14 @@ from torch.utils.data import DataLoader, Dataset
 import yaml
 from tqdm import tqdm
 
-from ..data.hic import worker_start_method
+from ..data.windows import loader_workers
 from ..atomic import atomic_file, write_text
 from .config import RunConfig
 
 
 def _design(net, dataset, run: RunConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
     rows, targets = [], []
-    loader = DataLoader(dataset, batch_size=run.train.batch_size, num_workers=run.data.num_workers,
-                        multiprocessing_context=worker_start_method(run.data.num_workers))
+    loader = DataLoader(dataset, batch_size=run.train.batch_size, **loader_workers(run.data.num_workers))
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"ridge: {what} windows", disable=not run.train.progress_bar):
             rows.append(net.design(batch["signals"], batch["features"]).numpy())
