@@ -9,6 +9,7 @@ stays fast. Expected user errors (bad paths, bad values) are printed as one line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import sys
@@ -640,13 +641,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """Warnings as ``seq2exp COMMAND: warning: ...`` lines, like the errors, not as Python's
+    ``file:line: UserWarning`` followed by a line of source code."""
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        kind = "warning" if category is UserWarning else category.__name__
+        return f"seq2exp {command}: {kind}: {message}\n"
+
+    previous, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Exit status: 0 done, 2 a user error (one line on stderr, no
     traceback), 130 Ctrl-C, 143 SIGTERM; temporary outputs are removed in every case."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with stop_on_signals():
+        with stop_on_signals(), _one_line_warnings(args.command):
             return int(args.func(args) or 0)
     except _USER_ERRORS as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -3,6 +3,7 @@ schema validation, atomic writing, errors."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -237,6 +238,21 @@ def test_gtf_tss_symbols_and_halflife(data_world, tmp_path):
         v = np.where(np.isnan(v), np.nanmean(v), v)
         np.testing.assert_allclose(f[name].to_numpy(), v, rtol=1e-5, err_msg=name)
     assert "GTF" in a.uns["seq2exp"]["halflife_source"]
+
+
+def test_cli_warnings_are_one_line_each(data_world, tmp_path):
+    """As the errors: ``seq2exp genes: warning: ...``, without Python's file:line and source line."""
+    import subprocess
+    import sys
+
+    W = data_world
+    tracks = [f"{ct}:dnase={t['dnase']},h3k27ac={t['h3k27ac']}" for ct, t in W.tracks.items()]
+    done = subprocess.run([sys.executable, "-m", "seq2exp_plugin.cli", "genes", "--tss", str(W.tss_bed),
+                           "--expression", str(W.expression), "--tracks", *tracks, "--out", str(tmp_path / "g.h5ad")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["seq2exp genes: warning: no half-life features (give a half-life table - "
+                                        "--halflife, halflife= - or a GTF and the genome): using zeros"]
 
 
 def test_cli_builds_the_gene_table(data_world, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,78 @@ def test_cv_from_files_trains_the_papers_passes_unless_told(tiny_synth, tmp_path
     assert run.train.epochs == PAPER_EPOCHS == 25
     run = run_from_files(tmp_path / "b", **files, settings={"train.max_steps": 7})
     assert (run.train.epochs, run.train.max_steps) == (None, 7)
+
+
+def _with_other_contigs(bigwig: Path, out: Path, scale: float) -> Path:
+    """``bigwig`` times ``scale`` (a p-value-like range), with the contigs an ENCODE bigWig has
+    and the genome does not."""
+    import pyBigWig
+
+    src = pyBigWig.open(str(bigwig))
+    chroms = dict(src.chroms())
+    extra = {"chrM": 16_569, "chrEBV": 171_823, "chr1_KI270706v1_random": 175_055}
+    dst = pyBigWig.open(str(out), "w")
+    dst.addHeader(sorted({**chroms, **extra}.items()))
+    for chrom in sorted({**chroms, **extra}):
+        intervals = src.intervals(chrom) if chrom in chroms else [(0, 100, 3.0 / scale)]
+        dst.addEntries([chrom] * len(intervals), [a for a, _, _ in intervals], ends=[b for _, b, _ in intervals],
+                       values=[v * scale for _, _, v in intervals])
+    dst.close()
+    src.close()
+    return out
+
+
+def _cool_as_hic(cool: Path, out: Path) -> Path:
+    """The same raw contacts as a .hic file (hictkpy's writer; no normalisation vectors)."""
+    import cooler
+    import hictkpy
+
+    c = cooler.Cooler(str(cool))
+    writer = hictkpy.hic.FileWriter(str(out), dict(zip(c.chromnames, map(int, c.chromsizes))), [c.binsize])
+    pixels = c.pixels(join=True)[:]
+    writer.add_pixels(pixels[["chrom1", "start1", "end1", "chrom2", "start2", "end2", "count"]]
+                      .astype({"count": np.int32}))
+    writer.finalize()
+    return out
+
+
+def test_cv_from_files_takes_the_public_sources_conventions(tiny_synth, tmp_path):
+    """The conventions of the paper's sources at once: Xpresso's TSS BED (chromosomes without
+    "chr", a 20 kb window around each TSS), an expression table with versioned Ensembl-style ids,
+    a spike-in, a text column and other cell types, bigWigs on another scale with contigs the
+    genome lacks, and the Hi-C as .hic. The genes, targets and Hi-C channel are those of the
+    plain files."""
+    cell = tiny_synth / "synthA"
+    tss = pd.read_csv(tiny_synth / "tss.bed", sep="\t", header=None)
+    assert (tss[1] >= 10_000).all()
+    xpresso = pd.DataFrame({0: tss[0].str.replace("chr", "", regex=False), 1: tss[1] - 10_000,
+                            2: tss[1] + 10_000, 3: tss[3], 4: 0, 5: tss[5]})
+    xpresso.to_csv(tmp_path / "promoters.bed", sep="\t", header=False, index=False)
+    expression = pd.read_csv(tiny_synth / "expression.tsv", sep="\t")
+    expression["gene_id"] += ".7"
+    expression.insert(1, "transcript_id(s)", "ENST0000001.1,ENST0000002.3")
+    spike_in = {"gene_id": "gSpikein_ERCC-00002", "transcript_id(s)": "ERCC", "synthA": 5.0, "synthB": 1.0}
+    pd.concat([expression, pd.DataFrame([spike_in])]).to_csv(tmp_path / "rsem.tsv", sep="\t", index=False)
+    plain = {"genome": str(tiny_synth / "genome.fa"), "cell_type": "synthA",
+             "halflife": str(tiny_synth / "halflife.tsv")}
+    settings = {"data.window": TINY_WINDOW, "data.hic.resolution": 1000, "data.hic.balance": False,
+                "data.hic.normalization": "NONE"}
+    signals = {"h3k27ac": str(_with_other_contigs(cell / "h3k27ac.bw", tmp_path / "h3k27ac.bigWig", 50.0)),
+               "dnase": str(_with_other_contigs(cell / "dnase.bw", tmp_path / "dnase.bigWig", 50.0)),
+               "hic": str(_cool_as_hic(cell / "hic.cool", tmp_path / "hic.hic"))}
+    with pytest.warns(UserWarning, match=r"rsem.tsv: dropped 1 gene\(s\) not in the TSS set"):
+        public = run_from_files(tmp_path / "public", **plain, tss=str(tmp_path / "promoters.bed"),
+                                expression=str(tmp_path / "rsem.tsv"), signals=signals, settings=settings)
+    reference = run_from_files(
+        tmp_path / "plain", **plain, tss=str(tiny_synth / "tss.bed"), expression=str(tiny_synth / "expression.tsv"),
+        signals={"h3k27ac": str(cell / "h3k27ac.bw"), "dnase": str(cell / "dnase.bw"), "hic": str(cell / "hic.cool")},
+        settings=settings)
+    ours, theirs = make_dataset(public, None), make_dataset(reference, None)
+    assert list(ours.gene_ids) == list(theirs.gene_ids) and len(ours) == 20
+    np.testing.assert_array_equal(ours.tss, theirs.tss)
+    np.testing.assert_allclose(ours.targets, theirs.targets)
+    for i in (0, 7, 19):
+        np.testing.assert_allclose(ours[i]["signals"][2], theirs[i]["signals"][2], rtol=1e-6)
 
 
 def test_cv_table_compares_every_fold_with_the_ridge(tmp_path):

@@ -322,10 +322,18 @@ def _read_table(obj, what: str) -> tuple[pd.DataFrame, str]:
         raise ValueError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table ({exc})") from None
 
 
-def _read_expression(expression) -> tuple[pd.DataFrame, str, list[str], pd.Series | None]:
+def _read_expression(expression, cell_types: Sequence[str] | None = None
+                     ) -> tuple[pd.DataFrame, str, list[str], pd.Series | None]:
+    """The table, its name, its cell-type columns (only ``cell_types`` if given: other columns
+    are then ignored, whatever they hold) and its symbols."""
     df, source = _read_table(expression, "expression table")
     if "gene_id" not in df.columns:
         raise KeyError(f"{source}: column 'gene_id' missing (columns: {list(df.columns)[:10]})")
+    if cell_types is not None:
+        for c in cell_types:
+            if c not in df.columns:
+                raise KeyError(f"{source}: no column {c!r} for cell type {c!r}; columns: {list(df.columns)[:20]}")
+        df = df[["gene_id", *(c for c in _SYMBOL_COLUMNS if c in df.columns and c not in cell_types), *cell_types]]
     df["gene_id"] = df["gene_id"].astype(str)
     _check_unique(df["gene_id"], source)
     symbols = None
@@ -544,7 +552,8 @@ def _validate_tracks(tracks, cell_types, source_name="tracks"):
                 raise FileNotFoundError(f"tracks[{ct!r}][{k!r}]: bigWig file not found: {d[k]}")
 
 
-def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=None, split=None, out=None):
+def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=None, split=None, out=None,
+                     cell_types=None):
     """Build the gene table (see the module docstring for the schema).
 
     Parameters
@@ -565,6 +574,8 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     split : ``{"valid": [...], "test": [...]}`` chromosomes (aliases matched), the rest "train";
         default :data:`DEFAULT_SPLIT`.
     out : write the table there (``.h5ad``, atomically).
+    cell_types : only these columns of ``expression`` (default: every column but ``gene_id`` and
+        the symbols).
     """
     import anndata
 
@@ -579,7 +590,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
         raise FileNotFoundError(f"GTF not found: {gtf}")
     if genome is not None and not isinstance(genome, Genome):
         genome = Genome(genome)
-    expr, expr_source, cell_types, expr_symbols = _read_expression(expression)
+    expr, expr_source, cell_types, expr_symbols = _read_expression(expression, cell_types)
     extra_cts = [ct for ct in (tracks or {}) if ct not in cell_types]
     for ct in extra_cts:
         if "/" in str(ct):
@@ -662,7 +673,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
                          f"(e.g. {expr['gene_id'].iloc[0]!r} vs {ids[0]!r})")
     n_unused = len(expr) - len(set(rows[ok].tolist()))
     if n_unused:
-        warnings.warn(f"{expr_source}: {n_unused} genes are not in the TSS set and were dropped", stacklevel=2)
+        warnings.warn(f"{expr_source}: dropped {n_unused} gene(s) not in the TSS set", stacklevel=2)
 
     # ---- half-life features
     if hl_df is not None:
@@ -680,7 +691,8 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
         hl = halflife_features_from_gtf(gtf_df, genome, ids)[list(HALFLIFE_FEATURES)].to_numpy(dtype=np.float64)
         hl_how = "computed from GTF + genome (halflife_features_from_gtf)"
     else:
-        warnings.warn("no half-life features (give halflife=, or gtf= and genome=): using zeros", stacklevel=2)
+        warnings.warn("no half-life features (give a half-life table - --halflife, halflife= - or a GTF "
+                      "and the genome): using zeros", stacklevel=2)
         hl = np.zeros((len(ids), 8))
         hl_how = "zeros"
 

@@ -95,6 +95,11 @@ def worker_start_method(num_workers: int) -> str | None:
     return "forkserver" if num_workers > 0 and "hictkpy" in sys.modules else None
 
 
+def _missing_resolution(path, resolution: int, available: list[int]) -> str:
+    return (f"{path}: resolution {resolution} not available; available: {available} (choose one: "
+            f"data.hic.resolution in a run configuration or --set, resolution= for HiCContacts)")
+
+
 class _CoolerBackend(PerProcessHandle):
     def __init__(self, path, fmt, resolution, balance):
         fname, group = _split_uri(path)
@@ -105,7 +110,7 @@ class _CoolerBackend(PerProcessHandle):
             groups = cooler.fileops.list_coolers(fname)
             avail = sorted(int(g.rsplit("/", 1)[-1]) for g in groups if g.startswith("/resolutions/"))
             if res not in avail:
-                raise ValueError(f"{fname}: resolution {res} not available; available: {avail}")
+                raise ValueError(_missing_resolution(fname, res, avail))
             group = f"/resolutions/{res}"
         self.uri = fname if group is None else f"{fname}::{group}"
         self.balance = balance
@@ -156,11 +161,13 @@ class _HictkBackend(PerProcessHandle):
         self.resolution = 5000 if resolution is None else int(resolution)
         avail = sorted(int(r) for r in hictkpy.MultiResFile(self.path).resolutions())
         if self.resolution not in avail:
-            raise ValueError(f"{self.path}: resolution {self.resolution} not available; available: {avail}")
+            raise ValueError(_missing_resolution(self.path, self.resolution, avail))
         hic = self._handle()
         if self.normalization != "NONE" and self.normalization not in hic.avail_normalizations():
             raise ValueError(f"{self.path}: normalization {self.normalization!r} not in the file at "
-                             f"{self.resolution} bp; available: {['NONE', *hic.avail_normalizations()]}")
+                             f"{self.resolution} bp; available: {['NONE', *hic.avail_normalizations()]} "
+                             f"(choose one: data.hic.normalization in a run configuration or --set, "
+                             f"normalization= for HiCContacts)")
         self.chrom_sizes = {str(c): int(n) for c, n in hic.chromosomes().items() if str(c).lower() != "all"}
 
     def _open(self):

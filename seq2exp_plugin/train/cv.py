@@ -51,8 +51,6 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     training genes (unless ``settings`` give ``train.max_steps`` or ``train.epochs``), and
     returns it loaded with ``settings`` (dotted ``key=value`` overrides, as ``--set``). Checks
     every input first."""
-    import pandas as pd
-
     from ..data.genes import build_gene_table
 
     for what, path in {"genome": genome, "TSS table": tss, "expression table": expression,
@@ -63,13 +61,8 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     if missing:
         raise ValueError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
                          f"sqrt(DNase x H3K27ac)); got {list(signals)}")
-    table = pd.read_csv(expression, sep=None, engine="python")
-    if cell_type not in table.columns:
-        raise KeyError(f"{expression}: no column {cell_type!r} (--cell-type); columns: {list(table.columns)}")
-    keep = [c for c in ("gene_id", "symbol", "gene_name") if c in table.columns] + [cell_type]
-    genes = Path(out_dir) / "genes.h5ad"
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    build_gene_table(tss=tss, expression=table[keep], genome=genome, halflife=halflife,
+    genes = Path(out_dir) / "genes.h5ad"  # its folder is made when the table is written
+    build_gene_table(tss=tss, expression=expression, cell_types=[cell_type], genome=genome, halflife=halflife,
                      tracks={cell_type: {k: signals[k] for k in ("dnase", "h3k27ac")}}, out=genes)
     import yaml
 
