@@ -126,7 +126,8 @@ class _CoolerBackend(PerProcessHandle):
             if col not in clr.bins().columns:
                 raise KeyError(
                     f"{self.uri}: balancing weight column {col!r} not found in bins "
-                    f"(run `cooler balance` on the file, or pass balance=False for raw counts)"
+                    f"(run `cooler balance` on the file, or read raw counts: data.hic.balance=false in a run "
+                    f"configuration or --set, balance=False for HiCContacts)"
                 )
             self._weight = col
         else:
