@@ -176,6 +176,28 @@ def test_halflife_table(data_world):
                          halflife=hl.drop(columns=["UTR3GC"]))
 
 
+def test_halflife_file_as_epinformer_writes_it_and_the_old_column_name(data_world, tmp_path):
+    """EPInformer's mRNA_halflife_features.csv (the paper's features): comma-separated, extra
+    columns, raw ORFEXONDENSITY. Files and gene tables written with the project's former name
+    ORFEXONDENSITY_log10zscore read as before, values unchanged."""
+    values = {c: [0.1 * k, 0.2 * k, 0.3 * k] for k, c in enumerate(HALFLIFE_FEATURES, start=1)}
+    epinformer = pd.DataFrame({"chrom": ["1", "1", "2"], "TSS": [1000, 5000, 9000], "gene_id": ["G1", "G2", "G3"],
+                               "Gene name": ["A", "B", "C"], "Gene description": ["a, b", "c", "d"], **values})
+    epinformer.to_csv(tmp_path / "mRNA_halflife_features.csv", index=False)
+    with pytest.warns(UserWarning, match="2 genes missing"):
+        table = build_gene_table(data_world.tss_bed, data_world.expression, data_world.tracks,
+                                 halflife=tmp_path / "mRNA_halflife_features.csv", out=tmp_path / "new.h5ad")
+    assert table.obsm["features"].loc["G3", "ORFEXONDENSITY"] == pytest.approx(2.4)
+    old = epinformer.rename(columns={"ORFEXONDENSITY": "ORFEXONDENSITY_log10zscore"})
+    with pytest.warns(UserWarning, match="2 genes missing"):
+        legacy = build_gene_table(data_world.tss_bed, data_world.expression, data_world.tracks, halflife=old)
+    pd.testing.assert_frame_equal(legacy.obsm["features"], table.obsm["features"])
+    legacy.obsm["features"] = legacy.obsm["features"].rename(columns={"ORFEXONDENSITY": "ORFEXONDENSITY_log10zscore"})
+    legacy.write_h5ad(tmp_path / "old.h5ad")  # a table an earlier version wrote
+    pd.testing.assert_frame_equal(read_gene_table(tmp_path / "old.h5ad").obsm["features"],
+                                  read_gene_table(tmp_path / "new.h5ad").obsm["features"])
+
+
 GTF = """\
 #!genome-build test
 chr1\tt\tgene\t1201\t5000\t.\t+\t.\tgene_id "GA.3"; gene_name "ALPHA";
@@ -218,22 +240,22 @@ def test_gtf_tss_symbols_and_halflife(data_world, tmp_path):
         return (s.count("G") + s.count("C")) / sum(s.count(b) for b in "ACGT")
 
     # TA1 (longest CDS) for GA; TB2 (Ensembl_canonical) for GB; GC non-coding
-    raw = {
+    lengths = {  # as log10 z-scores
         "UTR5LEN": [100, 1400, 0], "CDSLEN": [803, 700, 0], "INTRONLEN": [1200, 1500, 0], "UTR3LEN": [1697, 400, 0],
-        "ORFEXONDENSITY": [2 / 0.803, 1 / 0.7, np.nan],
     }
-    gcs = {
+    as_they_are = {  # the ORF's junction density and the GC fractions
+        "ORFEXONDENSITY": [2 / 0.803, 1 / 0.7, np.nan],
         "UTR5GC": [gc(s1[1200:1300]), gc(s2[7600:9000]), np.nan],
         "CDSGC": [gc(s1[1300:1400] + s1[2100:2500] + s1[3000:3303]), gc(s2[5400:5500] + s2[7000:7600]), np.nan],
         "UTR3GC": [gc(s1[3303:5000]), gc(s2[5000:5400]), np.nan],
     }
     f = a.obsm["features"]
-    for name, vals in raw.items():
+    for name, vals in lengths.items():
         v = np.log10(np.asarray(vals, float) + 1)
         z = (v - np.nanmean(v)) / np.nanstd(v)
         z = np.where(np.isnan(z), 0.0, z)
         np.testing.assert_allclose(f[f"{name}_log10zscore"].to_numpy(), z, rtol=1e-5, atol=1e-6, err_msg=name)
-    for name, vals in gcs.items():
+    for name, vals in as_they_are.items():
         v = np.asarray(vals, float)
         v = np.where(np.isnan(v), np.nanmean(v), v)
         np.testing.assert_allclose(f[name].to_numpy(), v, rtol=1e-5, err_msg=name)

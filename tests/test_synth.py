@@ -116,7 +116,7 @@ def test_expression_and_halflife_tables(tiny):
     hl = pd.read_csv(m["genes"]["halflife"], sep="\t")
     assert list(hl.columns) == ["gene_id", "UTR5LEN_log10zscore", "CDSLEN_log10zscore",
                                 "INTRONLEN_log10zscore", "UTR3LEN_log10zscore", "UTR5GC",
-                                "CDSGC", "UTR3GC", "ORFEXONDENSITY_log10zscore"]
+                                "CDSGC", "UTR3GC", "ORFEXONDENSITY"]
     assert hl.gene_id.tolist() == expr.gene_id.tolist()
     assert hl[["UTR5GC", "CDSGC", "UTR3GC"]].apply(lambda c: c.between(0, 1)).all().all()
 

@@ -64,6 +64,9 @@ __all__ = [
     "assign_split",
 ]
 
+#: The 8 mRNA half-life features, named and defined as in EPInformer's
+#: ``mRNA_halflife_features.csv`` (the paper's source, Appendix A.3): four region lengths as
+#: log10 z-scores, three GC fractions and the ORF's exon-junction density (junctions per kb), raw.
 HALFLIFE_FEATURES = (
     "UTR5LEN_log10zscore",
     "CDSLEN_log10zscore",
@@ -72,8 +75,11 @@ HALFLIFE_FEATURES = (
     "UTR5GC",
     "CDSGC",
     "UTR3GC",
-    "ORFEXONDENSITY_log10zscore",
+    "ORFEXONDENSITY",
 )
+#: Feature columns renamed since tables were first written (old -> current): gene tables and
+#: half-life files under the old name read as before, with the same values.
+RENAMED_FEATURES = {"ORFEXONDENSITY_log10zscore": "ORFEXONDENSITY"}
 PROMOTER_HALF_WIDTH = 500
 DEFAULT_SPLIT = {"valid": ["chr3", "chr21"], "test": ["chr22", "chrX"]}
 OBS_COLUMNS = ("gene_id", "symbol", "chrom", "tss", "strand", "split")
@@ -156,8 +162,16 @@ def read_gene_table(path: str | os.PathLike):
     for col in ("gene_id", "symbol", "chrom", "strand", "split"):
         if col in adata.obs.columns:
             adata.obs[col] = adata.obs[col].astype(str).astype(object)
+    if isinstance(adata.obsm.get("features"), pd.DataFrame):
+        adata.obsm["features"] = _current_feature_names(adata.obsm["features"])
     validate_gene_table(adata, str(path))
     return adata
+
+
+def _current_feature_names(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the columns of :data:`RENAMED_FEATURES` under their current names."""
+    old = {a: b for a, b in RENAMED_FEATURES.items() if a in df.columns and b not in df.columns}
+    return df.rename(columns=old) if old else df
 
 
 def write_gene_table(adata, out: str | os.PathLike) -> Path:
@@ -359,6 +373,7 @@ def _read_expression(expression, cell_types: Sequence[str] | None = None
 
 def _read_halflife(halflife) -> tuple[pd.DataFrame, str]:
     df, source = _read_table(halflife, "half-life feature table")
+    df = _current_feature_names(df)
     for col in ("gene_id",) + HALFLIFE_FEATURES:
         if col not in df.columns:
             raise KeyError(f"{source}: column {col!r} missing")
@@ -437,7 +452,8 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
     - UTR5LEN / UTR3LEN: exonic bp upstream / downstream of the ORF in transcription direction;
       CDSLEN: CDS bp; INTRONLEN: transcript span minus exonic bp.
     - UTR5GC / CDSGC / UTR3GC: (G + C) / (A + C + G + T) of those regions (N excluded).
-    - ORFEXONDENSITY: exon junctions inside the ORF (number of CDS blocks - 1) per kb of CDS.
+    - ORFEXONDENSITY: exon junctions inside the ORF (number of CDS blocks - 1) per kb of CDS,
+      raw (the paper's A.3 and EPInformer's table: not log-transformed).
     - ``*_log10zscore``: ``log10(x + 1)`` then z-scored across the genes returned (population sd;
       0 where sd = 0).
 

@@ -517,9 +517,9 @@ def halflife(p: SynthParams, n: int) -> tuple[pd.DataFrame, np.ndarray]:
         "UTR5GC": rng.beta(12, 8, n),
         "CDSGC": rng.beta(26, 24, n),
         "UTR3GC": rng.beta(17, 23, n),
-        "ORFEXONDENSITY_log10zscore": z[:, 4],
+        "ORFEXONDENSITY": z[:, 4],
     })
-    effect = (-0.06 * feats["UTR3LEN_log10zscore"] + 0.04 * feats["ORFEXONDENSITY_log10zscore"]
+    effect = (-0.06 * feats["UTR3LEN_log10zscore"] + 0.04 * feats["ORFEXONDENSITY"]
               - 0.03 * feats["INTRONLEN_log10zscore"] + 0.3 * (feats["CDSGC"] - 0.52)).to_numpy()
     return feats, effect
 
