@@ -151,10 +151,16 @@ def _add_genes_parser(subparsers) -> None:
     where.add_argument("--tss", help="TSS BED: chrom start end gene_id score strand (TSS = (start+end)//2)")
     where.add_argument("--gtf", help="GTF: one TSS per gene record (also gives half-life features with --genome)")
     p.add_argument("--expression", required=True,
-                   help="TSV with gene_id and one raw-expression column per cell type (e.g. CAGE)")
+                   help="TSV/CSV with gene ids (gene_id or ENSID) and one raw-expression column per "
+                        "cell type (e.g. CAGE)")
+    p.add_argument("--expression-columns", nargs="+", default=None, metavar="CELL=COLUMN",
+                   help="read only these columns, each as the named cell type, e.g. "
+                        "K562='K562_CAGE_128*3_sum' in EPInformer's table (default: every column "
+                        "but the gene ids and symbols, each a cell type)")
     p.add_argument("--tracks", nargs="+", required=True, metavar="CELL:dnase=BW,h3k27ac=BW",
                    help="bigWigs for the promoter-activity feature, one item per cell type")
-    p.add_argument("--halflife", default=None, help="TSV with gene_id + the 8 Xpresso half-life columns")
+    p.add_argument("--halflife", default=None,
+                   help="TSV/CSV: gene ids + the 8 half-life columns (EPInformer's tables as they are)")
     p.add_argument("--genome", default=None, help="FASTA (half-life features from --gtf)")
     p.add_argument("--valid", nargs="+", default=["chr3", "chr21"], help="validation chromosomes")
     p.add_argument("--test", nargs="+", default=["chr22", "chrX"], help="test chromosomes")
@@ -166,9 +172,11 @@ def _run_genes(args: argparse.Namespace) -> int:
     from .data.genes import build_gene_table
 
     t0 = time.perf_counter()
+    columns = (_parse_named(args.expression_columns, "--expression-columns", "COLUMN")
+               if args.expression_columns else None)
     table = build_gene_table(tss=args.tss, expression=args.expression, tracks=_parse_tracks(args.tracks),
                              halflife=args.halflife, gtf=args.gtf, genome=args.genome,
-                             split={"valid": args.valid, "test": args.test}, out=args.out)
+                             split={"valid": args.valid, "test": args.test}, out=args.out, cell_types=columns)
     counts = table.obs["split"].value_counts().to_dict()
     print(f"seq2exp genes: wrote {args.out}: {table.n_obs} genes x {table.n_vars} cell types "
           f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
@@ -290,15 +298,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------- cv
-def _parse_signals(items: Sequence[str]) -> dict:
-    """``NAME=PATH`` items -> ``{NAME: PATH}`` in the given (channel) order."""
-    signals = {}
+def _parse_named(items: Sequence[str], option: str, value: str = "PATH") -> dict:
+    """``NAME=VALUE`` items of ``option`` -> ``{NAME: VALUE}`` in the given (channel) order."""
+    named = {}
     for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--signals expects NAME=PATH, got {item!r}")
-        signals[name] = path
-    return signals
+        name, sep, text = item.partition("=")
+        if not sep or not name or not text:
+            raise ValueError(f"{option} expects NAME={value}, got {item!r}")
+        named[name] = text
+    return named
 
 
 def _add_cv_parser(subparsers) -> None:
@@ -325,12 +333,16 @@ def _add_cv_parser(subparsers) -> None:
     g = p.add_argument_group("from files (instead of CONFIG)")
     g.add_argument("--genome", help="genome FASTA")
     g.add_argument("--tss", help="TSS BED: chrom start end gene_id score strand")
-    g.add_argument("--expression", help="TSV/CSV: gene_id + raw expression per cell type")
-    g.add_argument("--cell-type", help="the expression column to predict")
+    g.add_argument("--expression", help="TSV/CSV: gene ids (gene_id or ENSID) + raw expression per cell type")
+    g.add_argument("--cell-type", help="the cell type to predict: its expression column, and its name")
+    g.add_argument("--expression-column", default=None, metavar="COLUMN",
+                   help="the expression column when it is not named after the cell type, e.g. "
+                        "'K562_CAGE_128*3_sum' in EPInformer's table")
     g.add_argument("--signals", nargs="+", metavar="NAME=PATH",
                    help="tracks in channel order, e.g. h3k27ac=k27.bw dnase=dnase.bw hic=k562.hic "
                         "(bigWig; Hi-C .hic/.cool/.mcool); dnase and h3k27ac are required")
-    g.add_argument("--halflife", default=None, help="TSV: gene_id + the 8 Xpresso half-life columns")
+    g.add_argument("--halflife", default=None,
+                   help="TSV/CSV: gene ids + the 8 half-life columns (EPInformer's tables as they are)")
     p.set_defaults(func=_run_cv)
 
 
@@ -352,8 +364,10 @@ def _run_cv(args: argparse.Namespace) -> int:
     else:
         if not all(files):
             raise ValueError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
-        base = run_from_files(args.out, args.genome, args.tss, args.expression, _parse_signals(args.signals),
-                              args.cell_type, halflife=args.halflife, settings=settings)
+        signals = _parse_named(args.signals, "--signals")
+        base = run_from_files(args.out, args.genome, args.tss, args.expression, signals,
+                              args.cell_type, halflife=args.halflife, settings=settings,
+                              expression_column=args.expression_column)
 
     def report(result) -> None:
         m = result.metrics

@@ -262,6 +262,28 @@ def test_gtf_tss_symbols_and_halflife(data_world, tmp_path):
     assert "GTF" in a.uns["seq2exp"]["halflife_source"]
 
 
+def test_cli_reads_the_named_columns_of_an_epinformer_table(data_world, tmp_path, capsys):
+    """EPInformer's expression table: ENSID, CAGE columns named otherwise, other columns of any kind."""
+    from seq2exp_plugin.cli import main
+
+    W = data_world
+    plain = pd.read_csv(W.expression, sep="\t")
+    cells = [c for c in plain.columns if c != "gene_id"]
+    table = pd.DataFrame({"ENSID": plain["gene_id"], "Gene name": "a, b",
+                          **{f"{c}_CAGE_128*3_sum": plain[c] for c in cells}, **{f"Actual_{c}": -1.0 for c in cells}})
+    table.to_csv(tmp_path / "gene_expr.csv", index=False)
+    tracks = [f"{ct}:dnase={t['dnase']},h3k27ac={t['h3k27ac']}" for ct, t in W.tracks.items()]
+    common = ["genes", "--tss", str(W.tss_bed), "--tracks", *tracks]
+    assert main([*common, "--expression", str(W.expression), "--out", str(tmp_path / "plain.h5ad")]) == 0
+    assert main([*common, "--expression", str(tmp_path / "gene_expr.csv"), "--out", str(tmp_path / "epi.h5ad"),
+                 "--expression-columns", *(f"{c}={c}_CAGE_128*3_sum" for c in cells)]) == 0
+    ours, theirs = read_gene_table(tmp_path / "epi.h5ad"), read_gene_table(tmp_path / "plain.h5ad")
+    assert list(ours.var_names) == list(theirs.var_names) == cells
+    np.testing.assert_array_equal(ours.X, theirs.X)
+    assert main([*common, "--expression", str(tmp_path / "gene_expr.csv"), "--out", str(tmp_path / "bad.h5ad")]) == 2
+    assert "Actual_" in capsys.readouterr().err  # every column a cell type: the log column is refused
+
+
 def test_cli_warnings_are_one_line_each(data_world, tmp_path):
     """As the errors: ``seq2exp genes: warning: ...``, without Python's file:line and source line."""
     import subprocess

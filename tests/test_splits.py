@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from seq2exp_plugin.cli import main
+from seq2exp_plugin.data.genes import RENAMED_FEATURES
 from seq2exp_plugin.data.splits import genome_order, split_labels
 from seq2exp_plugin.train.config import PAPER_EPOCHS, load_config
 from seq2exp_plugin.train.cv import FoldResult, format_results, run_from_files, write_results
@@ -73,7 +74,7 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     code = main(["cv", "--out", str(out), "--folds", "3", "--variants", "seq2exp", "promoter-ridge",
                  "--genome", str(tiny_synth / "genome.fa"), "--tss", str(tiny_synth / "tss.bed"),
                  "--expression", str(tiny_synth / "expression.tsv"), "--cell-type", "synthA",
-                 "--halflife", str(tiny_synth / "halflife.tsv"),
+                 "--expression-column", "synthA", "--halflife", str(tiny_synth / "halflife.tsv"),
                  "--signals", f"h3k27ac={cell / 'h3k27ac.bw'}", f"dnase={cell / 'dnase.bw'}", f"hic={cell / 'hic.cool'}",
                  "--set", f"data.window={TINY_WINDOW}", "data.num_workers=0", "model.pool_width=200",
                  "model.mask.promoter_keep=200", "train.max_steps=3", "train.warmup_steps=1",
@@ -147,10 +148,11 @@ def _cool_as_hic(cool: Path, out: Path) -> Path:
 
 def test_cv_from_files_takes_the_public_sources_conventions(tiny_synth, tmp_path):
     """The conventions of the paper's sources at once: Xpresso's TSS BED (chromosomes without
-    "chr", a 20 kb window around each TSS), an expression table with versioned Ensembl-style ids,
-    a spike-in, a text column and other cell types, bigWigs on another scale with contigs the
-    genome lacks, and the Hi-C as .hic. The genes, targets and Hi-C channel are those of the
-    plain files."""
+    "chr", a 20 kb window around each TSS); EPInformer's expression table (CSV keyed by ENSID -
+    versioned here -, a "Gene name", CAGE columns not named after the cell type, other columns of
+    any kind, the half-life features in the same file, a gene outside the TSS set); bigWigs on
+    another scale with contigs the genome lacks; the Hi-C as .hic. Genes, targets, gene features
+    and the Hi-C channel are those of the plain files."""
     cell = tiny_synth / "synthA"
     tss = pd.read_csv(tiny_synth / "tss.bed", sep="\t", header=None)
     assert (tss[1] >= 10_000).all()
@@ -158,28 +160,33 @@ def test_cv_from_files_takes_the_public_sources_conventions(tiny_synth, tmp_path
                             2: tss[1] + 10_000, 3: tss[3], 4: 0, 5: tss[5]})
     xpresso.to_csv(tmp_path / "promoters.bed", sep="\t", header=False, index=False)
     expression = pd.read_csv(tiny_synth / "expression.tsv", sep="\t")
-    expression["gene_id"] += ".7"
-    expression.insert(1, "transcript_id(s)", "ENST0000001.1,ENST0000002.3")
-    spike_in = {"gene_id": "gSpikein_ERCC-00002", "transcript_id(s)": "ERCC", "synthA": 5.0, "synthB": 1.0}
-    pd.concat([expression, pd.DataFrame([spike_in])]).to_csv(tmp_path / "rsem.tsv", sep="\t", index=False)
-    plain = {"genome": str(tiny_synth / "genome.fa"), "cell_type": "synthA",
-             "halflife": str(tiny_synth / "halflife.tsv")}
+    halflife = pd.read_csv(tiny_synth / "halflife.tsv", sep="\t").rename(columns=RENAMED_FEATURES)
+    epinformer = pd.DataFrame({"ENSID": expression["gene_id"] + ".7", "Gene name": "G, a gene",
+                               **halflife.drop(columns="gene_id"),
+                               "synthA_CAGE_128*3_sum": expression["synthA"], "synthB_CAGE_128*3_sum": expression["synthB"],
+                               "Actual_synthA": np.log10(expression["synthA"]) - 1.0})
+    extra = {"ENSID": "ENSG00000999999", "Gene name": "X", "synthA_CAGE_128*3_sum": 5.0}
+    pd.concat([epinformer, pd.DataFrame([extra])]).to_csv(tmp_path / "gene_expr.csv", index=False)
     settings = {"data.window": TINY_WINDOW, "data.hic.resolution": 1000, "data.hic.balance": False,
                 "data.hic.normalization": "NONE"}
     signals = {"h3k27ac": str(_with_other_contigs(cell / "h3k27ac.bw", tmp_path / "h3k27ac.bigWig", 50.0)),
                "dnase": str(_with_other_contigs(cell / "dnase.bw", tmp_path / "dnase.bigWig", 50.0)),
                "hic": str(_cool_as_hic(cell / "hic.cool", tmp_path / "hic.hic"))}
-    with pytest.warns(UserWarning, match=r"rsem.tsv: dropped 1 gene\(s\) not in the TSS set"):
-        public = run_from_files(tmp_path / "public", **plain, tss=str(tmp_path / "promoters.bed"),
-                                expression=str(tmp_path / "rsem.tsv"), signals=signals, settings=settings)
+    with pytest.warns(UserWarning, match=r"gene_expr.csv: dropped 1 gene\(s\) not in the TSS set"):
+        public = run_from_files(tmp_path / "public", str(tiny_synth / "genome.fa"), str(tmp_path / "promoters.bed"),
+                                str(tmp_path / "gene_expr.csv"), signals, "synthA",
+                                halflife=str(tmp_path / "gene_expr.csv"), settings=settings,
+                                expression_column="synthA_CAGE_128*3_sum")
     reference = run_from_files(
-        tmp_path / "plain", **plain, tss=str(tiny_synth / "tss.bed"), expression=str(tiny_synth / "expression.tsv"),
-        signals={"h3k27ac": str(cell / "h3k27ac.bw"), "dnase": str(cell / "dnase.bw"), "hic": str(cell / "hic.cool")},
-        settings=settings)
+        tmp_path / "plain", str(tiny_synth / "genome.fa"), str(tiny_synth / "tss.bed"),
+        str(tiny_synth / "expression.tsv"),
+        {"h3k27ac": str(cell / "h3k27ac.bw"), "dnase": str(cell / "dnase.bw"), "hic": str(cell / "hic.cool")},
+        "synthA", halflife=str(tiny_synth / "halflife.tsv"), settings=settings)
     ours, theirs = make_dataset(public, None), make_dataset(reference, None)
     assert list(ours.gene_ids) == list(theirs.gene_ids) and len(ours) == 20
     np.testing.assert_array_equal(ours.tss, theirs.tss)
     np.testing.assert_allclose(ours.targets, theirs.targets)
+    np.testing.assert_allclose(ours.features[:, :8], theirs.features[:, :8], rtol=1e-6)
     for i in (0, 7, 19):
         np.testing.assert_allclose(ours[i]["signals"][2], theirs[i]["signals"][2], rtol=1e-6)
 

@@ -85,7 +85,11 @@ DEFAULT_SPLIT = {"valid": ["chr3", "chr21"], "test": ["chr22", "chrX"]}
 OBS_COLUMNS = ("gene_id", "symbol", "chrom", "tss", "strand", "split")
 SPLITS = ("train", "valid", "test")
 SCHEMA_VERSION = 1
-_SYMBOL_COLUMNS = ("symbol", "gene_name")
+#: The gene-id column of expression and half-life tables: ours, or EPInformer's (the paper's
+#: expression table is keyed by ``ENSID``).
+_GENE_ID_COLUMNS = ("gene_id", "ENSID")
+_SYMBOL_COLUMNS = ("symbol", "gene_name", "Gene name")
+_CHOOSE_COLUMNS = "only some columns: --expression-columns CELL=COLUMN, cell_types= in Python"
 
 
 def promoter_activity_column(cell_type: str) -> str:
@@ -321,33 +325,44 @@ def _align(ids: Sequence[str], other: Sequence[str]) -> np.ndarray:
 
 
 def _read_table(obj, what: str) -> tuple[pd.DataFrame, str]:
+    """A per-gene table (a DataFrame, or a TSV / CSV file) and its name for messages, its gene
+    ids in ``gene_id`` whichever of :data:`_GENE_ID_COLUMNS` holds them."""
     if isinstance(obj, pd.DataFrame):
-        return obj.copy(), f"{what} (DataFrame)"
-    path = Path(obj)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    sep = "," if path.name.lower().endswith((".csv", ".csv.gz")) else "\t"
-    try:
-        with open_text(path) as fh:  # names the file when it is not text
-            return pd.read_csv(fh, sep=sep), str(path)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{what} {path} is empty (a header line with 'gene_id' expected)") from None
-    except pd.errors.ParserError as exc:
-        raise ValueError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table ({exc})") from None
+        df, source = obj.copy(), f"{what} (DataFrame)"
+    else:
+        path = Path(obj)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} not found: {path}")
+        sep = "," if path.name.lower().endswith((".csv", ".csv.gz")) else "\t"
+        try:
+            with open_text(path) as fh:  # names the file when it is not text
+                df, source = pd.read_csv(fh, sep=sep), str(path)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{what} {path} is empty (a header line with 'gene_id' expected)") from None
+        except pd.errors.ParserError as exc:
+            raise ValueError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table "
+                             f"({exc})") from None
+    ids = next((c for c in _GENE_ID_COLUMNS if c in df.columns), None)
+    if ids is None:
+        raise KeyError(f"{source}: no gene id column ({' or '.join(map(repr, _GENE_ID_COLUMNS))}); "
+                       f"columns: {list(df.columns)[:10]}")
+    return df.rename(columns={ids: "gene_id"}), source
 
 
-def _read_expression(expression, cell_types: Sequence[str] | None = None
+def _read_expression(expression, cell_types: Sequence[str] | Mapping[str, str] | None = None
                      ) -> tuple[pd.DataFrame, str, list[str], pd.Series | None]:
-    """The table, its name, its cell-type columns (only ``cell_types`` if given: other columns
-    are then ignored, whatever they hold) and its symbols."""
+    """The table, its name, its cell-type columns and its symbols. ``cell_types``: only these
+    columns, or ``{cell type: column}`` (other columns are then ignored, whatever they hold)."""
     df, source = _read_table(expression, "expression table")
-    if "gene_id" not in df.columns:
-        raise KeyError(f"{source}: column 'gene_id' missing (columns: {list(df.columns)[:10]})")
     if cell_types is not None:
-        for c in cell_types:
-            if c not in df.columns:
-                raise KeyError(f"{source}: no column {c!r} for cell type {c!r}; columns: {list(df.columns)[:20]}")
-        df = df[["gene_id", *(c for c in _SYMBOL_COLUMNS if c in df.columns and c not in cell_types), *cell_types]]
+        columns = dict(cell_types) if isinstance(cell_types, Mapping) else {c: c for c in cell_types}
+        for cell, column in columns.items():
+            if column not in df.columns:
+                raise KeyError(f"{source}: no column {column!r} for cell type {cell!r}; "
+                               f"columns: {list(df.columns)[:20]}")
+        symbols = [c for c in _SYMBOL_COLUMNS if c in df.columns and c not in columns.values()]
+        df = df[["gene_id", *symbols, *columns.values()]]
+        df.columns = ["gene_id", *symbols, *columns]
     df["gene_id"] = df["gene_id"].astype(str)
     _check_unique(df["gene_id"], source)
     symbols = None
@@ -362,10 +377,12 @@ def _read_expression(expression, cell_types: Sequence[str] | None = None
         if "/" in str(c):
             raise ValueError(f"{source}: cell type {c!r} contains '/', which HDF5 cannot store")
         if not pd.api.types.is_numeric_dtype(df[c].dtype):
-            raise ValueError(f"{source}: column {c!r} is not numeric (raw expression per cell type expected)")
+            raise ValueError(f"{source}: column {c!r} is not numeric (raw expression per cell type expected; "
+                             f"{_CHOOSE_COLUMNS})")
         vals = df[c].to_numpy(dtype=np.float64)
         if np.nanmin(vals, initial=0.0) < 0:
-            raise ValueError(f"{source}: column {c!r} has negative values (raw, non-log expression expected)")
+            raise ValueError(f"{source}: column {c!r} has negative values (raw, non-log expression expected; "
+                             f"{_CHOOSE_COLUMNS})")
         if np.isinf(vals).any():  # NaN means not measured; infinity is a broken file
             raise ValueError(f"{source}: column {c!r} of gene {df['gene_id'][np.isinf(vals)].iloc[0]!r} is infinite")
     return df, source, cell_types, symbols
@@ -577,8 +594,9 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     tss : BED path (``chrom start end gene_id score strand``; TSS = ``(start + end) // 2``) or a
         DataFrame with those columns; or ``None`` to take one TSS per gene from ``gtf`` (the gene
         record's start on "+", end - 1 on "-", 0-based).
-    expression : TSV/CSV path or DataFrame: ``gene_id`` + one column of raw expression per cell
-        type (an optional ``symbol``/``gene_name`` column is used for symbols). Genes absent from
+    expression : TSV/CSV path or DataFrame: gene ids (``gene_id`` or ``ENSID``) + one column of
+        raw expression per cell type (an optional ``symbol``/``gene_name``/``Gene name`` column
+        is used for symbols). Genes absent from
         it get NaN; its genes absent from the TSS set are dropped (with a warning).
     tracks : ``{cell_type: {"dnase": bigWig, "h3k27ac": bigWig}}``; every expression cell type
         needs an entry; cell types only in ``tracks`` are added with NaN expression.
@@ -590,8 +608,8 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     split : ``{"valid": [...], "test": [...]}`` chromosomes (aliases matched), the rest "train";
         default :data:`DEFAULT_SPLIT`.
     out : write the table there (``.h5ad``, atomically).
-    cell_types : only these columns of ``expression`` (default: every column but ``gene_id`` and
-        the symbols).
+    cell_types : only these columns of ``expression``, or ``{cell type: column}`` (default: every
+        column but the gene ids and symbols, each a cell type).
     """
     import anndata
 

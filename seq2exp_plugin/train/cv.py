@@ -43,9 +43,10 @@ class FoldResult:
 
 def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, signals: dict[str, str],
                    cell_type: str, halflife: str | None = None,
-                   settings: dict | None = None) -> RunConfig:
+                   settings: dict | None = None, expression_column: str | None = None) -> RunConfig:
     """The base run of ``seq2exp cv`` given raw files: writes ``OUT/genes.h5ad`` from the TSS BED,
-    the expression table's ``cell_type`` column and the DNase/H3K27ac bigWigs (promoter
+    the expression table's ``cell_type`` column (or ``expression_column``, named ``cell_type``
+    in the table) and the DNase/H3K27ac bigWigs (promoter
     activity) and ``OUT/base.yaml``, a run configuration reading ``signals`` in their given
     order and training for the paper's :data:`~.config.PAPER_EPOCHS` passes over each fold's
     training genes (unless ``settings`` give ``train.max_steps`` or ``train.epochs``), and
@@ -62,7 +63,8 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
         raise ValueError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
                          f"sqrt(DNase x H3K27ac)); got {list(signals)}")
     genes = Path(out_dir) / "genes.h5ad"  # its folder is made when the table is written
-    build_gene_table(tss=tss, expression=expression, cell_types=[cell_type], genome=genome, halflife=halflife,
+    build_gene_table(tss=tss, expression=expression, cell_types={cell_type: expression_column or cell_type},
+                     genome=genome, halflife=halflife,
                      tracks={cell_type: {k: signals[k] for k in ("dnase", "h3k27ac")}}, out=genes)
     import yaml
 
