@@ -676,7 +676,8 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
                     n = chroms.count(c)
                     raise KeyError(
                         f"chromosome {c!r} ({n} genes) not found in {trk.path} (tracks[{ct!r}][{k!r}]); "
-                        f"available: {list(trk.chrom_sizes)[:8]}"
+                        f"available: {list(trk.chrom_sizes)[:8]}; leave that chromosome's genes out of "
+                        f"{tss_source} to go on without them"
                     )
                 name = trk.resolve(c)
                 length = trk.chrom_sizes.get(name) if name is not None else None
