@@ -244,14 +244,14 @@ def test_gtf_tss_symbols_and_halflife(data_world, tmp_path):
         "UTR5LEN": [100, 1400, 0], "CDSLEN": [803, 700, 0], "INTRONLEN": [1200, 1500, 0], "UTR3LEN": [1697, 400, 0],
     }
     as_they_are = {  # the ORF's junction density and the GC fractions
-        "ORFEXONDENSITY": [2 / 0.803, 1 / 0.7, np.nan],
+        "ORFEXONDENSITY": [3 / 0.8, 2 / 0.7, np.nan],  # coding exons per kb, stop codon excluded
         "UTR5GC": [gc(s1[1200:1300]), gc(s2[7600:9000]), np.nan],
         "CDSGC": [gc(s1[1300:1400] + s1[2100:2500] + s1[3000:3303]), gc(s2[5400:5500] + s2[7000:7600]), np.nan],
         "UTR3GC": [gc(s1[3303:5000]), gc(s2[5000:5400]), np.nan],
     }
     f = a.obsm["features"]
     for name, vals in lengths.items():
-        v = np.log10(np.asarray(vals, float) + 1)
+        v = np.log10(np.asarray(vals, float) + 0.1)
         z = (v - np.nanmean(v)) / np.nanstd(v)
         z = np.where(np.isnan(z), 0.0, z)
         np.testing.assert_allclose(f[f"{name}_log10zscore"].to_numpy(), z, rtol=1e-5, atol=1e-6, err_msg=name)

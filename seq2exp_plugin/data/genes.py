@@ -66,7 +66,7 @@ __all__ = [
 
 #: The 8 mRNA half-life features, named and defined as in EPInformer's
 #: ``mRNA_halflife_features.csv`` (the paper's source, Appendix A.3): four region lengths as
-#: log10 z-scores, three GC fractions and the ORF's exon-junction density (junctions per kb), raw.
+#: log10 z-scores, three GC fractions and the ORF's exon density (coding exons per kb), raw.
 HALFLIFE_FEATURES = (
     "UTR5LEN_log10zscore",
     "CDSLEN_log10zscore",
@@ -469,10 +469,11 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
     - UTR5LEN / UTR3LEN: exonic bp upstream / downstream of the ORF in transcription direction;
       CDSLEN: CDS bp; INTRONLEN: transcript span minus exonic bp.
     - UTR5GC / CDSGC / UTR3GC: (G + C) / (A + C + G + T) of those regions (N excluded).
-    - ORFEXONDENSITY: exon junctions inside the ORF (number of CDS blocks - 1) per kb of CDS,
-      raw (the paper's A.3 and EPInformer's table: not log-transformed).
-    - ``*_log10zscore``: ``log10(x + 1)`` then z-scored across the genes returned (population sd;
-      0 where sd = 0).
+    - ORFEXONDENSITY: CDS exons per kb of CDS (``CDS`` records only, stop codon excluded), raw:
+      Xpresso's ``generate_training_input.pl``, whose values EPInformer's table (the paper's
+      source) holds, e.g. 9.62 for TSPAN6 (7 coding exons, 735 bp); lengths here are exact.
+    - ``*_log10zscore``: ``log10(x + 0.1)`` (Xpresso's ``setup_training_files.py``) then z-scored
+      across the genes returned (population sd; 0 where sd = 0).
 
     Missing values (gene absent from the GTF, empty region for a GC fraction) are filled with the
     column mean after the transform (i.e. 0 for z-scored columns).
@@ -497,11 +498,14 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
     ):
         rec = per_tx.get((gid_, tid_))
         if rec is None:
-            rec = per_tx[(gid_, tid_)] = {"exon": [], "cds": [], "chrom": chrom_, "strand": strand_, "canonical": False}
+            rec = per_tx[(gid_, tid_)] = {"exon": [], "cds": [], "coding_exons": [], "chrom": chrom_,
+                                          "strand": strand_, "canonical": False}
         if feat == "exon":
             rec["exon"].append((int(st), int(en)))
         elif feat in ("CDS", "stop_codon"):
             rec["cds"].append((int(st), int(en)))
+            if feat == "CDS":
+                rec["coding_exons"].append((int(st), int(en)))
         if "Ensembl_canonical" in tags.split(";"):
             rec["canonical"] = True
     chosen: dict[str, tuple] = {}
@@ -513,10 +517,10 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
         key = (rec["canonical"], _seglen(cds), _seglen(exons))
         cur = chosen.get(gid_)
         if cur is None or key > cur[0] or (key == cur[0] and tid_ < cur[1]):
-            chosen[gid_] = (key, tid_, rec["chrom"], rec["strand"], exons, cds)
+            chosen[gid_] = (key, tid_, rec["chrom"], rec["strand"], exons, cds, _merge(rec["coding_exons"]))
     raw: dict[str, dict[str, float]] = {}
     for gid, best in chosen.items():
-        _, _, chrom, strand, exons, cds = best
+        _, _, chrom, strand, exons, cds, coding_exons = best
         lo, hi = exons[0][0], exons[-1][1]
         if cds:
             orf_lo, orf_hi = cds[0][0], cds[-1][1]
@@ -525,8 +529,7 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
             orf_lo = orf_hi = None
             left, right = [], []
         utr5, utr3 = (left, right) if strand == "+" else (right, left)
-        cds_len = _seglen(cds)
-        junctions = max(len(cds) - 1, 0)
+        cds_len, coding_bp = _seglen(cds), _seglen(coding_exons)
 
         def gc(segs):
             if not segs:
@@ -538,7 +541,7 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
         raw[gid] = {
             "UTR5LEN": _seglen(utr5), "CDSLEN": cds_len, "INTRONLEN": (hi - lo) - _seglen(exons),
             "UTR3LEN": _seglen(utr3), "UTR5GC": gc(utr5), "CDSGC": gc(cds), "UTR3GC": gc(utr3),
-            "ORFEXONDENSITY": (junctions / (cds_len / 1000.0)) if cds_len else np.nan,
+            "ORFEXONDENSITY": len(coding_exons) * 1000.0 / coding_bp if coding_bp else np.nan,
         }
     ids = list(raw) if gene_ids is None else [str(g) for g in gene_ids]
     df = pd.DataFrame.from_dict(raw, orient="index")
@@ -554,7 +557,7 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
     for j, (name, col) in enumerate(zip(names, HALFLIFE_FEATURES)):
         v = vals[:, j]
         if col.endswith("_log10zscore"):
-            v = np.log10(v + 1.0)
+            v = np.log10(v + 0.1)
             m = np.nanmean(v) if np.isfinite(v).any() else 0.0
             sd = np.nanstd(v) if np.isfinite(v).any() else 0.0
             v = (v - m) / sd if sd > 0 else v - m
