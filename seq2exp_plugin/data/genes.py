@@ -469,9 +469,9 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
     - UTR5LEN / UTR3LEN: exonic bp upstream / downstream of the ORF in transcription direction;
       CDSLEN: CDS bp; INTRONLEN: transcript span minus exonic bp.
     - UTR5GC / CDSGC / UTR3GC: (G + C) / (A + C + G + T) of those regions (N excluded).
-    - ORFEXONDENSITY: CDS exons per kb of CDS (``CDS`` records only, stop codon excluded), raw:
-      Xpresso's ``generate_training_input.pl``, whose values EPInformer's table (the paper's
-      source) holds, e.g. 9.62 for TSPAN6 (7 coding exons, 735 bp); lengths here are exact.
+    - ORFEXONDENSITY: CDS exons per kb of CDS (``CDS`` records only, stop codon excluded), raw,
+      as Xpresso's ``generate_training_input.pl`` computes the values EPInformer's table (the
+      paper's source) holds; its record lengths are 1 bp short each, lengths here are exact.
     - ``*_log10zscore``: ``log10(x + 0.1)`` (Xpresso's ``setup_training_files.py``) then z-scored
       across the genes returned (population sd; 0 where sd = 0).
 
