@@ -83,19 +83,21 @@ def test_stop_on_signals_restores_the_handlers_and_keeps_an_ignored_ctrl_c(ctrl_
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def _as_a_terminal_job() -> None:
-    """Ctrl-C reaches a command run from a terminal; a shell script's background jobs (a CI runner
-    may start the tests as one) inherit SIGINT ignored, and Python then keeps ignoring it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# ``seq2exp`` as run from a terminal, where Ctrl-C reaches it. A CI runner may start the tests as a
+# shell script's background job, which inherits SIGINT ignored (and Python then keeps ignoring it),
+# so the child takes Ctrl-C back before running the command. Not with ``preexec_fn``: Python code
+# between fork and exec can deadlock in a process with threads (the xdist worker has several).
+_AS_FROM_A_TERMINAL = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                       "from seq2exp_plugin.cli import main; sys.exit(main())")
 
 
 def _start_predict(checkpoint, out: Path, workers: int) -> subprocess.Popen:
     genes = [f"SYNG{i:05d}" for i in range(1, 21)]
     return subprocess.Popen(
-        [sys.executable, "-m", "seq2exp_plugin.cli", "predict", str(checkpoint), "--out", str(out),
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, "predict", str(checkpoint), "--out", str(out),
          "--genes", *genes, "--plots", "20", "--num-workers", str(workers)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=_as_a_terminal_job)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 @pytest.mark.parametrize("signum, status, word, workers", [
@@ -108,13 +110,18 @@ def test_a_signal_mid_predict_removes_the_temporary_folder(tiny_checkpoint, tmp_
                                                            workers):
     out = tmp_path / "pred"
     proc = _start_predict(tiny_checkpoint, out, workers)
-    deadline = time.monotonic() + 300
-    while not list(tmp_path.glob(".pred.*.tmp/plots/*.png")) and proc.poll() is None:
-        assert time.monotonic() < deadline, "predict never started writing"
-        time.sleep(0.05)
-    assert proc.poll() is None, "predict finished before the signal: " + proc.stderr.read()[-2000:]
-    os.killpg(proc.pid, signum)  # predict and its data workers
-    _, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".pred.*.tmp/plots/*.png")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "predict never started writing"
+            time.sleep(0.05)
+        assert proc.poll() is None, "predict finished before the signal: " + proc.communicate(timeout=60)[1][-2000:]
+        os.killpg(proc.pid, signum)  # predict and its data workers
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.returncode is None:  # a failed test leaves no process behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == status, err[-2000:]
     assert "Traceback" not in err and "Exception ignored" not in err, err[-2000:]
     assert f"seq2exp predict: {word}" in err.strip().splitlines()[-1]

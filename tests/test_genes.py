@@ -293,7 +293,7 @@ def test_cli_warnings_are_one_line_each(data_world, tmp_path):
     tracks = [f"{ct}:dnase={t['dnase']},h3k27ac={t['h3k27ac']}" for ct, t in W.tracks.items()]
     done = subprocess.run([sys.executable, "-m", "seq2exp_plugin.cli", "genes", "--tss", str(W.tss_bed),
                            "--expression", str(W.expression), "--tracks", *tracks, "--out", str(tmp_path / "g.h5ad")],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"})
+                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"}, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["seq2exp genes: warning: no half-life features (give a half-life table - "
                                         "--halflife, halflife= - or a GTF and the genome): using zeros"]

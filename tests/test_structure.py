@@ -1,4 +1,4 @@
-"""The package's structure: imports flow one way, and the model core needs torch alone."""
+"""The package's structure: imports flow one way, the model core needs torch alone, and no fork runs Python."""
 
 from __future__ import annotations
 
@@ -169,3 +169,23 @@ def test_model_builds_and_runs_without_framework_imports():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=PACKAGE.parent)
     assert result.returncode == 0, result.stderr
+
+
+def _calls_with_keyword(path: Path, keyword: str) -> list[int]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and any(k.arg == keyword for k in node.keywords)]
+
+
+def test_no_subprocess_runs_python_between_fork_and_exec(tmp_path):
+    """``preexec_fn`` makes ``subprocess`` fork() instead of vfork(), which runs the native at-fork
+    handlers: hictkpy's deadlocks the child once a .hic file has been read, and the parent then
+    waits for its exec forever (this hung a whole CI run). Start a Python entry point instead."""
+    repo = PACKAGE.parent
+    sources = [p for folder in ("seq2exp_plugin", "tests", "benchmarks", "dataloaders", "model_zoo")
+               for p in (repo / folder).rglob("*.py")]
+    assert len(sources) > 50
+    found = {str(p.relative_to(repo)): lines for p in sources if (lines := _calls_with_keyword(p, "preexec_fn"))}
+    assert found == {}
+    (tmp_path / "bad.py").write_text("import subprocess\n\nsubprocess.Popen(['true'], preexec_fn=print)\n")
+    assert _calls_with_keyword(tmp_path / "bad.py", "preexec_fn") == [3]  # the check sees such calls

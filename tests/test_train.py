@@ -283,7 +283,7 @@ def test_ddp_on_cpu_matches_one_process(tiny_synth, tmp_path):
     ddp = write_config(tiny_synth, tmp_path / "ddp", variant="seq-signals")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     cli = [sys.executable, "-m", "seq2exp_plugin.cli", "train"]
-    subprocess.run([*cli, str(single)], check=True, env=env, capture_output=True)
+    subprocess.run([*cli, str(single)], check=True, env=env, capture_output=True, timeout=600)
     result = subprocess.run(
         [*cli, str(ddp), "--set", "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"],
         env=env, capture_output=True, text=True, timeout=600)
