@@ -55,8 +55,10 @@ def stop_on_signals() -> Iterator[None]:
     the program is (SIGINT only where it is not ignored: a script's background jobs keep ignoring
     it). A signal landing in a finaliser or garbage-collection callback, where Python cannot raise
     and would print a traceback, is remembered instead: :func:`publish` raises it rather than
-    publishing, so no output appears after a signal. Does nothing outside the main thread, where
-    handlers cannot be set."""
+    publishing, so no output appears after a signal. An error the block raises after a signal is
+    that signal too: C code that a signal interrupts may report its own error instead (matplotlib:
+    "Invalid bounding box"), and Ctrl-C must not read as bad input. Does nothing outside the main
+    thread, where handlers cannot be set."""
     global _received
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -73,6 +75,10 @@ def stop_on_signals() -> Iterator[None]:
     _received, sys.unraisablehook = None, remember_signals
     try:
         yield
+    except Exception:
+        if _received is not None:
+            _raise_for(_received)
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -70,6 +70,22 @@ def test_a_signal_python_could_not_raise_still_stops_the_output(tmp_path, capfd,
     assert (tmp_path / "out" / "part.txt").exists()
 
 
+@pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_an_error_a_signal_caused_is_reported_as_the_signal(tmp_path, ctrl_c_raises, signum, raised):
+    """Seen with Ctrl-C mid-plot: matplotlib's C code turned it into ValueError('Invalid bounding
+    box'), which ``seq2exp`` reported as bad input (exit 2) instead of an interruption (130)."""
+    with pytest.raises(raised) as caught, stop_on_signals():
+        with atomic_output_dir(tmp_path / "out"):
+            try:
+                signal.raise_signal(signum)
+            except (Terminated, KeyboardInterrupt):
+                raise ValueError("Invalid bounding box") from None
+    assert isinstance(caught.value.__context__, ValueError)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError), stop_on_signals():  # without a signal an error stays itself
+        raise ValueError("bad input")
+
+
 def test_stop_on_signals_restores_the_handlers_and_keeps_an_ignored_ctrl_c(ctrl_c_raises):
     term_before = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell script's background job

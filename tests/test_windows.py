@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from seq2exp_plugin.data.genes import build_gene_table, gene_features, read_gene_table
-from seq2exp_plugin.data.windows import WindowDataset, WindowExtractor, window_bounds
+from seq2exp_plugin.data.windows import WindowDataset, WindowExtractor, loader_workers, window_bounds
 
 L = 4_000
 COMP = {"A": "T", "C": "G", "G": "C", "T": "A"}
@@ -181,7 +181,7 @@ def test_validation_errors(data_world, tmp_path):
 def test_dataloader_two_workers(data_world):
     W = data_world
     ds = make_ds(W, rc_minus_strand=True)
-    dl = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
+    dl = torch.utils.data.DataLoader(ds, batch_size=2, shuffle=False, **loader_workers(2))  # as train/predict
     batches = list(dl)
     assert [len(b["gene_id"]) for b in batches] == [2, 2, 1]
     b0 = batches[0]
