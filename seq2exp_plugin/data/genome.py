@@ -30,6 +30,7 @@ import numpy as np
 from .handle import PerProcessHandle
 
 __all__ = [
+    "ChromNames",
     "Genome",
     "chrom_aliases",
     "resolve_chrom",
@@ -75,6 +76,29 @@ def resolve_chrom(name: str, available: Iterable[str] | Mapping[str, object], so
         if cand in avail:
             return cand
     raise KeyError(_missing_chrom_message(name, avail, source))
+
+
+class ChromNames:
+    """Mixin for readers with ``chrom_sizes`` and ``path``: chromosome names as the file spells
+    them (``chr1``/``1``, ``chrM``/``MT``). ``allow_missing_chroms``: :meth:`resolve` gives
+    ``None`` for a chromosome the file lacks instead of a ``KeyError`` naming the file."""
+
+    allow_missing_chroms = False
+
+    def resolve(self, chrom: str) -> str | None:
+        try:
+            return resolve_chrom(chrom, self.chrom_sizes, str(self.path))
+        except KeyError:
+            if self.allow_missing_chroms:
+                return None
+            raise
+
+    def has_chrom(self, chrom: str) -> bool:
+        try:
+            resolve_chrom(chrom, self.chrom_sizes)
+            return True
+        except KeyError:
+            return False
 
 
 def _missing_chrom_message(name: str, available, source: str) -> str:
@@ -134,7 +158,7 @@ def _is_gzip(path: Path) -> tuple[bool, bool]:
     return True, bool(bgzf)
 
 
-class Genome(PerProcessHandle):
+class Genome(ChromNames, PerProcessHandle):
     """A FASTA genome (plain or bgzip) read through pyfaidx.
 
     Parameters
@@ -215,18 +239,7 @@ class Genome(PerProcessHandle):
     def __repr__(self) -> str:
         return f"Genome({str(self.path)!r}, {len(self.chrom_sizes)} chromosomes)"
 
-    # -- queries ------------------------------------------------------------------------------
-    def resolve(self, chrom: str) -> str:
-        """The FASTA's spelling of ``chrom`` (aliases resolved); ``KeyError`` if absent."""
-        return resolve_chrom(chrom, self.chrom_sizes, str(self.path))
-
-    def has_chrom(self, chrom: str) -> bool:
-        try:
-            self.resolve(chrom)
-            return True
-        except KeyError:
-            return False
-
+    # -- queries (resolve, has_chrom: ChromNames) ---------------------------------------------
     def chrom_length(self, chrom: str) -> int:
         return self.chrom_sizes[self.resolve(chrom)]
 

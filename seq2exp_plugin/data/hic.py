@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .bed import open_text
-from .genome import resolve_chrom
+from .genome import ChromNames
 from .handle import PerProcessHandle
 
 __all__ = ["HiCContacts", "HIC_SUFFIXES", "is_hic_path"]
@@ -336,7 +336,7 @@ class _BedgraphBackend:
 
 
 # ----------------------------------------------------------------------------------------------
-class HiCContacts:
+class HiCContacts(ChromNames):
     """Contact-to-TSS profiles from a Hi-C file (see the module docstring for formats and options).
 
     Parameters
@@ -400,21 +400,6 @@ class HiCContacts:
 
     def __repr__(self) -> str:
         return f"HiCContacts({self.path!r}, fmt={self.fmt!r}, resolution={self.resolution})"
-
-    def resolve(self, chrom: str) -> str | None:
-        try:
-            return resolve_chrom(chrom, self.chrom_sizes, self.path)
-        except KeyError:
-            if self.allow_missing_chroms:
-                return None
-            raise
-
-    def has_chrom(self, chrom: str) -> bool:
-        try:
-            resolve_chrom(chrom, self.chrom_sizes)
-            return True
-        except KeyError:
-            return False
 
     def options(self) -> dict:
         """The post-processing settings (for provenance)."""

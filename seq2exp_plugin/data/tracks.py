@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .genome import resolve_chrom
+from .genome import ChromNames
 from .handle import PerProcessHandle
 
 __all__ = ["BigWigTrack", "BIGWIG_SUFFIXES", "is_bigwig_path"]
@@ -29,7 +29,7 @@ def is_bigwig_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(BIGWIG_SUFFIXES)
 
 
-class BigWigTrack(PerProcessHandle):
+class BigWigTrack(ChromNames, PerProcessHandle):
     """A bigWig signal track.
 
     Parameters
@@ -62,21 +62,6 @@ class BigWigTrack(PerProcessHandle):
 
     def __repr__(self) -> str:
         return f"BigWigTrack({str(self.path)!r})"
-
-    def resolve(self, chrom: str) -> str | None:
-        """The file's spelling of ``chrom``; ``None`` if absent and ``allow_missing_chroms``."""
-        try:
-            return resolve_chrom(chrom, self.chrom_sizes, str(self.path))
-        except KeyError:
-            if self.allow_missing_chroms:
-                return None
-            raise
-
-    def has_chrom(self, chrom: str) -> bool:
-        try:
-            return resolve_chrom(chrom, self.chrom_sizes) is not None
-        except KeyError:
-            return False
 
     def values(self, chrom: str, start: int, end: int) -> np.ndarray:
         """``float32 (end - start,)`` per-bp values of ``[start, end)``; NaN, gaps, off-chromosome -> 0."""
