@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -49,8 +50,8 @@ try:  # the Dataset base class; the extractor itself does not need torch
 except ImportError:  # pragma: no cover
     _TorchDataset = object
 
-__all__ = ["DEFAULT_SIGNALS", "DEFAULT_WINDOW", "WindowExtractor", "WindowDataset", "loader_workers", "open_signal",
-           "window_bounds"]
+__all__ = ["DEFAULT_SIGNALS", "DEFAULT_WINDOW", "WindowExtractor", "WindowDataset", "WindowRecord", "loader_workers",
+           "open_signal", "window_bounds", "window_to_genomic"]
 
 DEFAULT_SIGNALS = ("h3k27ac", "dnase", "hic")
 DEFAULT_WINDOW = 200_000
@@ -76,6 +77,68 @@ def window_bounds(tss: int, window: int) -> tuple[int, int]:
     """``(start, end)`` of the window of length ``window`` centred on ``tss`` (TSS at index window // 2)."""
     start = int(tss) - int(window) // 2
     return start, start + int(window)
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """Where a gene's window lies. ``reverse``: the arrays are reverse-complemented (index ``i``
+    is genomic position ``end - 1 - i``). ``tss``: 0-based TSS (default: the window centre)."""
+
+    gene_id: str
+    chrom: str
+    start: int
+    end: int
+    strand: str = "+"
+    reverse: bool = False
+    tss: int | None = None
+
+    def __post_init__(self):
+        if int(self.end) <= int(self.start):
+            raise ValueError(f"gene {self.gene_id!r}: empty window {self.chrom}:{self.start}-{self.end}")
+        if self.strand not in ("+", "-", "."):
+            raise ValueError(f"gene {self.gene_id!r}: strand must be '+', '-' or '.', got {self.strand!r}")
+
+    @classmethod
+    def from_item(cls, item: Mapping, rc_minus_strand: bool = False) -> "WindowRecord":
+        """From a window-dataset item (``gene_id, chrom, start, end, strand``, optional ``tss``);
+        ``rc_minus_strand``: the dataset reverse-complemented "-" genes (an item's own
+        ``reverse`` key, if present, wins)."""
+        strand = str(item.get("strand", "+"))
+        reverse = bool(item["reverse"]) if "reverse" in item else bool(rc_minus_strand) and strand == "-"
+        tss = item.get("tss")
+        return cls(str(item["gene_id"]), str(item["chrom"]), int(item["start"]), int(item["end"]), strand,
+                   reverse, None if tss is None else int(tss))
+
+    @property
+    def length(self) -> int:
+        return int(self.end) - int(self.start)
+
+    @property
+    def tss_position(self) -> int:
+        return int(self.tss) if self.tss is not None else int(self.start) + self.length // 2
+
+    def genomic(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (window order, last axis = positions) in genomic order."""
+        values = np.asarray(values)
+        if values.shape[-1] != self.length:
+            raise ValueError(f"gene {self.gene_id!r}: {values.shape[-1]} scores for a window of "
+                             f"{self.length} bp ({self.chrom}:{self.start}-{self.end})")
+        return values[..., ::-1] if self.reverse else values
+
+    def to_genomic(self, s: int, e: int) -> tuple[int, int]:
+        """Window interval ``[s, e)`` as a genomic interval."""
+        return window_to_genomic(s, e, self.start, self.end, self.reverse)
+
+
+def window_to_genomic(s: int, e: int, start: int, end: int, reverse: bool = False) -> tuple[int, int]:
+    """Window-coordinate interval ``[s, e)`` of the window ``[start, end)`` in genomic coordinates
+    (``reverse``: index ``i`` is genomic ``end - 1 - i``, so ``[s, e)`` -> ``[end - e, end - s)``)."""
+    s, e = int(s), int(e)
+    if not 0 <= s <= e <= int(end) - int(start):
+        raise ValueError(f"interval [{s}, {e}) is not inside a window of {int(end) - int(start)} bp")
+    if reverse:
+        return int(end) - e, int(end) - s
+    return int(start) + s, int(start) + e
 
 
 def open_signal(path, allow_missing_chroms: bool = False, hic_options: Mapping | None = None):

@@ -17,7 +17,6 @@ from ..train.evaluate import GenePrediction
 from ..train.variants import model_config
 from .predict import predict_to_directory
 from .recovery import generator_recovery, recovery_metrics, track_scores, truth_labels
-from .regions import WindowRecord
 
 #: Where the editable checkout keeps the model zoo (the README's set-up installs it so).
 DEFAULT_ZOO = Path(__file__).resolve().parents[2] / "model_zoo"
@@ -51,8 +50,7 @@ def run_demo(out: str | Path, zoo: str | Path | None = None, max_plots: int = 12
 
 def element_recovery(genes: list[GenePrediction], run, truth: Path) -> dict:
     """AUPRC of each gene's own mask score and of DNase against that gene's causal elements."""
-    windows = [WindowRecord(g.gene_id, g.chrom, g.start, g.end, g.strand, g.reverse_complemented, g.tss)
-               for g in genes]
+    windows = [g.window for g in genes]
     labels = truth_labels(truth, windows, exclude_center=model_config(run).mask.promoter_keep)
     methods = {
         "Seq2Exp mask": {g.gene_id: g.score for g in genes},

@@ -29,7 +29,7 @@ from ..train.evaluate import GenePrediction, load_run, predict_dataset
 from ..train.fit import make_dataset
 from ..train.metrics import regression_metrics
 from .plots import plot_gene
-from .regions import RegionWriter, WindowRecord, genomic_order, read_chrom_sizes
+from .regions import RegionWriter, genomic_order, read_chrom_sizes
 
 #: Variants whose predictions come with a per-bp mask (the others get no mask files).
 MASKED_VARIANTS = ("seq2exp", "retrain", "peak-mask")
@@ -96,8 +96,7 @@ def predict_to_directory(
                     continue
                 if truth is not None and gene.sequence_score is not None:
                     scored.append(gene)
-                record = WindowRecord(gene.gene_id, gene.chrom, gene.start, gene.end, gene.strand,
-                                      gene.reverse_complemented, gene.tss)
+                record = gene.window
                 elements = regions.add(record, gene.score)
                 if gene.gene_id in to_plot:
                     item = dataset.get_numpy(rank[gene.gene_id])

@@ -386,8 +386,7 @@ def generator_recovery(genes: Sequence, truth, exclude_center: int | None = None
     them) against a truth BED; genes without truth rows count as all-negative windows."""
     if not genes or genes[0].sequence_score is None:
         raise ValueError("generator metrics need Seq2Exp predictions (a generator's mask)")
-    windows = [WindowRecord(g.gene_id, g.chrom, g.start, g.end, g.strand, g.reverse_complemented, g.tss)
-               for g in genes]
+    windows = [g.window for g in genes]
     df = read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth
     labels = truth_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)
     peaks = causal_vs_decoy_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)

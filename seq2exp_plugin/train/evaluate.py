@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..data.windows import loader_workers
+from ..data.windows import WindowRecord, loader_workers
 from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
 from .config import RunConfig
 from .metrics import METRIC_NAMES, regression_metrics
@@ -35,6 +35,12 @@ class GenePrediction:
     #: beta1) (what the DNA says) and of the signal Beta(alpha2, beta2) (the signal-only ranking).
     sequence_score: np.ndarray | None = None
     signal_score: np.ndarray | None = None
+
+    @property
+    def window(self) -> WindowRecord:
+        """Where ``score`` lies on the genome (for the region writers, plots and recovery)."""
+        return WindowRecord(self.gene_id, self.chrom, self.start, self.end, self.strand,
+                            self.reverse_complemented, self.tss)
 
 
 def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
