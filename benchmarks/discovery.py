@@ -40,7 +40,8 @@ Sizing: the defaults (400 genes of the ``tiny`` preset's design at 4 kb windows,
 d_model 32 x 2 layers, 400 steps of batch 8, 3 seeds of the default variants) run in about 20
 minutes on 2 cores, ``--quick`` in about 8. The paper's 200 kb windows and 1.1 M-parameter
 model take about 36 s per training step here, so they do not fit a CPU budget. More steps do
-not help at this data size: 1,200 steps overfit the 279 training genes (README, run H4).
+not help at this data size: 1,200 steps overfit the 279 training genes (benchmarks/README.md,
+run H4).
 """
 
 from __future__ import annotations

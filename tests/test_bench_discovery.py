@@ -1,6 +1,6 @@
 """benchmarks/discovery.py and benchmarks/mask_gradient.py run end to end on a few genes and
 steps: every table the issue asks for is written. The numbers themselves are not looked at
-(two training steps learn nothing); the README's come from full runs."""
+(two training steps learn nothing); benchmarks/README.md's come from full runs."""
 
 from __future__ import annotations
 

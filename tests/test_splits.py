@@ -66,7 +66,7 @@ def test_make_dataset_uses_the_run_folds(tiny_synth, tmp_path):
 
 
 def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, recwarn):
-    """The README's small run: raw files in, per-fold and mean +/- sd table out (tiny model)."""
+    """docs/training.md's small run: raw files in, per-fold and mean +/- sd table out (tiny model)."""
     cell = tiny_synth / "synthA"
     out = tmp_path / "cv"
     stack = [f"model.{part}.{k}={v}" for part in ("generator", "predictor") for k, v in TINY_STACK.items()]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 
-#: Signal tracks in the order the model reads them (SPEC section 1).
+#: Signal tracks in the order the model reads them (the paper's and the authors' code's).
 SIGNALS = ("h3k27ac", "dnase", "hic")
 
 #: Chromosomes, share of the genes, and split (paper: valid chr3+chr21, test chr22+chrX).

@@ -19,8 +19,8 @@ from .seq2exp import Seq2ExpModel
 
 #: No-gradient model calls on the CPU take windows up to this many positions in all (one 200 kb
 #: window, or 13 of 20 kb): a larger call costs more per gene there (fresh pages from the
-#: allocator, caches: README, "Speed"), and gReLU's default ISM batch of 64 windows of 200 kb
-#: would need about 100 GiB at once.
+#: allocator, caches: benchmarks/README.md, "Speed (CPU)"), and gReLU's default ISM batch of
+#: 64 windows of 200 kb would need about 100 GiB at once.
 CPU_INFERENCE_POSITIONS = 2**18
 
 

@@ -1,6 +1,6 @@
 """Configuration of a Seq2Exp model: one dataclass tree, serialised into every checkpoint.
 
-The defaults are the paper's soft run (SPEC section 1); :func:`preset` names the others.
+The defaults are the paper's soft run (docs/model.md maps them to its equations); :func:`preset` names the others.
 ``Seq2ExpConfig.from_dict(cfg.to_dict())`` rebuilds any configuration exactly.
 """
 
@@ -15,7 +15,7 @@ from ..nn.config import StackConfig
 
 __all__ = ["DEFAULT_SIGNALS", "MaskConfig", "Seq2ExpConfig", "StackConfig", "preset"]
 
-#: Signal tracks in the order the model reads them (SPEC section 1).
+#: Signal tracks in the order the model reads them (the paper's and the authors' code's).
 DEFAULT_SIGNALS = ("h3k27ac", "dnase", "hic")
 
 
@@ -44,6 +44,7 @@ class MaskConfig:
     signal_scale: float = 10.0
     #: The sparse prior r(m) = Beta(alpha3, beta3) (eq. 7).
     prior_alpha: float = 10.0
+    #: beta3 of the prior (alpha3 above).
     prior_beta: float = 90.0
     #: beta of eq. 3: weight of the KL term. The KL is a mean over positions (and genes), as in
     #: the authors' code, so against a KL summed over a window of L bp this weight is divided
@@ -139,6 +140,7 @@ class ScalingConfig:
     feature_log1p: tuple[bool, ...] = ()
     #: Per-feature ``(x - mean) / std`` after the optional log1p (empty = 0 and 1).
     feature_mean: tuple[float, ...] = ()
+    #: The standard deviations of that standardisation (empty = 1).
     feature_std: tuple[float, ...] = ()
     #: The network predicts ``(y - target_mean) / target_std``; the model returns ``y``.
     target_mean: float = 0.0
@@ -189,7 +191,7 @@ class Seq2ExpConfig:
     #: reaches the head directly instead of through the recurrence alone, and the generator's
     #: gradient at each kept position carries that position's own contribution. The sum enters
     #: through a learned gate that starts at 0, so the head reads the promoter first (not the
-    #: paper; see the README's "What the generator adds").
+    #: paper; see docs/model.md, "The learned preset").
     kept_pool: bool = False
     #: Hidden width of the MLP head (137 -> 128 -> 128 -> 1 in the paper).
     head_hidden: int = 128
@@ -202,12 +204,12 @@ class Seq2ExpConfig:
     #: How a generator that reads signals sees them: None, as the predictor does
     #: (``signal_transform``); "relative": ``log1p(s / mean of s over the window)`` per track,
     #: scale-free, so a contact track of small values (balanced Hi-C, about 0.01-0.15) reaches
-    #: the generator as strongly as fold-change tracks (not the paper; see the README).
+    #: the generator as strongly as fold-change tracks (not the paper; see docs/model.md).
     generator_signal_transform: Literal["relative"] | None = None
     #: Name of a contact track (e.g. "hic"): the generator also learns an exponent gamma
     #: (starting at 0) and scales alpha1 by ``(c / window mean of c) ** gamma``, so the mask's
     #: odds become activity x contact ** gamma, the ABC model's form (not the paper; needs
-    #: ``mask.sequence_term: multiplicative``). See the README's "What the generator adds".
+    #: ``mask.sequence_term: multiplicative``). See docs/model.md, "The learned preset".
     contact_exponent: str | None = None
     #: Generator and predictor use the same embedding modules (DNA, and signal and position
     #: table where both have one), as the authors' code does.
@@ -338,8 +340,8 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     ``hard-public`` (deprecated): the earlier attempt at their hard run, mask settings only;
     kept so that configurations written with it rebuild the same model. Use ``public-hard``.
 
-    ``learned`` (the default of ``seq2exp train``; not the paper, see the README's "What the
-    generator adds"): a hard mask whose kept share has a target (8%) instead of the
+    ``learned`` (the default of ``seq2exp train``; not the paper, see docs/model.md, "The
+    learned preset"): a hard mask whose kept share has a target (8%) instead of the
     per-position KL; the generator reads DNA and signals and its factors scale the signal Beta
     (``sequence_term="multiplicative"``), times a learned power of the Hi-C contact to the TSS
     (``contact_exponent="hic"``: the track must be named ``hic``); the predictor runs on the

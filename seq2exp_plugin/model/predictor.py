@@ -111,7 +111,8 @@ class Seq2ExpPredictor(nn.Module):
         # the kept sum enters through a gate that starts closed (as ReZero's residual branches):
         # the head first reads the centre, as the paper's does, and opens the distal path as
         # far as it pays. Open from the start, that path let a silent gene's active neighbours
-        # make it look expressed in short runs (README, "What the generator adds")
+        # make it look expressed in short runs (benchmarks/README.md, "Cross-validation on
+        # synthetic genes")
         self.kept_gate = nn.Parameter(torch.zeros(())) if cfg.kept_pool else None
         self.scaling = InputScaling(cfg.scaling)
         if cfg.predictor.caduceus_init:

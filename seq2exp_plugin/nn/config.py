@@ -13,10 +13,15 @@ from dataclasses import dataclass
 class StackConfig:
     """A bidirectional Mamba stack (Caduceus-style, pre-norm residual blocks with RMSNorm)."""
 
+    #: Width of the residual stream.
     d_model: int = 128
+    #: Mamba blocks in the stack.
     n_layers: int = 4
+    #: State size of the selective scan, per channel.
     d_state: int = 16
+    #: Width of Mamba's causal convolution.
     d_conv: int = 4
+    #: Mamba's inner width as a multiple of ``d_model``.
     expand: int = 2
     #: Rank of the step-size projection; ``None`` = ceil(d_model / 16) as in mamba_ssm.
     dt_rank: int | None = None

@@ -16,7 +16,7 @@ out_dir: runs/K562-learned
 ```
 
 Relative paths are resolved against the YAML file's folder. Defaults are the paper's recipe
-(SPEC section 2).
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -50,28 +50,41 @@ SCALING_MODES = ("auto", "none")
 
 @dataclass
 class DataConfig:
+    #: The gene table (.h5ad) from ``seq2exp genes``.
     genes: str = ""
+    #: The genome FASTA (with its .fai).
     genome: str = ""
     #: Signal tracks in channel order: name -> bigWig, or .cool/.mcool/.hic/bedpe for Hi-C.
     signals: dict[str, str] = field(default_factory=dict)
+    #: The cell type to predict: a column of the gene table.
     cell_type: str = ""
+    #: Window length in bp, centred on each TSS (the paper: 200,000).
     window: int = 200_000
+    #: BED of positions the mask never keeps (e.g. ENCODE's blacklist).
     blacklist: str | None = None
     #: Peak file (narrowPeak/BED) for the peak-mask variant (``seq2exp peaks`` writes one).
     peaks: str | None = None
+    #: Reverse-complement the windows of "-" strand genes (the paper does not).
     rc_minus_strand: bool = False
+    #: A track without a gene's chromosome reads as zeros there instead of stopping.
     allow_missing_chroms: bool = False
     #: Options of the Hi-C contact-to-TSS extraction (see seq2exp_plugin.data.hic).
     hic: dict[str, Any] = field(default_factory=dict)
+    #: Data-loading worker processes (0: load in the main process).
     num_workers: int = 2
     #: Gene-level splits (seq2exp_plugin.data.splits): the obs column of train/valid/test
     #: labels; or K contiguous folds along the genome with ``fold`` the test fold; or folds
     #: from the values of an obs column; or gene-list files of test / validation genes.
     split_column: str = "split"
+    #: K contiguous gene folds along the genome (0: none) ...
     folds: int = 0
+    #: ... with this fold as test and the next as validation.
     fold: int = 0
+    #: Folds from the values of this gene-table column instead.
     fold_column: str | None = None
+    #: A file of validation gene ids (one per line) ...
     valid_genes: str | None = None
+    #: ... and one of test gene ids; the other genes train.
     test_genes: str | None = None
 
     def __post_init__(self) -> None:
@@ -86,41 +99,55 @@ PAPER_EPOCHS = 25
 
 @dataclass
 class TrainConfig:
+    #: Optimiser steps (the paper: 50,000).
     max_steps: int = 50_000
     #: The length of training in passes over the training genes; None: ``max_steps``. When set,
     #: ``seq2exp train`` replaces ``max_steps`` with ceil(epochs x training genes / batch_size)
     #: once it knows the genes (:meth:`for_genes`), so the budget follows the data: a few
     #: hundred genes need hundreds of steps, not the paper's 50,000 (``PAPER_EPOCHS`` passes).
     epochs: float | None = None
+    #: Genes per step (per device).
     batch_size: int = 8
+    #: AdamW's peak learning rate, reached after the warm-up.
     lr: float = 5e-4
+    #: AdamW's betas.
     betas: tuple[float, float] = (0.9, 0.95)
+    #: AdamW's weight decay, on every parameter but biases, norms, A_log and D.
     weight_decay: float = 1e-6
     #: Linear warm-up from ``warmup_start_lr``; None: 10% of ``max_steps`` (the paper's 5,000 of
     #: 50,000), so a shorter run set by ``max_steps`` alone keeps the recipe's shape.
     warmup_steps: int | None = None
+    #: The learning rate the warm-up starts from.
     warmup_start_lr: float = 1e-5
+    #: The floor of the cosine decay that follows the warm-up.
     min_lr: float = 1e-4
     #: The Seq2Exp generator's learning rate is ``lr * generator_lr_scale`` (its schedule has
     #: the same shape; ``min_lr`` stays the floor of every group). Its head starts at zero
     #: and moves by about one learning rate per Adam step, so at 1 its position-dependent
     #: part stays near 0 within a short run while the shared bias meets the kept-fraction target.
     generator_lr_scale: float = 1.0
+    #: Gradient norm clipping (0: none).
     grad_clip: float = 1.0
     #: "smooth_l1" (the public implementation) or "mse" (the paper's text).
     loss: str = "smooth_l1"
+    #: Seed of the weights' initialisation, the data order and the mask samples.
     seed: int = 2222
     #: None: every 1,000 steps (the paper's), or after every pass over the training genes when
     #: ``epochs`` sets the length.
     val_every_steps: int | None = None
     #: "auto": bf16 autocast on GPU, fp32 on CPU.
     precision: str = "auto"
+    #: Lightning's accelerator: "auto", "cpu" or "gpu".
     accelerator: str = "auto"
+    #: Devices per node (a number, or Lightning's "auto" or list syntax).
     devices: int | str = 1
+    #: Machines (several: ``strategy: ddp``).
     num_nodes: int = 1
     #: "auto", or "ddp" for several GPUs/nodes (also on CPU with gloo).
     strategy: str = "auto"
+    #: Also write TensorBoard logs (CSV logs are always written).
     tensorboard: bool = False
+    #: Show a progress bar (off: a log line every ``log_every_steps``).
     progress_bar: bool = True
     #: Without the progress bar: a log line every this many steps (and after each validation).
     log_every_steps: int = 50
@@ -171,10 +198,12 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
+    #: What to train (the variants table).
     variant: str = "seq2exp"
     #: Model preset (:func:`seq2exp_plugin.model.config.preset`). None: "learned" for the
-    #: seq2exp variant (the project's default, see the README), "soft" for the others.
+    #: seq2exp variant (the project's default, see docs/model.md), "soft" for the others.
     preset: str | None = None
+    #: Overrides of the preset's fields (the ``model.`` keys below).
     model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -182,6 +211,7 @@ class RunConfig:
     generator_checkpoint: str | None = None
     #: hierarchical-cnn: keyword options of HierarchicalCNN (channels, dropout, ...).
     cnn: dict[str, Any] = field(default_factory=dict)
+    #: The run's folder: checkpoints, logs, the resolved configuration.
     out_dir: str = "runs/seq2exp"
     #: "auto": fit the input/target scaling on the training genes at the start of training and
     #: store it in the model (unless ``model.scaling`` is given); "none": the paper's raw values.
