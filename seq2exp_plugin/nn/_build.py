@@ -76,11 +76,18 @@ class ConvArgs(ctypes.Structure):
 
 
 def cache_dir() -> Path:
+    """Where compiled kernels are cached: ``$XDG_CACHE_HOME/seq2exp_plugin`` (default
+    ``~/.cache``), so each machine compiles once."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "seq2exp_plugin"
 
 
 def find_compiler() -> str | None:
+    """The C compiler to build with: ``$CC``, else the first of cc, gcc, clang on the PATH.
+
+    Returns:
+        Its path, or None when there is none.
+    """
     cands = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
     for c in cands:
         path = shutil.which(c)
@@ -150,7 +157,17 @@ def _remove_stale_builds(out_dir: Path, max_age_s: float = 3600.0) -> None:
 
 
 def build(force: bool = False) -> Path:
-    """Build (or find in the cache) the kernel library; return its path. Raises on failure."""
+    """Build the kernel library, or find it in the cache (keyed by source, compiler and CPU).
+
+    Args:
+        force: compile even when the cache has it.
+
+    Returns:
+        The path of the shared library.
+
+    Raises:
+        RuntimeError: no compiler, or compilation failed (the message has the compiler's output).
+    """
     cc = find_compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set CC, or install cc/gcc/clang)")
@@ -239,10 +256,12 @@ def load_library() -> ctypes.CDLL | None:
 
 
 def build_error() -> str | None:
+    """Why :func:`load_library` returned None (for messages), or None."""
     return _state["error"]
 
 
 def library_path() -> Path | None:
+    """The loaded library's path, or None before a successful :func:`load_library`."""
     return _state["path"]
 
 

@@ -27,7 +27,13 @@ from .mamba import Mamba
 
 
 class BiMamba(nn.Module):
-    """Forward + reverse Mamba with tied in/out projections: ``(B, L, D) -> (B, L, D)``."""
+    """Forward + reverse Mamba with tied in/out projections (Caduceus' BiMamba), so each
+    projection is computed once for both directions: ``(B, L, D) -> (B, L, D)``.
+
+    Args:
+        d_model, d_state, d_conv, expand, dt_rank, dt_min, dt_max: as :class:`Mamba`.
+        bidirectional: add the reverse direction; False: the forward Mamba alone.
+    """
 
     def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int,
                  dt_rank: int | None, bidirectional: bool = True, dt_min: float = 0.001,
@@ -41,6 +47,8 @@ class BiMamba(nn.Module):
             self.mamba_rev.out_proj.weight = self.mamba_fwd.out_proj.weight
 
     def forward(self, hidden: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Args: hidden ``(B, L, D)``; valid ``(B, L, 1)`` or None (:meth:`Mamba.mix`).
+        Returns: ``(B, L, D)``."""
         xz = self.mamba_fwd.in_proj(hidden)
         y = self.mamba_fwd.mix(xz, valid=valid)
         if self.bidirectional:
@@ -49,7 +57,11 @@ class BiMamba(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: ``x + mixer(norm(x))``."""
+    """Pre-norm residual block ``x + mixer(norm(x))`` with a :class:`BiMamba` mixer.
+
+    Args:
+        config: the stack's configuration.
+    """
 
     def __init__(self, config: StackConfig) -> None:
         super().__init__()
@@ -58,17 +70,20 @@ class Block(nn.Module):
                              config.dt_rank, config.bidirectional, config.dt_min, config.dt_max)
 
     def forward(self, hidden: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Args: hidden ``(B, L, d_model)``; valid ``(B, L, 1)`` or None. Returns: ``(B, L, d_model)``."""
         # one argument unless padded: attribution hooks (DeepLIFT) expect one-input modules
         mixer_args = () if valid is None else (valid,)
         return hidden + self.mixer(self.norm(hidden), *mixer_args)
 
 
 class BiMambaStack(nn.Module):
-    """``n_layers`` blocks and a final RMSNorm: ``(B, L, d_model) -> (B, L, d_model)``.
+    """``n_layers`` blocks and a final RMSNorm, Caduceus' backbone:
+    ``(B, L, d_model) -> (B, L, d_model)``.
 
-    ``valid`` ``(B, L)`` (bool or 0/1): a batch of sequences of different lengths, each padded
-    at its end; every position of a sequence gets what the stack gives that sequence alone (see
-    :meth:`~seq2exp_plugin.nn.mamba.Mamba.mix`), the padding's outputs are meaningless."""
+    Args:
+        config: sizes, directions, layer checkpointing and Caduceus' initialisation
+            (``rc_equivariant`` is applied by the caller, through :func:`rc_symmetrize`).
+    """
 
     def __init__(self, config: StackConfig) -> None:
         super().__init__()
@@ -81,6 +96,18 @@ class BiMambaStack(nn.Module):
                     layer.mixer.mamba_fwd.out_proj.weight /= math.sqrt(config.n_layers)
 
     def forward(self, hidden: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Run the stack.
+
+        Args:
+            hidden: embeddings ``(B, L, d_model)``.
+            valid: ``(B, L)`` (bool or 0/1) for a batch of sequences of different lengths, each
+                padded at its end; None: no padding.
+
+        Returns:
+            ``(B, L, d_model)``; every position of a sequence gets what the stack gives that
+            sequence alone (:meth:`~seq2exp_plugin.nn.mamba.Mamba.mix`), the padding's outputs
+            are meaningless.
+        """
         extra = () if valid is None else (valid.unsqueeze(-1),)
         for layer in self.layers:
             if self.config.checkpoint_layers and torch.is_grad_enabled():
@@ -91,8 +118,12 @@ class BiMambaStack(nn.Module):
 
 
 def zero_linear_biases_(module: nn.Module) -> None:
-    """Caduceus' initialisation around a stack: every Linear bias of ``module`` starts at zero,
-    except inside the Mamba blocks (the step-size bias sets the initial memory lengths)."""
+    """Caduceus' initialisation around a stack, in place: every Linear bias starts at zero, except
+    inside the Mamba blocks (the step-size bias sets the initial memory lengths).
+
+    Args:
+        module: the model or part whose Linear biases are zeroed.
+    """
     inside = {id(m) for block in module.modules() if isinstance(block, Mamba) for m in block.modules()}
     for layer in module.modules():
         if isinstance(layer, nn.Linear) and layer.bias is not None and id(layer) not in inside:
@@ -100,16 +131,30 @@ def zero_linear_biases_(module: nn.Module) -> None:
 
 
 def reverse_complement(one_hot: Tensor) -> Tensor:
-    """Reverse complement of a channel-first one-hot ``(B, 4, L)`` in A, C, G, T order."""
+    """Reverse complement of a one-hot sequence: in A, C, G, T order, flipping the channels
+    complements the bases.
+
+    Args:
+        one_hot: ``(B, 4, L)``, channel-first, A, C, G, T.
+
+    Returns:
+        ``(B, 4, L)``.
+    """
     return one_hot.flip(1, 2)
 
 
 def rc_symmetrize(encode: Callable[..., Tensor], seq: Tensor, *tracks: Tensor | None) -> Tensor:
-    """``encode(x) + flip(encode(RC(x)))`` computed as one batch of twice the size.
+    """``encode(x) + flip(encode(RC(x)))``, which makes ``encode`` exactly reverse-complement
+    equivariant (Caduceus-PS), computed as one batch of twice the size.
 
-    ``encode(seq, *tracks)`` maps a one-hot ``(B, 4, L)`` and strand-symmetric per-position
-    tracks (signals ``(B, d, L)``, mask ``(B, L)``; ``None`` allowed) to ``(B, L, D)``. The
-    tracks are flipped along L for the reverse-complement copy.
+    Args:
+        encode: ``encode(seq, *tracks) -> (B, L, D)``.
+        seq: one-hot ``(B, 4, L)``.
+        tracks: strand-symmetric per-position tracks (signals ``(B, d, L)``, mask ``(B, L)``;
+            None allowed), flipped along L for the reverse-complement copy.
+
+    Returns:
+        ``(B, L, D)``.
     """
     batch = seq.shape[0]
     both_seq = torch.cat([seq, reverse_complement(seq)])

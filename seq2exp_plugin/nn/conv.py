@@ -34,9 +34,19 @@ SMALL_WORK = 1 << 16  # below batch*L*d elements, run the kernel on one thread
 
 def causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor | None, reverse: bool = False,
                      backend: str | None = None) -> Tensor:
-    """See the module docstring. ``backend``: ``"cpu"`` (the C kernel), ``"triton"``,
-    ``"torch"``, or None (triton for CUDA tensors when it imports, the C kernel where it
-    applies, else torch). Returns a contiguous ``(batch, L, d)``."""
+    """Mamba's depthwise causal convolution and SiLU in one pass (module docstring).
+
+    Args:
+        x: activations, channels last, ``(batch, L, d)``.
+        weight: one filter per channel ``(d, K)``.
+        bias: ``(d,)`` or None.
+        reverse: look at the following positions instead of the preceding ones.
+        backend: "cpu" (the C kernel), "triton" or "torch"; None: triton for CUDA tensors when
+            it imports, the C kernel where it applies, else torch.
+
+    Returns:
+        A contiguous ``(batch, L, d)`` in x's dtype.
+    """
     if backend not in (None, "cpu", "triton", "torch"):
         raise ValueError(f"causal_conv_silu: backend must be 'cpu', 'triton', 'torch' or None, "
                          f"got {backend!r}")

@@ -23,7 +23,18 @@ from .scan import selective_scan
 
 
 class Mamba(nn.Module):
-    """One selective-state-space mixer: ``(batch, length, d_model) -> (batch, length, d_model)``."""
+    """One selective-state-space mixer with mamba_ssm's parameter names, so its weights load both
+    ways: ``(batch, length, d_model) -> (batch, length, d_model)``.
+
+    Args:
+        d_model: width of the input and output.
+        d_state: state size per channel.
+        d_conv: width of the causal convolution.
+        expand: inner width as a multiple of ``d_model``.
+        dt_rank: rank of the step-size projection; None: ceil(d_model / 16).
+        dt_min, dt_max: initial step sizes, log-uniform in this range.
+        dt_init_floor: smallest initial step size.
+    """
 
     def __init__(
         self,
@@ -70,18 +81,26 @@ class Mamba(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
     def forward(self, hidden: Tensor) -> Tensor:
+        """Args: hidden ``(batch, length, d_model)``. Returns: ``(batch, length, d_model)``."""
         return self.out_proj(self.mix(self.in_proj(hidden)))
 
     def mix(self, xz: Tensor, reverse: bool = False, valid: Tensor | None = None) -> Tensor:
-        """Conv + selective scan on the in-projection ``xz`` ``(batch, length, 2 * d_inner)``.
+        """Conv + selective scan between the in- and out-projections, so that a bidirectional
+        block can share them between its two directions.
 
-        ``reverse=True`` runs the block right-to-left, exactly as ``mix(xz.flip(1)).flip(1)``
-        but without copying the sequence. ``valid`` ``(batch, length, 1)``, 1 on a sequence's
-        positions and 0 on the padding after it, for a batch of sequences of different lengths:
-        the conv input and the scan input are zeroed on the padding, so the conv reads zeros
+        The conv input and the scan input are zeroed on the padding, so the conv reads zeros
         there (as beyond a sequence's end) and the state stays exactly 0 through it (the reverse
-        scan starts on it); the outputs on the valid positions are those of each sequence run
-        alone. Returns ``(batch, length, d_inner)``.
+        scan starts on it).
+
+        Args:
+            xz: the in-projection ``(batch, length, 2 * d_inner)``.
+            reverse: run right-to-left, exactly as ``mix(xz.flip(1)).flip(1)`` but without
+                copying the sequence.
+            valid: ``(batch, length, 1)``, 1 on a sequence's positions and 0 on the padding
+                after it, for a batch of sequences of different lengths; None: no padding.
+
+        Returns:
+            ``(batch, length, d_inner)``; on valid positions, what each sequence gets alone.
         """
         x, z = xz.split(self.d_inner, dim=-1)
         if valid is not None:

@@ -75,9 +75,23 @@ _warned_fallback = False
 # --------------------------------------------------------------------------- public API
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    reverse=False, backend=None):
-    """Selective scan; see the module docstring for shapes, math and backends.
+    """Mamba-1's selective scan, on the backend chosen for these tensors (module docstring).
 
-    Returns y of shape (batch, d, L) in u's dtype.
+    Args:
+        u: inputs ``(batch, d, L)``.
+        delta: step sizes before ``delta_bias`` and softplus, ``(batch, d, L)``.
+        A: state decay rates ``(d, n)`` (negative).
+        B, C: input and output projections of the state, ``(batch, n, L)``.
+        D: skip connection ``(d,)``; None: none.
+        z: gate ``(batch, d, L)``, the output multiplied by ``silu(z)``; None: no gate.
+        delta_bias: added to ``delta`` ``(d,)``; None: none.
+        delta_softplus: apply softplus to the step sizes.
+        reverse: scan from the last position to the first (no flipped copies).
+        backend: "triton", "cuda", "cpu", "torch" or "reference"; None: ``SEQ2EXP_SCAN_BACKEND``
+            or automatic.
+
+    Returns:
+        y ``(batch, d, L)`` in u's dtype.
     """
     _check_args(u, delta, A, B, C, D, z, delta_bias)
     name = _resolve_backend(backend, u.device)
@@ -87,7 +101,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
 
 def available_backends() -> list[str]:
-    """Backends usable in this process (never imports mamba_ssm without a CUDA device)."""
+    """The backends usable in this process (mamba_ssm is never imported without a CUDA device).
+
+    Returns:
+        Backend names, in the order the automatic choice prefers them.
+    """
     out = []
     if torch.cuda.is_available() and _triton_imports():
         out.append("triton")
@@ -567,19 +585,42 @@ def _kernel_elementwise(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_exp(x: torch.Tensor) -> torch.Tensor:
-    """exp(x) computed with the CPU kernel's vectorised exp (float32 or float64 CPU tensor)."""
+    """exp(x) with the CPU kernel's vectorised exp, to check it against torch.
+
+    Args:
+        x: float32 or float64 CPU tensor, any shape.
+
+    Returns:
+        exp(x), a new contiguous tensor of x's shape and dtype.
+    """
     return _kernel_elementwise("scan_exp_array", x)
 
 
 def kernel_softplus(x: torch.Tensor) -> torch.Tensor:
-    """softplus(x) as the CPU kernel computes it (float32 or float64 CPU tensor)."""
+    """softplus(x) as the CPU kernel computes it, to check it against torch.
+
+    Args:
+        x: float32 or float64 CPU tensor, any shape.
+
+    Returns:
+        softplus(x), a new contiguous tensor of x's shape and dtype.
+    """
     return _kernel_elementwise("scan_softplus_array", x)
 
 
 def kernel_exp_rate(threads: int | None = None, seconds: float = 0.5,
                     dtype: torch.dtype = torch.float32) -> float:
-    """Throughput (exps per second, all threads together) of the CPU kernel's vectorised exp,
-    on L1-resident data: a machine rate, not a scan speed."""
+    """Throughput of the CPU kernel's vectorised exp on L1-resident data: a machine rate for
+    the speed benchmark's bound, not a scan speed.
+
+    Args:
+        threads: threads to run (default: torch's).
+        seconds: run at least this long.
+        dtype: float32 or float64.
+
+    Returns:
+        Exponentials per second, all threads together.
+    """
     lib = _build.load_library()
     if lib is None:
         raise RuntimeError(f"CPU scan kernel unavailable: {_build.build_error()}")
@@ -596,7 +637,12 @@ def kernel_exp_rate(threads: int | None = None, seconds: float = 0.5,
 
 
 def kernel_info() -> dict:
-    """Where the kernel library is and how wide its vectors are (for reports)."""
+    """Where the CPU kernel library is and how wide its vectors are, for benchmark reports.
+
+    Returns:
+        ``{"available": False, "error": ...}``, or its path, SIMD lanes per dtype, compiler and
+        state checkpoint interval.
+    """
     lib = _build.load_library()
     if lib is None:
         return {"available": False, "error": _build.build_error()}

@@ -146,7 +146,14 @@ class _TritonConvSiluFn(torch.autograd.Function):
 
 
 def causal_conv_silu_triton(x, weight, bias, reverse):
-    """The conv + SiLU on the Triton kernels (CUDA tensors, or CPU ones under the interpreter)."""
+    """The conv + SiLU on the Triton kernels (CUDA tensors, or CPU ones under the interpreter).
+
+    Args:
+        x, weight, bias, reverse: as :func:`~seq2exp_plugin.nn.conv.causal_conv_silu`.
+
+    Returns:
+        ``(batch, L, d)`` in x's dtype.
+    """
     if x.device.type != "cuda" and not _INTERPRETED:
         raise ValueError(f"causal_conv_silu backend 'triton' needs CUDA tensors, got {x.device} "
                          "(CPU tensors run only under TRITON_INTERPRET=1, set before import)")

@@ -454,7 +454,16 @@ def _chain_segments(end, total, A, backward: bool, tiles: dict):
 
 
 def selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, softplus, reverse):
-    """The scan on the Triton kernels (CUDA tensors, or CPU tensors under the interpreter)."""
+    """The scan on the Triton kernels (CUDA tensors, or CPU tensors under the interpreter).
+
+    Args:
+        u, delta, A, B, C, D, z, delta_bias, softplus, reverse: as
+            :func:`~seq2exp_plugin.nn.scan.selective_scan` (``softplus`` is its
+            ``delta_softplus``).
+
+    Returns:
+        y ``(batch, d, L)`` in u's dtype.
+    """
     if u.device.type != "cuda" and not _INTERPRETED:
         raise ValueError(f"selective_scan backend 'triton' needs CUDA tensors, got {u.device} "
                          "(CPU tensors run only under TRITON_INTERPRET=1, set before import)")
