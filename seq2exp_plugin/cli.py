@@ -371,8 +371,11 @@ def _run_cv(args: argparse.Namespace) -> int:
 
     def report(result) -> None:
         m = result.metrics
+        across = (f", cross-cell-type Spearman {m['cross_celltype_spearman']:.4f} over "
+                  f"{m['cross_celltype_genes']} genes" if "cross_celltype_spearman" in m else "")
         print(f"seq2exp cv: fold {result.fold} {result.variant}: MSE {m['mse']:.4f}, Pearson "
-              f"{m['pearson']:.4f}, Spearman {m['spearman']:.4f} ({result.n_test} test genes)", flush=True)
+              f"{m['pearson']:.4f}, Spearman {m['spearman']:.4f}{across} ({result.n_test} test "
+              f"{'examples' if across else 'genes'})", flush=True)
 
     results = cross_validate(base, args.out, None if args.fold_column else args.folds,
                              args.variants or DEFAULT_VARIANTS, on_result=report)

@@ -54,7 +54,7 @@ def element_recovery(genes: list[GenePrediction], run, truth: Path) -> dict:
     labels = truth_labels(truth, windows, exclude_center=model_config(run).mask.promoter_keep)
     methods = {
         "Seq2Exp mask": {g.gene_id: g.score for g in genes},
-        "DNase": track_scores(run.data.signals["dnase"], windows),
+        "DNase": track_scores(run.data.signals_of(run.data.cell_type)["dnase"], windows),
     }
     out = {name: {k: recovery_metrics(scores, labels)[k] for k in ("auprc", "prevalence")}
            for name, scores in methods.items()}

@@ -73,6 +73,9 @@ def predict_to_directory(
         raise ValueError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
     truth, peaks = _read_annotations(truth, peaks)
     module, run = load_run(checkpoint, data_overrides)
+    if len(run.data.cell_types) > 1:
+        raise ValueError(f"{checkpoint} was trained on cell types {run.data.cell_types}: predict one at "
+                         "a time with --data cell_type=NAME")
     dataset = make_dataset(run, split, gene_ids=gene_ids)
     cell = run.data.cell_type
     masked = run.variant in MASKED_VARIANTS

@@ -56,8 +56,13 @@ class DataConfig:
     genome: str = ""
     #: Signal tracks in channel order: name -> bigWig, or .cool/.mcool/.hic/bedpe for Hi-C.
     signals: dict[str, str] = field(default_factory=dict)
-    #: The cell type to predict: a column of the gene table.
+    #: The cell type to predict: a column of the gene table. A ``{cell_type}`` in a signal's
+    #: path is replaced by it (``K562/dnase.bw`` from ``"{cell_type}/dnase.bw"``).
     cell_type: str = ""
+    #: Several cell types trained together (docs/celltypes.md): one example per (gene, cell
+    #: type), reading the signals whose paths hold ``{cell_type}`` for each; replaces
+    #: ``cell_type``. Empty: ``cell_type`` alone.
+    cell_types: list[str] = field(default_factory=list)
     #: Window length in bp, centred on each TSS (the paper: 200,000).
     window: int = 200_000
     #: BED of positions the mask never keeps (e.g. ENCODE's blacklist).
@@ -90,6 +95,25 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.window < 1 or self.num_workers < 0:
             raise ValueError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
+        self.cell_types = [str(c) for c in self.cell_types]
+        if len(set(self.cell_types)) != len(self.cell_types):
+            raise ValueError(f"data.cell_types names a cell type twice: {self.cell_types}")
+        if len(self.cell_types) > 1 and self.signals and not any("{cell_type}" in str(v) for v in self.signals.values()):
+            raise ValueError("data.cell_types: every cell type would read the same signals; write "
+                             "{cell_type} in the signal paths that differ between them (e.g. "
+                             "'{cell_type}/dnase.bw')")
+
+    def celltypes(self) -> list[str]:
+        """The cell types of the run: ``cell_types``, else ``[cell_type]``."""
+        return list(self.cell_types) or [self.cell_type]
+
+    def signals_of(self, cell_type: str) -> dict[str, str]:
+        """The signal paths of one cell type (``{cell_type}`` replaced)."""
+        return {k: str(v).replace("{cell_type}", cell_type) for k, v in self.signals.items()}
+
+
+#: What ``train.loss`` may be.
+LOSSES = ("smooth_l1", "mse", "hybrid")
 
 
 #: The paper's budget in passes over its training genes: 50,000 steps of 8 over the 16,021
@@ -128,8 +152,12 @@ class TrainConfig:
     generator_lr_scale: float = 1.0
     #: Gradient norm clipping (0: none).
     grad_clip: float = 1.0
-    #: "smooth_l1" (the public implementation) or "mse" (the paper's text).
+    #: "smooth_l1" (the public implementation), "mse" (the paper's text), or "hybrid" (the
+    #: thesis's: MSE + ``cross_celltype_weight`` x the cross-cell-type term, docs/celltypes.md;
+    #: needs ``data.cell_types``).
     loss: str = "smooth_l1"
+    #: The weight ``w`` of the cross-cell-type term of ``loss: hybrid`` (the thesis: up to 100).
+    cross_celltype_weight: float = 1.0
     #: Seed of the weights' initialisation, the data order and the mask samples.
     seed: int = 2222
     #: None: every 1,000 steps (the paper's), or after every pass over the training genes when
@@ -154,8 +182,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        if self.loss not in ("smooth_l1", "mse"):
-            raise ValueError(f"train.loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"train.loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}")
+        if not self.cross_celltype_weight >= 0:
+            raise ValueError(f"train.cross_celltype_weight must be >= 0, got {self.cross_celltype_weight}")
         if self.max_steps < 1 or self.batch_size < 1 or (self.val_every_steps or 1) < 1:
             raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
         if self.epochs is not None and not 0 < self.epochs < 1e6:
@@ -237,6 +267,13 @@ class RunConfig:
         if model.pool_width > self.data.window:
             raise ConfigError(f"model.pool_width: {model.pool_width} bp pooled at the centre of a "
                               f"data.window of {self.data.window} bp; it must not exceed the window")
+
+    def check_trainable(self) -> None:
+        """What training needs beyond a valid configuration (a model of several cell types
+        evaluates one of them with the same configuration)."""
+        if self.train.loss == "hybrid" and len(self.data.cell_types) < 2:
+            raise ValueError("train.loss 'hybrid' compares each gene's cell types: it needs data.cell_types "
+                             f"with at least two, got {self.data.cell_types or [self.data.cell_type]}")
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``model`` section completed by the run: signals named by the data, and for

@@ -1,6 +1,7 @@
 """Cross-validation over gene folds (``seq2exp cv``): every fold x variant trained with the
 run's recipe (scaling fitted on that fold's training genes), evaluated on the fold's test genes,
-and summarised as per-fold and mean +/- sd MSE, Pearson and Spearman.
+and summarised as per-fold and mean +/- sd MSE, Pearson and Spearman (and the cross-cell-type
+Spearman for runs on several cell types; cv.json keeps every metric of each fold).
 
 Folds are K contiguous blocks of genes along the genome (``data.folds``) or the values of a
 gene-table column (``data.fold_column``); see :mod:`seq2exp_plugin.data.splits`. Each run goes
@@ -27,6 +28,8 @@ from .config import PAPER_EPOCHS, VARIANTS, RunConfig
 #: What ``seq2exp cv`` trains by default: the model and the project's baselines.
 DEFAULT_VARIANTS = ("seq2exp", "seq-signals", "ridge", "promoter-ridge")
 CV_METRICS = ("mse", "pearson", "spearman")
+#: ... and, when every row has it (runs on several cell types), this one.
+CELLTYPE_METRIC = "cross_celltype_spearman"
 #: The variant each row's MSE is compared with (``mse_over_ridge``), when it is cross-validated too.
 REFERENCE_VARIANT = "ridge"
 
@@ -115,7 +118,7 @@ def evaluate_fold(checkpoint: str | Path) -> tuple[dict[str, float], int, float]
     outside the training targets' range."""
     from .evaluate import load_run, predict_dataset
     from .fit import make_dataset
-    from .metrics import regression_metrics
+    from .metrics import celltype_metrics, regression_metrics
 
     module, run = load_run(str(checkpoint))
     test = make_dataset(run, "test", require_target=True)
@@ -124,7 +127,10 @@ def evaluate_fold(checkpoint: str | Path) -> tuple[dict[str, float], int, float]
                                                                 progress=False)])
     low, high = float(np.min(train_targets)), float(np.max(train_targets))
     outside = float(np.max(np.maximum(low - predicted, predicted - high), initial=0.0))
-    return regression_metrics(predicted, test.targets), len(test), max(outside, 0.0)
+    metrics = regression_metrics(predicted, test.targets)
+    if hasattr(test, "cell_types"):  # several cell types (data.cell_types)
+        metrics.update(celltype_metrics(predicted, test.targets, test.gene_ids, test.cell_types))
+    return metrics, len(test), max(outside, 0.0)
 
 
 def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = None,
@@ -151,6 +157,13 @@ def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = Non
     return results
 
 
+def cv_metrics(results: Sequence[FoldResult]) -> tuple[str, ...]:
+    """The metric columns of the tables: :data:`CV_METRICS`, and :data:`CELLTYPE_METRIC` when
+    every row has it."""
+    every = bool(results) and all(CELLTYPE_METRIC in r.metrics for r in results)
+    return CV_METRICS + ((CELLTYPE_METRIC,) if every else ())
+
+
 def mse_over_reference(results: Sequence[FoldResult]) -> dict[tuple[str, int], float]:
     """``{(variant, fold): MSE / the REFERENCE_VARIANT's MSE on that fold}`` for the folds where
     the reference ran (empty without it)."""
@@ -168,7 +181,7 @@ def summary(results: Sequence[FoldResult]) -> dict[str, dict[str, tuple[float, f
     for variant in dict.fromkeys(r.variant for r in results):
         rows = [r for r in results if r.variant == variant]
         out[variant] = {}
-        for metric in CV_METRICS:
+        for metric in cv_metrics(results):
             values = np.array([r.metrics[metric] for r in rows])
             out[variant][metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
         out[variant]["outside_range"] = (max(r.outside_range for r in rows), 0.0)
@@ -182,17 +195,18 @@ def format_results(results: Sequence[FoldResult]) -> str:
     """Markdown: one row per (fold, variant), then mean +/- sd per variant; with the reference
     variant, a last column of MSE over its MSE (the summary row: the largest over folds)."""
     ratios = mse_over_reference(results)
-    columns = ["fold", "model", "test genes", *CV_METRICS, "outside range"]
+    metrics = cv_metrics(results)
+    columns = ["fold", "model", "test genes", *metrics, "outside range"]
     columns += [f"MSE / {REFERENCE_VARIANT}"] if ratios else []
     rows = []
     for r in sorted(results, key=lambda r: (r.fold, r.variant)):
         ratio = ratios.get((r.variant, r.fold))
-        rows.append([r.fold, r.variant, r.n_test, *(f"{r.metrics[m]:.4f}" for m in CV_METRICS),
+        rows.append([r.fold, r.variant, r.n_test, *(f"{r.metrics[m]:.4f}" for m in metrics),
                      f"{r.outside_range:.3f}"] + ([f"{ratio:.2f}" if ratio is not None else "-"] if ratios else []))
     for variant, values in summary(results).items():
         n = sum(r.n_test for r in results if r.variant == variant)
         worst = values.get("mse_over_ridge")
-        rows.append(["mean +/- sd", variant, n, *(f"{values[m][0]:.4f} +/- {values[m][1]:.4f}" for m in CV_METRICS),
+        rows.append(["mean +/- sd", variant, n, *(f"{values[m][0]:.4f} +/- {values[m][1]:.4f}" for m in metrics),
                      f"max {values['outside_range'][0]:.3f}"]
                     + ([f"max {worst[0]:.2f}" if worst else "-"] if ratios else []))
     return "\n".join(["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
@@ -214,5 +228,6 @@ def write_results(out_dir: str | Path, results: Sequence[FoldResult]) -> None:
     write_text(out_dir / "cv.tsv", pd.DataFrame(rows).to_csv(sep="\t", index=False, float_format="%.6g"))
     write_text(out_dir / "cv.md", format_results(results) + "\n")
     write_json(out_dir / "cv.json", {"folds": rows, "summary": {
-        v: {m: {"mean": mean, "sd": sd} if m in CV_METRICS else {"max": mean} for m, (mean, sd) in values.items()}
+        v: {m: {"mean": mean, "sd": sd} if m in cv_metrics(results) else {"max": mean}
+            for m, (mean, sd) in values.items()}
         for v, values in summary(results).items()}})

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..data.windows import WindowRecord, loader_workers
 from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
 from .config import RunConfig
-from .metrics import METRIC_NAMES, regression_metrics
+from .metrics import METRIC_NAMES, celltype_metrics, regression_metrics
 
 
 @dataclass
@@ -35,6 +35,8 @@ class GenePrediction:
     #: beta1) (what the DNA says) and of the signal Beta(alpha2, beta2) (the signal-only ranking).
     sequence_score: np.ndarray | None = None
     signal_score: np.ndarray | None = None
+    #: The cell type whose signals and target this is (runs on ``data.cell_types``).
+    cell_type: str | None = None
 
     @property
     def window(self) -> WindowRecord:
@@ -44,7 +46,9 @@ class GenePrediction:
 
 
 def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
-    """``(module, run config)`` of a checkpoint, data paths optionally replaced."""
+    """``(module, run config)`` of a checkpoint, data paths optionally replaced; a ``cell_type``
+    among them replaces the run's ``cell_types`` too (a model of several cell types predicting
+    one, held out or not)."""
     from .module import load_module
 
     module = load_module(checkpoint)
@@ -56,6 +60,8 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
                          f"--data window={window} asks for another length (drop it, or train on that window)")
     if data_overrides:
         data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
+        if data_overrides.get("cell_type") is not None and data_overrides.get("cell_types") is None:
+            data["cell_types"] = []  # one cell type, seen in training or not (its own signals)
         run = RunConfig.from_dict({**run.to_dict(), "data": data})
     return module, run
 
@@ -87,19 +93,22 @@ def predict_dataset(net: torch.nn.Module, dataset, batch_size: int = 1, num_work
                 score=scores[i].float().numpy() if keep_scores and scores is not None else None,
                 reverse_complemented=rc and strand == "-",
                 sequence_score=sequence, signal_score=signal,
+                cell_type=batch["cell_type"][i] if "cell_type" in batch else None,
             )
 
 
 def evaluate(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: int = 0,
              progress: bool = True,
              on_gene: Callable[[GenePrediction], None] | None = None) -> dict[str, float]:
-    """MSE, MAE, Pearson, Spearman over the dataset's genes, the mask ratio, and the count;
-    ``on_gene`` sees each gene's prediction (``seq2exp evaluate --truth`` keeps them to score
-    the generator)."""
-    predictions, targets, ratios = [], [], []
+    """MSE, MAE, Pearson, Spearman over the dataset's examples, the mask ratio, the count, and
+    with several cell types the :func:`~.metrics.celltype_metrics`; ``on_gene`` sees each
+    example's prediction (``seq2exp evaluate --truth`` keeps them to score the generator)."""
+    predictions, targets, ratios, genes, cells = [], [], [], [], []
     for gene in predict_dataset(net, dataset, batch_size, num_workers, progress=progress):
         predictions.append(gene.prediction)
         targets.append(gene.target)
+        genes.append(gene.gene_id)
+        cells.append(gene.cell_type)
         if gene.score is not None:
             ratios.append(float((gene.score >= 0.5).mean()))
         if on_gene is not None:
@@ -108,12 +117,17 @@ def evaluate(net: torch.nn.Module, dataset, batch_size: int = 1, num_workers: in
     if ratios:
         metrics["mask_ratio"] = float(np.mean(ratios))
     metrics["n_genes"] = int(np.sum(~np.isnan(targets)))
+    if cells and cells[0] is not None:
+        metrics.update(celltype_metrics(np.array(predictions), np.array(targets), genes, cells))
     return metrics
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table: one row per model, the paper's metric columns."""
+    """A markdown table: one row per model, the paper's metric columns, then any other metric
+    of the rows (the several-cell-type ones)."""
     columns = [*METRIC_NAMES, "mask_ratio", "n_genes"]
+    columns += [k for k in dict.fromkeys(k for values in rows.values() for k in values)
+                if k not in columns and not k.startswith("generator_")]
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, values in rows.items():
         cells = []
@@ -123,7 +137,7 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
                 cells.append("-")
             elif col == "mask_ratio":
                 cells.append(f"{100 * value:.2f}%")
-            elif col == "n_genes":
+            elif col in ("n_genes", "cross_celltype_genes"):
                 cells.append(str(int(value)))
             else:
                 cells.append(f"{value:.4f}")

@@ -41,12 +41,19 @@ class StepBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, n_examples: int, batch_size: int, seed: int, total_steps: int,
-                 start_step: int = 0, rank: int = 0, world: int = 1) -> None:
+                 start_step: int = 0, rank: int = 0, world: int = 1,
+                 groups: Sequence[Sequence[int]] | None = None) -> None:
+        # groups (several cell types): the stream is one of genes, each yielding all its
+        # examples, batch_size // (cell types) genes per step (at least one)
         if n_examples < 1:
             raise ValueError("the training split has no genes")
-        if batch_size % world:
-            raise ValueError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes")
-        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.groups = None if groups is None else [list(g) for g in groups]
+        per_step = batch_size if groups is None else max(1, batch_size // max(map(len, self.groups)))
+        if per_step % world:
+            raise ValueError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes"
+                             + ("" if groups is None else " times the cell types"))
+        self.n = n_examples if groups is None else len(self.groups)
+        self.batch_size, self.seed = per_step, seed
         self.total_steps, self.start_step = total_steps, start_step
         self.rank, self.world = rank, world
 
@@ -61,7 +68,8 @@ class StepBatchSampler(Sampler[list[int]]):
                 epoch, i = divmod(pos, self.n)
                 if epoch not in orders:
                     orders = {epoch: self._order(epoch)}
-                batch.append(int(orders[epoch][i]))
+                unit = int(orders[epoch][i])
+                batch.extend([unit] if self.groups is None else self.groups[unit])
             yield batch
 
     def __len__(self) -> int:
@@ -69,8 +77,10 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_target: bool = False) -> Dataset:
-    """The window dataset of a run's data section (one split, or the given genes); training and
-    validation drop genes without a measured target."""
+    """The window dataset of a run's data section (one split, or the given genes; with
+    ``data.cell_types`` one example per gene and cell type); training and validation drop
+    genes without a measured target."""
+    from ..data.celltypes import CellTypesDataset
     from ..data.splits import SPLIT_OPTIONS, genes_of_split
     from ..data.windows import WindowDataset
 
@@ -78,16 +88,23 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
     held = None if split is None else genes_of_split(d.genes, split, **{k: getattr(d, k) for k in SPLIT_OPTIONS})
     if held is not None:  # a gene-level split: select its genes by id
         split, gene_ids = None, held if gene_ids is None else [g for g in gene_ids if g in set(held)]
-    return WindowDataset(
-        genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
+    datasets = {cell: WindowDataset(
+        genes=d.genes, genome=d.genome, signals=d.signals_of(cell), cell_type=cell,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
         blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
         hic_options=d.hic or None, peaks=d.peaks, require_target=require_target,
-    )
+    ) for cell in d.celltypes()}
+    return CellTypesDataset(datasets) if len(datasets) > 1 else datasets[d.cell_type]
 
 
 def _shard(dataset: Dataset, rank: int, world: int) -> Dataset:
     return dataset if world == 1 else Subset(dataset, list(range(rank, len(dataset), world)))
+
+
+def _gene_batches(groups: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Batches of whole genes in order: ``batch_size // (cell types)`` genes each (at least one)."""
+    per_batch = max(1, batch_size // max(map(len, groups), default=1))
+    return [[i for g in groups[k:k + per_batch] for i in g] for k in range(0, len(groups), per_batch)]
 
 
 def _data_module(run: RunConfig, train_set: Dataset, valid_set: Dataset):
@@ -99,13 +116,18 @@ def _data_module(run: RunConfig, train_set: Dataset, valid_set: Dataset):
             cfg, trainer = run.train, self.trainer
             sampler = StepBatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.max_steps,
                                        start_step=trainer.global_step, rank=trainer.global_rank,
-                                       world=trainer.world_size)
+                                       world=trainer.world_size, groups=getattr(train_set, "groups", None))
             return DataLoader(train_set, batch_sampler=sampler, **loader_workers(run.data.num_workers))
 
         def val_dataloader(self) -> DataLoader:
             trainer = self.trainer
-            shard = _shard(valid_set, trainer.global_rank, trainer.world_size)
             per_device = max(1, run.train.batch_size // trainer.world_size)
+            groups = getattr(valid_set, "groups", None)
+            if groups is not None:  # whole genes per batch and per process
+                return DataLoader(valid_set, batch_sampler=_gene_batches(
+                    groups[trainer.global_rank::trainer.world_size], per_device),
+                    **loader_workers(run.data.num_workers))
+            shard = _shard(valid_set, trainer.global_rank, trainer.world_size)
             return DataLoader(shard, batch_size=per_device, **loader_workers(run.data.num_workers))
 
     return WindowData()
@@ -176,6 +198,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from .scaling import with_fitted_scaling
 
     quiet_lightning()
+    run.check_trainable()
     # the scaling and the step count first: the run directory stores (and compares) the run
     # with its fitted scaling and its steps
     train_set = make_dataset(run, "train", require_target=True)

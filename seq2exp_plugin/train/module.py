@@ -6,7 +6,7 @@ gReLU's ``model_params`` / ``train_params`` hyper-parameters and ``model.*`` wei
 gReLU's own prediction tools), and :func:`load_network` gives back the library model.
 
 What it changes: batches are the window dataset's dicts; the loss is eq. 3 (task loss + weighted
-KL); AdamW with the paper's schedule; the paper's validation metrics; and per-step seeding so
+KL; with ``train.loss: hybrid`` the task loss adds the cross-cell-type term); AdamW with the paper's schedule; the paper's validation metrics; and per-step seeding so
 that a resumed run ends with the same weights as an uninterrupted one.
 """
 
@@ -24,6 +24,7 @@ from grelu.lightning import LightningModel
 
 from ..model.batch import given_mask, predict_batch
 from ..model.seq2exp import Seq2ExpModel
+from .celltype_loss import cross_celltype_loss, gene_index
 from .config import RunConfig
 from .metrics import SplitMetrics
 from .recipe import make_optimizer, make_scheduler
@@ -36,7 +37,8 @@ class Seq2ExpLightning(LightningModel):
     def __init__(self, model_params: dict[str, Any], train_params: dict[str, Any]) -> None:
         super().__init__(model_params, train_params)
         self.run_config = RunConfig.from_dict(train_params["seq2exp"])
-        self.data_params["tasks"] = {"name": [self.run_config.data.cell_type or "expression"]}
+        self.data_params["tasks"] = {"name": ["expression" if len(self.run_config.data.cell_types) > 1
+                                              else self.run_config.data.cell_type or "expression"]}
         self.val_split_metrics = SplitMetrics()
 
     @classmethod
@@ -65,6 +67,9 @@ class Seq2ExpLightning(LightningModel):
             task = F.smooth_l1_loss(prediction, target)
         else:
             task = F.mse_loss(prediction, target)
+        if cfg.train.loss == "hybrid":
+            task = task + cfg.train.cross_celltype_weight * cross_celltype_loss(
+                prediction, target, gene_index(batch["gene_id"]))
         kl = mask.kl if mask is not None else task.new_zeros(())
         kl_weight = self.net.config.mask.kl_weight if mask is not None else 0.0
         return {"loss": task + kl_weight * kl, "task": task, "kl": kl, "prediction": prediction,
@@ -84,7 +89,8 @@ class Seq2ExpLightning(LightningModel):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.step(batch)
-        self.val_split_metrics.update(out["prediction"], batch["target"], out["mask"])
+        self.val_split_metrics.update(out["prediction"], batch["target"], out["mask"],
+                                      batch["gene_id"], batch.get("cell_type"))
         self.log("val_loss", out["loss"], batch_size=batch["target"].shape[0], sync_dist=True)
         return out["loss"]
 

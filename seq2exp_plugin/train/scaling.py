@@ -84,7 +84,10 @@ def with_fitted_scaling(run: RunConfig, train_set) -> RunConfig:
     module docstring."""
     if run.scaling == "none" or "scaling" in run.model:
         return run
-    scaling = {"signal_background": signal_backgrounds(run.data.signals, train_set),
+    # one model for every cell type: each track's background averaged over the cell types
+    backgrounds = np.mean([signal_backgrounds(run.data.signals_of(cell), train_set)
+                           for cell in run.data.celltypes()], axis=0).tolist()
+    scaling = {"signal_background": backgrounds,
                **fit_feature_scaling(train_set.features), **fit_target_scaling(train_set.targets)}
     model = {**run.model, "scaling": scaling}
     if run.data.signals:
