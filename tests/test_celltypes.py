@@ -242,3 +242,22 @@ def test_synth_writes_what_differs_between_several_cell_types(tmp_path, capsys):
         pd.read_csv(m["truth"]["cells"][c], sep="\t")) for c in "ABC"}
     for c in "ABC":  # each cell type has enhancers causal there only
         assert causal[c] - set().union(*(causal[o] for o in "ABC" if o != c))
+
+
+def test_a_run_stored_before_the_cell_type_fields_still_resumes(tiny_synth, tmp_path):
+    import yaml
+
+    from seq2exp_plugin.train.run_dir import prepare
+
+    run = load_config(write_train_config(tiny_synth, tmp_path))
+    out = Path(run.out_dir)
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"")
+    stored = run.to_dict()
+    del stored["data"]["cell_types"], stored["train"]["cross_celltype_weight"]
+    (out / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert prepare(run) == out / "checkpoints" / "last.ckpt"
+    stored["train"]["loss"] = "mse"  # a real difference is still refused
+    (out / "config.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(ValueError, match="different configuration: train.loss"):
+        prepare(run)

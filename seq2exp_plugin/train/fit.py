@@ -31,7 +31,9 @@ class StepBatchSampler(Sampler[list[int]]):
 
     The examples form one endless stream, epoch ``e`` being a permutation seeded by
     ``seed + e``; step ``s`` takes stream positions ``[s * batch_size, (s + 1) * batch_size)``,
-    and DDP rank ``r`` of ``world`` takes every ``world``-th of them starting at ``r``.
+    and DDP rank ``r`` of ``world`` takes every ``world``-th of them starting at ``r``. With
+    ``groups`` (the example indices of each gene, several cell types) the stream is one of
+    genes, ``batch_size // (cell types)`` per step, each bringing all its examples.
 
     Its length is ``total_steps`` whatever ``start_step``: the whole run is one Lightning epoch,
     and a resumed Lightning counts the ``start_step`` batches it restored as already fetched
@@ -43,8 +45,6 @@ class StepBatchSampler(Sampler[list[int]]):
     def __init__(self, n_examples: int, batch_size: int, seed: int, total_steps: int,
                  start_step: int = 0, rank: int = 0, world: int = 1,
                  groups: Sequence[Sequence[int]] | None = None) -> None:
-        # groups (several cell types): the stream is one of genes, each yielding all its
-        # examples, batch_size // (cell types) genes per step (at least one)
         if n_examples < 1:
             raise ValueError("the training split has no genes")
         self.groups = None if groups is None else [list(g) for g in groups]

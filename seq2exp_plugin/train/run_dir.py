@@ -55,6 +55,10 @@ def prepare(run: RunConfig, restart: bool = False) -> Path | None:
         if not isinstance(stored, dict):
             raise ValueError(f"{stored_path}: unreadable; cannot tell whether {out} holds this run "
                              f"(use --restart to start over)")
+        try:  # a field added since the run was stored counts with its default value
+            stored = yaml.safe_load(yaml.safe_dump(RunConfig.from_dict(stored).to_dict()))
+        except (TypeError, ValueError):
+            pass  # compared as stored
         differ = config_differences(stored, new)
         if differ:
             shown = ", ".join(f"{k} ({_get(stored, k)!r} -> {_get(new, k)!r})" for k in differ[:8])
