@@ -54,8 +54,10 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     every input first."""
     from ..data.genes import build_gene_table
 
+    from ..data.hic import is_powerlaw
+
     for what, path in {"genome": genome, "TSS table": tss, "expression table": expression,
-                       **{f"signal {k!r}": v for k, v in signals.items()}}.items():
+                       **{f"signal {k!r}": v for k, v in signals.items() if not is_powerlaw(v)}}.items():
         if not Path(str(path).partition("::")[0]).is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
     missing = [name for name in ("dnase", "h3k27ac") if name not in signals]
@@ -72,7 +74,8 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     from .config import load_config
 
     base = {"data": {"genes": _absolute(genes), "genome": _absolute(genome),
-                     "signals": {k: _absolute(v) for k, v in signals.items()}, "cell_type": cell_type},
+                     "signals": {k: v if is_powerlaw(v) else _absolute(v) for k, v in signals.items()},
+                     "cell_type": cell_type},
             "out_dir": _absolute(out_dir)}
     if not {"train.max_steps", "train.epochs"} & set(settings or {}):
         # the paper's budget in passes over each fold's training genes, whatever their number
