@@ -75,7 +75,8 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
     from ..data.windows import WindowDataset
 
     d = run.data
-    held = None if split is None else genes_of_split(d.genes, split, **{k: getattr(d, k) for k in SPLIT_OPTIONS})
+    held = None if split is None else genes_of_split(d.genes, split, d.cell_type or None,
+                                                        **{k: getattr(d, k) for k in SPLIT_OPTIONS})
     if held is not None:  # a gene-level split: select its genes by id
         split, gene_ids = None, held if gene_ids is None else [g for g in gene_ids if g in set(held)]
     return WindowDataset(
