@@ -285,19 +285,32 @@ def test_paper_presets_read_raw_inputs_unless_asked(name):
     from seq2exp_plugin.train.fit import run_inputs
 
     run = RunConfig(preset=name, data={"window": 200_000})
-    assert run.scaling == "none"
+    assert run.scaling_mode() == "none"
     assert any("scaling: none" in line for line in run_inputs(run))
     scaled = RunConfig(preset=name, scaling="auto", data={"window": 200_000})
-    assert scaled.scaling == "auto" and any("scaling: auto" in line for line in run_inputs(scaled))
+    assert scaled.scaling_mode() == "auto" and any("scaling: auto" in line for line in run_inputs(scaled))
 
 
 def test_other_runs_keep_the_fitted_scaling():
     from seq2exp_plugin.train.config import RunConfig
     from seq2exp_plugin.train.fit import run_inputs
 
-    assert RunConfig().scaling == "auto" and run_inputs(RunConfig()) == []  # learned
-    assert RunConfig(variant="ridge").scaling == "auto"  # baselines (preset soft by default)
-    assert RunConfig(variant="seq-signals", preset="soft").scaling == "auto"
+    assert RunConfig().scaling_mode() == "auto" and run_inputs(RunConfig()) == []  # learned
+    assert RunConfig(variant="ridge").scaling_mode() == "auto"  # baselines (preset soft by default)
+    assert RunConfig(variant="seq-signals", preset="soft").scaling_mode() == "auto"
+
+
+def test_cv_folds_of_a_paper_preset_keep_the_baselines_scaled():
+    """The preset decides per run: ``cv --set preset=soft`` trains Seq2Exp-soft on raw inputs
+    and its baselines on scaled ones, unless ``scaling`` is set."""
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.cv import fold_run
+
+    base = RunConfig(preset="soft", data={"window": 200_000})
+    modes = {v: fold_run(base, v, 0, 3, "out").scaling_mode() for v in ("seq2exp", "ridge", "seq-signals")}
+    assert modes == {"seq2exp": "none", "ridge": "auto", "seq-signals": "auto"}
+    forced = RunConfig(preset="soft", scaling="auto", data={"window": 200_000})
+    assert fold_run(forced, "seq2exp", 0, 3, "out").scaling_mode() == "auto"
 
 
 @pytest.mark.parametrize("recipe", ["K562", "GM12878"])

@@ -193,7 +193,7 @@ class RunConfig:
     out_dir: str = "runs/seq2exp"
     #: "auto": fit the input/target scaling on the training genes at the start of training and
     #: store it in the model (unless ``model.scaling`` is given); "none": the paper's raw values.
-    #: None: "none" for a Seq2Exp run with one of :data:`PAPER_PRESETS`, else "auto".
+    #: None: the preset decides (:meth:`scaling_mode`), in every run made from this one (cv folds).
     scaling: str | None = None
 
     def __post_init__(self) -> None:
@@ -203,11 +203,9 @@ class RunConfig:
             raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.preset is None:
             self.preset = "learned" if self.variant == "seq2exp" else "soft"
-        if self.scaling is None:
-            self.scaling = "none" if self.paper_run() else "auto"
         if self.variant == "retrain" and not self.generator_checkpoint:
             raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
-        if self.scaling not in SCALING_MODES:
+        if self.scaling is not None and self.scaling not in SCALING_MODES:
             raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
             raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
@@ -222,6 +220,10 @@ class RunConfig:
     def paper_run(self) -> bool:
         """A Seq2Exp run with one of the paper's or the authors' presets (:data:`PAPER_PRESETS`)."""
         return self.variant in ("seq2exp", "retrain") and self.preset in PAPER_PRESETS
+
+    def scaling_mode(self) -> str:
+        """``scaling``, or when unset "none" for a :meth:`paper_run` (the authors' raw inputs), else "auto"."""
+        return self.scaling or ("none" if self.paper_run() else "auto")
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``model`` section completed by the run: signals named by the data, and for

@@ -173,7 +173,7 @@ def run_inputs(run: RunConfig) -> list[str]:
         lines.append(f"preset {run.preset!r} is a paper run: " + (
             "inputs and targets as the authors read them (raw signal values and features, "
             "log10(expression + 1); scaling: none); --set scaling=auto to scale them"
-            if run.scaling == "none" else
+            if run.scaling_mode() == "none" else
             "scaling: auto fits the input/target scaling (the authors read raw values: scaling=none)"))
     return lines
 
