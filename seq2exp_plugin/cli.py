@@ -169,6 +169,8 @@ def _add_genes_parser(subparsers) -> None:
 
 
 def _run_genes(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .data.genes import build_gene_table
 
     t0 = time.perf_counter()
@@ -178,8 +180,10 @@ def _run_genes(args: argparse.Namespace) -> int:
                              halflife=args.halflife, gtf=args.gtf, genome=args.genome,
                              split={"valid": args.valid, "test": args.test}, out=args.out, cell_types=columns)
     counts = table.obs["split"].value_counts().to_dict()
+    scored = np.isfinite(np.asarray(table.X, dtype=np.float64)).sum(axis=0)
     print(f"seq2exp genes: wrote {args.out}: {table.n_obs} genes x {table.n_vars} cell types "
-          f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())}); with expression: "
+          + ", ".join(f"{ct} {int(n)}" for ct, n in zip(table.var_names, scored)))
     _report("genes", t0)
     return 0
 
@@ -340,9 +344,12 @@ def _add_cv_parser(subparsers) -> None:
                         "'K562_CAGE_128*3_sum' in EPInformer's table")
     g.add_argument("--signals", nargs="+", metavar="NAME=PATH",
                    help="tracks in channel order, e.g. h3k27ac=k27.bw dnase=dnase.bw hic=k562.hic "
-                        "(bigWig; Hi-C .hic/.cool/.mcool); dnase and h3k27ac are required")
+                        "(bigWig; Hi-C .hic/.cool/.mcool, or hic=powerlaw[:k562] without Hi-C: ABC's "
+                        "power law of the distance to the TSS); dnase and h3k27ac are required")
     g.add_argument("--halflife", default=None,
                    help="TSV/CSV: gene ids + the 8 half-life columns (EPInformer's tables as they are)")
+    g.add_argument("--gtf", default=None,
+                   help="GTF: half-life features computed with --genome (instead of --halflife), symbols")
     p.set_defaults(func=_run_cv)
 
 
@@ -358,8 +365,9 @@ def _run_cv(args: argparse.Namespace) -> int:
         settings["data.fold_column"] = args.fold_column
     files = (args.genome, args.tss, args.expression, args.cell_type, args.signals)
     if args.config is not None:
-        if any(files):
-            raise ValueError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals")
+        if any(files) or args.halflife or args.gtf:
+            raise ValueError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
+                             "(with --halflife or --gtf)")
         base = load_config(args.config, {**settings, "out_dir": str(Path(args.out).resolve())})
     else:
         if not all(files):
@@ -367,7 +375,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         signals = _parse_named(args.signals, "--signals")
         base = run_from_files(args.out, args.genome, args.tss, args.expression, signals,
                               args.cell_type, halflife=args.halflife, settings=settings,
-                              expression_column=args.expression_column)
+                              expression_column=args.expression_column, gtf=args.gtf)
 
     def report(result) -> None:
         m = result.metrics

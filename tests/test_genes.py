@@ -295,8 +295,10 @@ def test_cli_warnings_are_one_line_each(data_world, tmp_path):
                            "--expression", str(W.expression), "--tracks", *tracks, "--out", str(tmp_path / "g.h5ad")],
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"}, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines() == ["seq2exp genes: warning: no half-life features (give a half-life table - "
-                                        "--halflife, halflife= - or a GTF and the genome): using zeros"]
+    unscored = [f"seq2exp genes: warning: 1 of 5 genes of {W.tss_bed} have no {ct} value in {W.expression}: "
+                "kept with a NaN target (training, folds and metrics leave them out)" for ct in W.tracks]
+    assert done.stderr.splitlines() == [*unscored, "seq2exp genes: warning: no half-life features (give a half-life "
+                                        "table - --halflife, halflife= - or a GTF and the genome): using zeros"]
 
 
 def test_cli_builds_the_gene_table(data_world, tmp_path, capsys):

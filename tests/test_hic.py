@@ -263,3 +263,48 @@ def test_real_cool_balanced_copy(real_paths, tmp_path):
     ref = expected_profile(direct, tss, 80_000_000, 120_000_000, res, n, lambda x, d: x)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
     assert np.isfinite(got).all()
+
+
+# ---------------------------------------------------------------------------------- power law
+@pytest.mark.parametrize("spec, gamma, scale", [("powerlaw", 0.87, -4.80 + 11.63 * 0.87),
+                                                 ("powerlaw:abc", 0.87, -4.80 + 11.63 * 0.87),
+                                                 ("powerlaw:k562", 1.02424, 5.95945),
+                                                 ("powerlaw:gamma=0.5,scale=2", 0.5, 2.0)])
+def test_powerlaw_contact_is_abc_formula(spec, gamma, scale):
+    """Every position's contact is ABC's exp(scale - gamma ln(max(d, 5000) + 1)) of its distance to
+    the TSS, then log10(1 + x) as a Hi-C track; computed here one position at a time with math."""
+    import math
+
+    tss, start, end = 20_000, 8_000, 32_000
+    got = HiCContacts(spec).contact_to_tss("chr7", tss, start, end)
+    want = [math.log10(1 + math.exp(scale - gamma * math.log(max(abs(p - tss), 5000) + 1)))
+            for p in range(start, end)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    raw = HiCContacts(spec, log1p=False).contact_to_tss("chr7", tss, tss + 10_000, tss + 10_001)
+    assert raw[0] == pytest.approx(math.exp(scale - gamma * math.log(10_001)), rel=1e-6)
+
+
+def test_powerlaw_any_chromosome_and_off_start():
+    h = HiCContacts("powerlaw:k562")
+    assert h.has_chrom("chrUn_xyz") and "power law" in h.describe()
+    x = h.contact_to_tss("chr1", 1_000, -500, 1_500)
+    assert (x[:500] == 0).all() and (x[500:] > 0).all()
+
+
+@pytest.mark.parametrize("spec", ["powerlaw:gamma=1", "powerlaw:hg19", "powerlaw:gamma=-1,scale=2",
+                                  "powerlaw:gamma=1,scale=2,x=3"])
+def test_powerlaw_bad_spec(spec):
+    with pytest.raises(ValueError, match="powerlaw:gamma=G,scale=S"):
+        HiCContacts(spec)
+
+
+def test_powerlaw_in_a_run_config(tmp_path):
+    """``data.signals.hic: powerlaw`` is not a path: the YAML's folder is not prefixed, and the
+    window dataset reads the contact from the formula."""
+    from seq2exp_plugin.train.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("data: {genes: g.h5ad, signals: {h3k27ac: a.bw, dnase: b.bw, hic: 'powerlaw:k562'}}\n")
+    run = load_config(path)
+    assert run.data.signals["hic"] == "powerlaw:k562"
+    assert run.data.signals["dnase"] == str(tmp_path / "b.bw")

@@ -274,3 +274,65 @@ def test_training_run_sizes_the_position_table_to_its_windows():
 
     assert model_config(RunConfig(preset="public-hard", data={"window": 4000})).position_table == 4000
     assert model_config(RunConfig(preset="soft", data={"window": 4000})).position_table == 0
+
+
+# ------------------------------------------------------------------------- the paper's inputs
+@pytest.mark.parametrize("name", ["soft", "hard", "hard-packed", "public-soft", "public-hard"])
+def test_paper_presets_read_raw_inputs_unless_asked(name):
+    """A paper/public preset trains on the inputs as the authors read them (no fitted scaling),
+    and says so at the start; ``scaling: auto`` still scales."""
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.fit import run_inputs
+
+    run = RunConfig(preset=name, data={"window": 200_000})
+    assert run.scaling_mode() == "none"
+    assert any("scaling: none" in line for line in run_inputs(run))
+    scaled = RunConfig(preset=name, scaling="auto", data={"window": 200_000})
+    assert scaled.scaling_mode() == "auto" and any("scaling: auto" in line for line in run_inputs(scaled))
+
+
+def test_other_runs_keep_the_fitted_scaling():
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.fit import run_inputs
+
+    assert RunConfig().scaling_mode() == "auto" and run_inputs(RunConfig()) == []  # learned
+    assert RunConfig(variant="ridge").scaling_mode() == "auto"  # baselines (preset soft by default)
+    assert RunConfig(variant="seq-signals", preset="soft").scaling_mode() == "auto"
+
+
+def test_cv_folds_of_a_paper_preset_keep_the_baselines_scaled():
+    """The preset decides per run: ``cv --set preset=soft`` trains Seq2Exp-soft on raw inputs
+    and its baselines on scaled ones, unless ``scaling`` is set."""
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.cv import fold_run
+
+    base = RunConfig(preset="soft", data={"window": 200_000})
+    modes = {v: fold_run(base, v, 0, 3, "out").scaling_mode() for v in ("seq2exp", "ridge", "seq-signals")}
+    assert modes == {"seq2exp": "none", "ridge": "auto", "seq-signals": "auto"}
+    forced = RunConfig(preset="soft", scaling="auto", data={"window": 200_000})
+    assert fold_run(forced, "seq2exp", 0, 3, "out").scaling_mode() == "auto"
+
+
+@pytest.mark.parametrize("recipe", ["K562", "GM12878"])
+def test_recipes_exclude_the_bundled_hg38_blacklist(recipe):
+    """The K562/GM12878 recipes exclude the ENCODE GRCh38 blacklist as the authors do, from the
+    file bundled with the package (ABC's copy; its chr16 rows are the chr16 fixture's)."""
+    from pathlib import Path
+
+    from seq2exp_plugin.data.blacklist import Blacklist
+    from seq2exp_plugin.train.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    run = load_config(root / "model_zoo" / "Seq2Exp" / recipe / "train.yaml")
+    assert run.data.blacklist == "hg38"
+    bl = Blacklist(run.data.blacklist)
+    assert sum(len(s) for s in (bl.intervals(c)[0] for c in bl.chroms)) > 800 and len(bl.chroms) == 24
+    # chr16:3,367,430-3,368,546 is the first chr16 row of GRCh38_unified_blacklist.bed
+    assert bl.mask("16", 3_367_429, 3_368_547).tolist() == [False] + [True] * 1116 + [False]
+
+
+def test_bundled_blacklist_matches_the_fixture(real_k562_chr16):
+    from seq2exp_plugin.data.blacklist import BUNDLED
+
+    rows = [line for line in BUNDLED["hg38"].read_text().splitlines() if line.startswith("chr16\t")]
+    assert rows == (real_k562_chr16 / "blacklist.bed").read_text().splitlines()

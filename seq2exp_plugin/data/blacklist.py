@@ -6,6 +6,9 @@ main use; the peak-mask baseline reads MACS3 narrowPeaks with it). The BED needs
 columns ignored; plain or gzip; ``#``/``track``/``browser`` lines skipped); a malformed line raises
 ``ValueError`` naming the file and the line. Chromosome names are matched through aliases
 (``chr1 <-> 1``); a chromosome the BED does not mention has nothing excluded.
+
+A bundled list is named instead of a path: ``hg38`` is the ENCODE unified GRCh38 blacklist the
+authors exclude (:data:`BUNDLED`; source and licence in ``blacklists/README.md``).
 """
 
 from __future__ import annotations
@@ -18,14 +21,22 @@ import numpy as np
 from .bed import read_bed
 from .genome import resolve_chrom
 
-__all__ = ["IntervalMask", "Blacklist"]
+__all__ = ["IntervalMask", "Blacklist", "BUNDLED", "is_bundled"]
+
+#: Blacklists shipped with the package, by the name that stands for them in ``data.blacklist``.
+BUNDLED = {"hg38": Path(__file__).parent / "blacklists" / "hg38.bed"}
+
+
+def is_bundled(name) -> bool:
+    """True when ``name`` names a bundled blacklist (a run configuration keeps it as a name)."""
+    return isinstance(name, str) and name in BUNDLED
 
 
 class IntervalMask:
     """Merged BED intervals per chromosome, queried as per-bp masks."""
 
     def __init__(self, bed_path: str | os.PathLike, what: str = "blacklist BED"):
-        self.path = Path(bed_path)
+        self.path = BUNDLED[bed_path] if is_bundled(bed_path) else Path(bed_path)
         df = read_bed(self.path, ("chrom", "start", "end"), what=what)
         self._iv: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for chrom, g in df.groupby("chrom", sort=False):

@@ -572,12 +572,15 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
 # ----------------------------------------------------------------------------------------------
 # builder
 # ----------------------------------------------------------------------------------------------
-def _validate_tracks(tracks, cell_types, source_name="tracks"):
+def _validate_tracks(tracks, cell_types, expr_source: str = "the expression table"):
     if not isinstance(tracks, Mapping):
         raise ValueError("tracks must be a mapping {cell_type: {'dnase': path, 'h3k27ac': path}}")
     for ct in cell_types:
         if ct not in tracks:
-            raise KeyError(f"tracks: no entry for cell type {ct!r} (have {list(tracks)})")
+            chosen = " ".join(f"{c}={c}" for c in tracks if c in cell_types) or "CELL=COLUMN"
+            raise KeyError(f"tracks: no entry for cell type {ct!r}, a column of {expr_source} (tracks for "
+                           f"{list(tracks)}); give its tracks, or read only the columns of your cell types: "
+                           f"--expression-columns {chosen} (cell_types= in Python)")
     for ct, d in tracks.items():
         if not isinstance(d, Mapping):
             raise ValueError(f"tracks[{ct!r}] must be a mapping with keys 'dnase' and 'h3k27ac'")
@@ -589,7 +592,7 @@ def _validate_tracks(tracks, cell_types, source_name="tracks"):
 
 
 def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=None, split=None, out=None,
-                     cell_types=None):
+                     cell_types=None, scored_only=False):
     """Build the gene table (see the module docstring for the schema).
 
     Parameters
@@ -613,6 +616,9 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     out : write the table there (``.h5ad``, atomically).
     cell_types : only these columns of ``expression``, or ``{cell type: column}`` (default: every
         column but the gene ids and symbols, each a cell type).
+    scored_only : leave out, before any check of their chromosomes, the genes without an
+        expression value in any cell type (with a warning saying how many): a genome-wide TSS
+        file then serves tracks of a few chromosomes when only their genes are measured.
     """
     import anndata
 
@@ -632,7 +638,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     for ct in extra_cts:
         if "/" in str(ct):
             raise ValueError(f"tracks: cell type {ct!r} contains '/', which HDF5 cannot store")
-    _validate_tracks(tracks, cell_types)
+    _validate_tracks(tracks, cell_types, expr_source)
     all_cts = list(cell_types) + extra_cts
     hl_df = hl_source = None
     if halflife is not None:
@@ -663,8 +669,16 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
         sym = genes["symbol"].to_numpy(dtype=object)
         sym[rows >= 0] = expr_symbols.to_numpy(dtype=object)[rows[rows >= 0]]
         genes["symbol"] = sym
+    if scored_only:
+        rows = _align(genes["gene_id"].tolist(), expr["gene_id"].tolist())
+        values = expr[cell_types].to_numpy(dtype=np.float64)[np.maximum(rows, 0)]
+        keep = (rows >= 0) & np.isfinite(values).any(axis=1)
+        if not keep.all():
+            warnings.warn(f"left out {int((~keep).sum())} of {len(genes)} genes of {tss_source} without a "
+                          f"{'/'.join(map(str, cell_types))} value in {expr_source}", stacklevel=2)
+        genes = genes[keep].reset_index(drop=True)
     if len(genes) == 0:
-        raise ValueError(f"{tss_source}: no genes")
+        raise ValueError(f"{tss_source}: no genes" + (f" with a value in {expr_source}" if scored_only else ""))
     neg = genes["tss"].values < 0
     if neg.any():
         raise ValueError(f"{tss_source}: gene {genes['gene_id'][neg].iloc[0]!r} has a negative TSS")
@@ -712,6 +726,11 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     n_unused = len(expr) - len(set(rows[ok].tolist()))
     if n_unused:
         warnings.warn(f"{expr_source}: dropped {n_unused} gene(s) not in the TSS set", stacklevel=2)
+    for k, ct in enumerate(cell_types):
+        unscored = int(np.isnan(X[:, k]).sum())
+        if unscored:
+            warnings.warn(f"{unscored} of {len(ids)} genes of {tss_source} have no {ct} value in {expr_source}: "
+                          "kept with a NaN target (training, folds and metrics leave them out)", stacklevel=2)
 
     # ---- half-life features
     if hl_df is not None:

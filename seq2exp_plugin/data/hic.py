@@ -24,6 +24,12 @@ Supported inputs (format from the suffix, or ``fmt=``)
   in the file is a ``KeyError``) or 4 columns ``chrom start end value`` (one viewpoint-free
   profile used for any TSS). Intervals play the role of bins; positions covered by no interval
   are 0 (no transform applied to them).
+- ``powerlaw`` (no file; :func:`is_powerlaw`): for a cell type without Hi-C, ABC's power-law
+  fallback (its ``get_powerlaw_at_distance``) from each position's distance ``d`` (bp) to the
+  TSS: ``exp(scale - gamma * ln(max(d, 5000) + 1))``. ``powerlaw`` and ``powerlaw:abc`` are
+  ABC's reference fit (gamma 0.87, scale -4.80 + 11.63 gamma); ``powerlaw:k562`` ABC's K562 fit
+  (gamma 1.02424, scale 5.95945, the chr16 fixture's run); ``powerlaw:gamma=G,scale=S`` any
+  other. Every chromosome is accepted; positions before the chromosome start are 0.
 
 Post-processing of the contacts of the TSS bin's row, in this order (ABC-style, all options):
 1. NaN (e.g. balancing-filtered bins) -> 0.
@@ -50,9 +56,41 @@ from .bed import open_text
 from .genome import ChromNames
 from .handle import PerProcessHandle
 
-__all__ = ["HiCContacts", "HIC_SUFFIXES", "is_hic_path"]
+__all__ = ["HiCContacts", "HIC_SUFFIXES", "POWERLAW_FITS", "is_hic_path", "is_powerlaw", "powerlaw_contact"]
 
 HIC_SUFFIXES = (".cool", ".mcool", ".hic", ".bedpe", ".bedpe.gz", ".bedgraph", ".bedgraph.gz", ".bg", ".bg.gz")
+#: Named power-law fits ``(gamma, scale)``: ABC's reference (its ``hic_gamma_reference`` 0.87 and
+#: ``scale = -4.80 + 11.63 * gamma``) and its K562 fit (README of the chr16 fixture).
+POWERLAW_FITS = {"abc": (0.87, -4.80 + 11.63 * 0.87), "k562": (1.02424, 5.95945)}
+#: ABC's minimum distance of the power law (bp): closer positions get its contact at 5 kb.
+POWERLAW_MIN_DISTANCE = 5000
+
+
+def is_powerlaw(spec) -> bool:
+    """True for a power-law contact ``powerlaw[:...]`` given where a Hi-C file would be."""
+    return isinstance(spec, str) and (spec == "powerlaw" or spec.startswith("powerlaw:"))
+
+
+def _powerlaw_fit(spec: str) -> tuple[float, float]:
+    """``(gamma, scale)`` of ``powerlaw``, ``powerlaw:<fit name>`` or ``powerlaw:gamma=G,scale=S``."""
+    how = spec.partition(":")[2] or "abc"
+    if how in POWERLAW_FITS:
+        return POWERLAW_FITS[how]
+    pairs = dict(item.partition("=")[::2] for item in how.split(","))
+    try:
+        gamma, scale = float(pairs.pop("gamma")), float(pairs.pop("scale"))
+    except (KeyError, ValueError):
+        gamma = scale = float("nan")
+    if pairs or not (np.isfinite(gamma) and np.isfinite(scale)) or gamma < 0:
+        raise ValueError(f"Hi-C contact {spec!r}: expected powerlaw, powerlaw:<{'|'.join(POWERLAW_FITS)}> "
+                         f"or powerlaw:gamma=G,scale=S with numbers (gamma >= 0)")
+    return gamma, scale
+
+
+def powerlaw_contact(distance: np.ndarray, gamma: float, scale: float) -> np.ndarray:
+    """ABC's power-law contact at ``distance`` (bp, >= 0): ``exp(scale - gamma * ln(max(d, 5000) + 1))``."""
+    d = np.maximum(np.asarray(distance, dtype=np.float64), POWERLAW_MIN_DISTANCE)
+    return np.exp(scale - gamma * np.log(d + 1.0))
 
 
 def _split_uri(path) -> tuple[str, str | None]:
@@ -64,6 +102,8 @@ def _split_uri(path) -> tuple[str, str | None]:
 
 
 def _detect_format(path) -> str:
+    if is_powerlaw(path):
+        return "powerlaw"
     f, _ = _split_uri(path)
     low = f.lower()
     for suf, fmt in ((".mcool", "mcool"), (".cool", "cool"), (".hic", "hic"), (".bedpe", "bedpe"),
@@ -341,7 +381,8 @@ class HiCContacts(ChromNames):
 
     Parameters
     ----------
-    path : ``.cool``, ``.mcool[::/resolutions/N]``, ``.hic``, ``.bedpe[.gz]``, ``.bedgraph``/``.bg[.gz]``.
+    path : ``.cool``, ``.mcool[::/resolutions/N]``, ``.hic``, ``.bedpe[.gz]``, ``.bedgraph``/``.bg[.gz]``,
+        or ``powerlaw[:...]`` (no file, see the module docstring).
     resolution : bin size in bp (checked against single-resolution files; picks the level of
         ``.mcool``/``.hic``, default 5000 there).
     balance : cooler weights (True = "weight", False = raw, or a column name).
@@ -371,9 +412,9 @@ class HiCContacts(ChromNames):
         self.path = str(path)
         fname, _ = _split_uri(path)
         self.fmt = fmt or _detect_format(path)
-        if self.fmt not in ("cool", "mcool", "hic", "bedpe", "bedgraph"):
+        if self.fmt not in ("cool", "mcool", "hic", "bedpe", "bedgraph", "powerlaw"):
             raise ValueError(f"unknown Hi-C format {self.fmt!r} for {self.path}")
-        if not Path(fname).is_file():
+        if self.fmt != "powerlaw" and not Path(fname).is_file():
             raise FileNotFoundError(f"Hi-C file not found: {fname}")
         if diagonal not in ("keep", "max_neighbors"):
             raise ValueError(f"diagonal must be 'keep' or 'max_neighbors', got {diagonal!r}")
@@ -392,11 +433,24 @@ class HiCContacts(ChromNames):
             self._b = _HictkBackend(fname, resolution, normalization)
         elif self.fmt == "bedpe":
             self._b = _BedpeBackend(fname, resolution)
+        elif self.fmt == "powerlaw":
+            self.gamma, self.scale = _powerlaw_fit(self.path)
+            self._b = None
         else:
             self._b = _BedgraphBackend(fname)
-        self.resolution = self._b.resolution
+        self.resolution = None if self._b is None else self._b.resolution
         self.powerlaw_ref = float(powerlaw_ref) if powerlaw_ref is not None else float(self.resolution or 5000)
-        self.chrom_sizes: dict[str, int] = dict(self._b.chrom_sizes)
+        self.chrom_sizes: dict[str, int] = {} if self._b is None else dict(self._b.chrom_sizes)
+
+    def has_chrom(self, chrom: str) -> bool:
+        return self.fmt == "powerlaw" or super().has_chrom(chrom)
+
+    def describe(self) -> str:
+        """Which contact this is, for the start of a run's output."""
+        if self.fmt == "powerlaw":
+            return (f"ABC's power law of the distance to the TSS, exp({self.scale:g} - {self.gamma:g} "
+                    f"ln(max(d, {POWERLAW_MIN_DISTANCE}) + 1)), no Hi-C ({self.path})")
+        return f"Hi-C {self.path} ({self.fmt}, {self.resolution} bp bins)"
 
     def __repr__(self) -> str:
         return f"HiCContacts({self.path!r}, fmt={self.fmt!r}, resolution={self.resolution})"
@@ -423,6 +477,11 @@ class HiCContacts(ChromNames):
         if end < start:
             raise ValueError(f"end < start for {chrom}:{start}-{end}")
         out = np.zeros(end - start, dtype=np.float32)
+        if self.fmt == "powerlaw":
+            s = max(start, 0)
+            dist = np.abs(np.arange(s, end, dtype=np.float64) - tss)
+            out[s - start :] = self._transform(powerlaw_contact(dist, self.gamma, self.scale), dist)
+            return out
         name = self.resolve(chrom)
         if name is None:
             return out

@@ -10,7 +10,9 @@ Rules (the options of a run's ``data`` section; :data:`SPLIT_OPTIONS`):
 - ``folds = K`` (>= 3) and ``fold = i``: genes sorted along the genome (chromosomes in natural
   order, then TSS) are cut into K contiguous blocks of equal size; block ``i`` is test, block
   ``(i + 1) % K`` valid, the rest train. Contiguous blocks keep neighbouring genes, which share
-  regulatory elements and signal, on the same side.
+  regulatory elements and signal, on the same side. With a cell type, the blocks are cut on the
+  genes with a target (the ones trained and scored): a gene without one joins the block of the
+  nearest scored gene before it along the genome (the first block for those before any).
 - ``fold_column`` with ``fold = i``: the sorted distinct values of that ``obs`` column are the
   folds (e.g. a column of fold numbers or chromosome names); value ``i`` is test, value
   ``i + 1`` (cyclically) valid.
@@ -63,10 +65,24 @@ def genome_order(obs: pd.DataFrame) -> np.ndarray:
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 
 
+def contiguous_blocks(order: np.ndarray, folds: int, scored: np.ndarray | None = None) -> list[np.ndarray]:
+    """``folds`` contiguous blocks of the rows in genome ``order``, equal in scored rows
+    (``scored``: bool per row; None: every row counts); an unscored row joins the block of the
+    scored row before it."""
+    if scored is None:
+        return np.array_split(order, folds)
+    counted = np.asarray(scored, dtype=bool)[order]
+    rank = np.maximum(np.cumsum(counted) - 1, 0)  # the scored row at or before each position
+    edges = np.cumsum([len(b) for b in np.array_split(np.arange(max(int(counted.sum()), 1)), folds)])
+    block = np.searchsorted(edges, rank, side="right")
+    return [order[block == k] for k in range(folds)]
+
+
 def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0, fold: int = 0,
                  fold_column: str | None = None, valid_genes=None, test_genes=None,
-                 source: str = "gene table") -> pd.Series:
-    """"train"/"valid"/"test" per gene (index = gene ids) under the rules of the module docstring."""
+                 source: str = "gene table", scored: np.ndarray | None = None) -> pd.Series:
+    """"train"/"valid"/"test" per gene (index = gene ids) under the rules of the module docstring;
+    ``scored`` (bool per gene: has a target) balances contiguous folds on the scored genes."""
     if folds and fold_column is not None:
         raise ValueError("data.folds and data.fold_column are exclusive: give one of them")
     if (folds or fold_column is not None) and (valid_genes or test_genes):
@@ -78,7 +94,7 @@ def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0,
             raise ValueError(f"data.folds must be >= 3 (a test, a validation and a training fold), got {folds}")
         if not 0 <= int(fold) < int(folds):
             raise ValueError(f"data.fold must be in 0..{int(folds) - 1}, got {fold}")
-        blocks = np.array_split(genome_order(obs), int(folds))
+        blocks = contiguous_blocks(genome_order(obs), int(folds), scored)
         labels.iloc[blocks[int(fold)]] = "test"
         labels.iloc[blocks[(int(fold) + 1) % int(folds)]] = "valid"
         return labels
@@ -120,14 +136,18 @@ def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0,
     return labels
 
 
-def genes_of_split(genes, split: str, **options) -> list[str] | None:
+def genes_of_split(genes, split: str, cell_type: str | None = None, **options) -> list[str] | None:
     """Gene ids of ``split`` under ``options`` (:data:`SPLIT_OPTIONS`); ``None`` when the table's
-    own ``split`` column decides (the dataset then filters by it directly)."""
+    own ``split`` column decides (the dataset then filters by it directly). ``cell_type``: folds
+    balanced on the genes with a target for it."""
     if is_default_split(**options):
         return None
     from .genes import read_gene_table
 
     adata = read_gene_table(genes) if isinstance(genes, (str, Path)) else genes
+    scored = None
+    if cell_type is not None and cell_type in adata.var_names:
+        scored = np.isfinite(np.asarray(adata[:, cell_type].X, dtype=np.float64).reshape(-1))
     labels = split_labels(adata.obs, source=str(genes) if isinstance(genes, (str, Path)) else "gene table",
-                          **options)
+                          scored=scored, **options)
     return labels.index[labels == split].tolist()

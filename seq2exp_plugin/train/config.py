@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from ..data.blacklist import is_bundled
+from ..data.hic import is_powerlaw
 from ..model.config import preset
 from ..typed_config import ConfigError, build
 
@@ -46,6 +48,10 @@ VARIANTS = {
 
 #: How ``seq2exp train`` scales inputs and targets (see seq2exp_plugin.train.scaling).
 SCALING_MODES = ("auto", "none")
+#: Model presets that reproduce the paper's or the authors' runs: a Seq2Exp run with one of them
+#: reads the inputs as the authors did (``scaling: none``: raw bigWig values, raw features,
+#: log10(expression + 1)) unless the run sets ``scaling``.
+PAPER_PRESETS = ("soft", "hard", "hard-packed", "hard-public", "public-soft", "public-hard")
 
 
 @dataclass
@@ -54,7 +60,8 @@ class DataConfig:
     genes: str = ""
     #: The genome FASTA (with its .fai).
     genome: str = ""
-    #: Signal tracks in channel order: name -> bigWig, or .cool/.mcool/.hic/bedpe for Hi-C.
+    #: Signal tracks in channel order: name -> bigWig, or .cool/.mcool/.hic/bedpe for Hi-C, or
+    #: ``powerlaw[:abc|k562|gamma=G,scale=S]`` for ABC's power-law contact where no Hi-C exists.
     signals: dict[str, str] = field(default_factory=dict)
     #: The cell type to predict: a column of the gene table. A ``{cell_type}`` in a signal's
     #: path is replaced by it (``K562/dnase.bw`` from ``"{cell_type}/dnase.bw"``).
@@ -65,7 +72,7 @@ class DataConfig:
     cell_types: list[str] = field(default_factory=list)
     #: Window length in bp, centred on each TSS (the paper: 200,000).
     window: int = 200_000
-    #: BED of positions the mask never keeps (e.g. ENCODE's blacklist).
+    #: BED of excluded regions, or ``hg38`` for the bundled ENCODE GRCh38 blacklist.
     blacklist: str | None = None
     #: Peak file (narrowPeak/BED) for the peak-mask variant (``seq2exp peaks`` writes one).
     peaks: str | None = None
@@ -245,7 +252,8 @@ class RunConfig:
     out_dir: str = "runs/seq2exp"
     #: "auto": fit the input/target scaling on the training genes at the start of training and
     #: store it in the model (unless ``model.scaling`` is given); "none": the paper's raw values.
-    scaling: str = "auto"
+    #: None: the preset decides (:meth:`scaling_mode`), in every run made from this one (cv folds).
+    scaling: str | None = None
 
     def __post_init__(self) -> None:
         self.data = build(DataConfig, self.data, "data")
@@ -256,7 +264,7 @@ class RunConfig:
             self.preset = "learned" if self.variant == "seq2exp" else "soft"
         if self.variant == "retrain" and not self.generator_checkpoint:
             raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
-        if self.scaling not in SCALING_MODES:
+        if self.scaling is not None and self.scaling not in SCALING_MODES:
             raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
             raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
@@ -274,6 +282,14 @@ class RunConfig:
         if self.train.loss == "hybrid" and len(self.data.cell_types) < 2:
             raise ValueError("train.loss 'hybrid' compares each gene's cell types: it needs data.cell_types "
                              f"with at least two, got {self.data.cell_types or [self.data.cell_type]}")
+
+    def paper_run(self) -> bool:
+        """A Seq2Exp run with one of the paper's or the authors' presets (:data:`PAPER_PRESETS`)."""
+        return self.variant in ("seq2exp", "retrain") and self.preset in PAPER_PRESETS
+
+    def scaling_mode(self) -> str:
+        """``scaling``, or when unset "none" for a :meth:`paper_run` (the authors' raw inputs), else "auto"."""
+        return self.scaling or ("none" if self.paper_run() else "auto")
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``model`` section completed by the run: signals named by the data, and for
@@ -327,10 +343,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     data = raw.get("data", {})
     if isinstance(data, dict):  # anything else is reported by the validation below
         for name in _PATH_FIELDS:
-            if isinstance(data.get(name), str) and data[name]:
+            if isinstance(data.get(name), str) and data[name] and not (name == "blacklist" and is_bundled(data[name])):
                 data[name] = str(_resolve(base, data[name]))
         if isinstance(data.get("signals"), dict):
-            data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) else v
+            data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) and not is_powerlaw(v) else v
                                for k, v in data["signals"].items()}
     for name in ("generator_checkpoint", "out_dir"):
         if isinstance(raw.get(name), str) and raw[name]:

@@ -45,20 +45,24 @@ class FoldResult:
 
 
 def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, signals: dict[str, str],
-                   cell_type: str, halflife: str | None = None,
-                   settings: dict | None = None, expression_column: str | None = None) -> RunConfig:
+                   cell_type: str, halflife: str | None = None, settings: dict | None = None,
+                   expression_column: str | None = None, gtf: str | None = None) -> RunConfig:
     """The base run of ``seq2exp cv`` given raw files: writes ``OUT/genes.h5ad`` from the TSS BED,
     the expression table's ``cell_type`` column (or ``expression_column``, named ``cell_type``
-    in the table) and the DNase/H3K27ac bigWigs (promoter
-    activity) and ``OUT/base.yaml``, a run configuration reading ``signals`` in their given
+    in the table) and the DNase/H3K27ac bigWigs (promoter activity), with only the genes that
+    have a target (the others cannot be trained or scored; how many is said), half-life
+    features from ``halflife`` or from ``gtf`` and the genome, and ``OUT/base.yaml``, a run configuration reading ``signals`` in their given
     order and training for the paper's :data:`~.config.PAPER_EPOCHS` passes over each fold's
     training genes (unless ``settings`` give ``train.max_steps`` or ``train.epochs``), and
     returns it loaded with ``settings`` (dotted ``key=value`` overrides, as ``--set``). Checks
     every input first."""
     from ..data.genes import build_gene_table
 
+    from ..data.hic import is_powerlaw
+
     for what, path in {"genome": genome, "TSS table": tss, "expression table": expression,
-                       **{f"signal {k!r}": v for k, v in signals.items()}}.items():
+                       **({"GTF": gtf} if gtf else {}),
+                       **{f"signal {k!r}": v for k, v in signals.items() if not is_powerlaw(v)}}.items():
         if not Path(str(path).partition("::")[0]).is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
     missing = [name for name in ("dnase", "h3k27ac") if name not in signals]
@@ -67,7 +71,7 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
                          f"sqrt(DNase x H3K27ac)); got {list(signals)}")
     genes = Path(out_dir) / "genes.h5ad"  # its folder is made when the table is written
     build_gene_table(tss=tss, expression=expression, cell_types={cell_type: expression_column or cell_type},
-                     genome=genome, halflife=halflife,
+                     genome=genome, halflife=halflife, gtf=gtf, scored_only=True,
                      tracks={cell_type: {k: signals[k] for k in ("dnase", "h3k27ac")}}, out=genes)
     import yaml
 
@@ -75,7 +79,8 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
     from .config import load_config
 
     base = {"data": {"genes": _absolute(genes), "genome": _absolute(genome),
-                     "signals": {k: _absolute(v) for k, v in signals.items()}, "cell_type": cell_type},
+                     "signals": {k: v if is_powerlaw(v) else _absolute(v) for k, v in signals.items()},
+                     "cell_type": cell_type},
             "out_dir": _absolute(out_dir)}
     if not {"train.max_steps", "train.epochs"} & set(settings or {}):
         # the paper's budget in passes over each fold's training genes, whatever their number

@@ -85,7 +85,8 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
     from ..data.windows import WindowDataset
 
     d = run.data
-    held = None if split is None else genes_of_split(d.genes, split, **{k: getattr(d, k) for k in SPLIT_OPTIONS})
+    held = None if split is None else genes_of_split(d.genes, split, d.cell_type or None,
+                                                        **{k: getattr(d, k) for k in SPLIT_OPTIONS})
     if held is not None:  # a gene-level split: select its genes by id
         split, gene_ids = None, held if gene_ids is None else [g for g in gene_ids if g in set(held)]
     datasets = {cell: WindowDataset(
@@ -183,6 +184,22 @@ def training_length(cfg: TrainConfig, n_train: int) -> str:
             f"{min(cfg.val_every_steps, cfg.max_steps)}")
 
 
+def run_inputs(run: RunConfig) -> list[str]:
+    """What a run reads that is not the user's file as given: the contact track when it is a
+    power law (no Hi-C), and how a paper preset's inputs are scaled."""
+    from ..data.hic import HiCContacts, is_powerlaw
+
+    lines = [f"signal {name!r}: {HiCContacts(spec).describe()}"
+             for name, spec in run.data.signals.items() if is_powerlaw(spec)]
+    if run.paper_run():
+        lines.append(f"preset {run.preset!r} is a paper run: " + (
+            "inputs and targets as the authors read them (raw signal values and features, "
+            "log10(expression + 1); scaling: none); --set scaling=auto to scale them"
+            if run.scaling_mode() == "none" else
+            "scaling: auto fits the input/target scaling (the authors read raw values: scaling=none)"))
+    return lines
+
+
 def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     """Train ``run``; returns the Lightning trainer (ridge regression: the checkpoint path, as
     it is fitted in closed form; a finished run: None, nothing is done). ``resume=False``
@@ -199,6 +216,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
 
     quiet_lightning()
     run.check_trainable()
+    for line in run_inputs(run):
+        print(f"seq2exp train: {line}", flush=True)
     # the scaling and the step count first: the run directory stores (and compares) the run
     # with its fitted scaling and its steps
     train_set = make_dataset(run, "train", require_target=True)

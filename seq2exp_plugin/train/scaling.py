@@ -19,8 +19,8 @@ model's forward; :mod:`seq2exp_plugin.model.scaling`):
   widened by 10% of its width on each side.
 
 Only the training split's genes are read (validation and test genes cannot leak in). A run
-that gives ``model.scaling`` itself, or ``scaling: none`` (the paper's raw values), is left as
-it is.
+that gives ``model.scaling`` itself, or ``scaling: none`` (the paper's raw values; the default
+of a paper preset, :meth:`~.config.RunConfig.scaling_mode`), is left as it is.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def with_fitted_scaling(run: RunConfig, train_set) -> RunConfig:
     """``run`` with ``model.scaling`` fitted on ``train_set`` (a window dataset of the training
     genes: its feature and target arrays, and a sample of its windows for Hi-C), per the
     module docstring."""
-    if run.scaling == "none" or "scaling" in run.model:
+    if run.scaling_mode() == "none" or "scaling" in run.model:
         return run
     # one model for every cell type: each track's background averaged over the cell types
     backgrounds = np.mean([signal_backgrounds(run.data.signals_of(cell), train_set)
