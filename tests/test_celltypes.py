@@ -29,8 +29,7 @@ def _examples(seed=0, n_genes=12, cells=("a", "b", "c", "d")):
     prediction = target + rng.normal(scale=1.0, size=genes.size)
     target[genes == "g0"] = 2.0  # flat: undefined
     target[(genes == "g1") & (cell != "a")] = np.nan  # one cell type left: undefined
-    prediction[genes == "g2"] = np.round(prediction[genes == "g2"])  # ties
-    prediction[(genes == "g2")] = [0.0, 0.0, 1.0, 1.0]
+    prediction[genes == "g2"] = [0.0, 0.0, 1.0, 1.0]  # ties
     order = rng.permutation(genes.size)
     return prediction[order], target[order], genes[order], cell[order]
 
