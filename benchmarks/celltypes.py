@@ -1,0 +1,108 @@
+"""MSE alone against the hybrid loss on synthetic data with several cell types (issue 23).
+
+::
+
+    python benchmarks/celltypes.py --out bench_out/celltypes
+
+1. ``seq2exp synth`` with ``--cell-types`` cell types (genes switched off per cell type with
+   ``--silent-fraction``, cell-type-specific enhancers), windows of ``--window`` bp read from
+   the tiny preset's design;
+2. one model per (loss, variant, seed) on every cell type at once (``data.cell_types``): the
+   MSE (``train.loss: mse``) and the hybrid loss at each ``--weights`` value;
+3. evaluation on the test genes: pooled and per-cell-type cross-gene Spearman, and the
+   cross-cell-type Spearman with the number of genes where it is defined.
+
+Writes ``results.md`` and ``results.json`` into ``--out`` (mean +/- sd over ``--seeds``).
+The defaults (120 genes, 3 cell types, a Mamba stack of d_model 16 x 1 layer, 150 steps of 6
+examples, one seed) take a few minutes of CPU; the issue's bar asks for 3 seeds and more genes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+STACK = {"d_model": 16, "n_layers": 1, "d_state": 4}
+
+
+def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, seed: int, args) -> dict:
+    """A training configuration on every cell type of ``synth``."""
+    tracks = {s: str(synth / "{cell_type}" / f"{s}.{'cool' if s == 'hic' else 'bw'}")
+              for s in ("h3k27ac", "dnase", "hic")}
+    return {
+        "variant": variant,
+        "model": {"generator": STACK, "predictor": STACK, "pool_width": 200, "mask": {"promoter_keep": 200}},
+        "data": {"genes": str(synth / "genes.h5ad"), "genome": str(synth / "genome.fa"), "signals": tracks,
+                 "cell_types": args.cell_type_names, "window": args.window, "num_workers": 0,
+                 "blacklist": str(synth / "blacklist.bed")},
+        "train": {"max_steps": args.steps, "batch_size": 2 * len(args.cell_type_names), "lr": args.lr,
+                  "warmup_steps": args.steps // 10, "val_every_steps": max(1, args.steps // 3),
+                  "loss": loss, "cross_celltype_weight": weight, "seed": seed, "progress_bar": False,
+                  "log_every_steps": args.steps},
+        "out_dir": str(out / f"{variant}-{loss}{weight:g}-seed{seed}"),
+    }
+
+
+def main(argv=None) -> int:
+    from seq2exp_plugin.atomic import write_json, write_text
+    from seq2exp_plugin.data.synth import SynthParams, generate
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.evaluate import evaluate, load_run
+    from seq2exp_plugin.train.fit import fit, make_dataset
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--genes", type=int, default=120)
+    p.add_argument("--cell-types", type=int, default=3)
+    p.add_argument("--silent-fraction", type=float, default=0.2)
+    p.add_argument("--window", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--weights", type=float, nargs="+", default=[1.0], help="hybrid loss weights w")
+    p.add_argument("--variants", nargs="+", default=["seq2exp"])
+    p.add_argument("--data-seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not 2 <= args.cell_types <= 6:
+        p.error("--cell-types must be between 2 and 6")
+    args.cell_type_names = [f"cell{chr(ord('A') + i)}" for i in range(args.cell_types)]
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    synth = out / "synth"
+    if not (synth / "manifest.yaml").is_file():
+        generate(synth, SynthParams.from_preset("tiny", n_genes=args.genes, seed=args.data_seed,
+                                                cell_types=tuple(args.cell_type_names),
+                                                silent_fraction=args.silent_fraction))
+    losses = [("mse", 0.0)] + [("hybrid", w) for w in args.weights]
+    rows: dict[str, list[dict]] = {}
+    for variant in args.variants:
+        for loss, weight in losses:
+            for seed in args.seeds:
+                run = RunConfig.from_dict(run_config(synth, out, variant, loss, weight, seed, args))
+                fit(run)
+                module, loaded = load_run(str(Path(run.out_dir) / "checkpoints" / "best.ckpt"))
+                metrics = evaluate(module.net, make_dataset(loaded, "test", require_target=True), progress=False)
+                name = f"{variant} {loss}" + (f" w={weight:g}" if loss == "hybrid" else "")
+                rows.setdefault(name, []).append(metrics)
+                print(f"{name} seed {seed}: spearman {metrics['spearman']:.4f}, cross-cell-type spearman "
+                      f"{metrics['cross_celltype_spearman']:.4f} ({metrics['cross_celltype_genes']} genes)",
+                      flush=True)
+    columns = ["spearman", *(f"spearman_{c}" for c in args.cell_type_names), "cross_celltype_spearman"]
+    lines = ["| model | " + " | ".join(columns) + " | genes (cross-cell-type) |", "|---" * (len(columns) + 2) + "|"]
+    for name, runs in rows.items():
+        cells = [f"{np.mean([r[c] for r in runs]):.3f} +/- {np.std([r[c] for r in runs]):.3f}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['cross_celltype_genes']} |")
+    table = "\n".join(lines)
+    print(table)
+    write_text(out / "results.md", table + "\n")
+    write_json(out / "results.json", {"args": {k: v for k, v in vars(args).items()}, "runs": rows})
+    print(f"celltypes benchmark: wall time {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
