@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
 from .bed import open_text
 from .genome import ChromNames
 from .handle import PerProcessHandle
@@ -71,7 +72,7 @@ def _detect_format(path) -> str:
                      (".bg", "bedgraph"), (".bg.gz", "bedgraph")):
         if low.endswith(suf):
             return fmt
-    raise ValueError(f"cannot tell the Hi-C format of {path} from its name (expected one of {HIC_SUFFIXES}); pass fmt=")
+    raise InputError(f"cannot tell the Hi-C format of {path} from its name (expected one of {HIC_SUFFIXES}); pass fmt=")
 
 
 def is_hic_path(path) -> bool:
@@ -110,21 +111,21 @@ class _CoolerBackend(PerProcessHandle):
             groups = cooler.fileops.list_coolers(fname)
             avail = sorted(int(g.rsplit("/", 1)[-1]) for g in groups if g.startswith("/resolutions/"))
             if res not in avail:
-                raise ValueError(_missing_resolution(fname, res, avail))
+                raise InputError(_missing_resolution(fname, res, avail))
             group = f"/resolutions/{res}"
         self.uri = fname if group is None else f"{fname}::{group}"
         self.balance = balance
         clr = self._handle()
         self.resolution = int(clr.binsize) if clr.binsize else None
         if self.resolution is None:
-            raise ValueError(f"{self.uri}: variable-size bins are not supported")
+            raise InputError(f"{self.uri}: variable-size bins are not supported")
         if resolution is not None and int(resolution) != self.resolution:
-            raise ValueError(f"{self.uri}: resolution is {self.resolution} bp, not {resolution}")
+            raise InputError(f"{self.uri}: resolution is {self.resolution} bp, not {resolution}")
         self.chrom_sizes = {str(k): int(v) for k, v in clr.chromsizes.items()}
         if balance is not False:
             col = "weight" if balance is True else str(balance)
             if col not in clr.bins().columns:
-                raise KeyError(
+                raise MissingInputError(
                     f"{self.uri}: balancing weight column {col!r} not found in bins "
                     f"(run `cooler balance` on the file, or read raw counts: data.hic.balance=false in a run "
                     f"configuration or --set, balance=False for HiCContacts)"
@@ -162,10 +163,10 @@ class _HictkBackend(PerProcessHandle):
         self.resolution = 5000 if resolution is None else int(resolution)
         avail = sorted(int(r) for r in hictkpy.MultiResFile(self.path).resolutions())
         if self.resolution not in avail:
-            raise ValueError(_missing_resolution(self.path, self.resolution, avail))
+            raise InputError(_missing_resolution(self.path, self.resolution, avail))
         hic = self._handle()
         if self.normalization != "NONE" and self.normalization not in hic.avail_normalizations():
-            raise ValueError(f"{self.path}: normalization {self.normalization!r} not in the file at "
+            raise InputError(f"{self.path}: normalization {self.normalization!r} not in the file at "
                              f"{self.resolution} bp; available: {['NONE', *hic.avail_normalizations()]} "
                              f"(choose one: data.hic.normalization in a run configuration or --set, "
                              f"normalization= for HiCContacts)")
@@ -198,16 +199,16 @@ class _BedpeBackend:
         c1, s1, e1, c2, s2, e2, cnt = (df[i] for i in range(7))
         widths = np.concatenate([e1 - s1, e2 - s2])
         if len(widths) == 0:
-            raise ValueError(f"{self.path}: no contacts")
+            raise InputError(f"{self.path}: no contacts")
         res = int(widths[0])
         bad = np.flatnonzero(widths != res)
         if len(bad):
-            raise ValueError(
+            raise InputError(
                 f"{self.path}: all bins must have the same width (first row: {res} bp); "
                 f"data row {bad[0] % len(s1) + 1} differs"
             )
         if resolution is not None and int(resolution) != res:
-            raise ValueError(f"{self.path}: resolution is {res} bp, not {resolution}")
+            raise InputError(f"{self.path}: resolution is {res} bp, not {resolution}")
         self.resolution = res
         cis = c1 == c2
         self.chrom_sizes = {}
@@ -249,7 +250,7 @@ def _read_whitespace_table(path, min_cols, int_cols, float_cols, what):
             if n is None:
                 n = len(f)
                 if n < min_cols:
-                    raise ValueError(f"{path}, line {lineno}: a {what} line needs at least {min_cols} columns, found {n}")
+                    raise InputError(f"{path}, line {lineno}: a {what} line needs at least {min_cols} columns, found {n}")
                 cols = [[] for _ in range(n)]
                 # a header line (non-numeric coordinate) is skipped
                 try:
@@ -258,22 +259,22 @@ def _read_whitespace_table(path, min_cols, int_cols, float_cols, what):
                     n = None
                     continue
             if len(f) != n:
-                raise ValueError(f"{path}, line {lineno}: expected {n} columns, found {len(f)}")
+                raise InputError(f"{path}, line {lineno}: expected {n} columns, found {len(f)}")
             for k in range(n):
                 v = f[k]
                 if k in int_cols:
                     try:
                         v = int(v)
                     except ValueError:
-                        raise ValueError(f"{path}, line {lineno}: column {k + 1} is not an integer: {v!r}") from None
+                        raise InputError(f"{path}, line {lineno}: column {k + 1} is not an integer: {v!r}") from None
                 elif k in float_cols:
                     try:
                         v = float(v)
                     except ValueError:
-                        raise ValueError(f"{path}, line {lineno}: column {k + 1} is not a number: {v!r}") from None
+                        raise InputError(f"{path}, line {lineno}: column {k + 1} is not a number: {v!r}") from None
                 cols[k].append(v)
     if n is None:
-        raise ValueError(f"{path}: empty {what} file")
+        raise InputError(f"{path}: empty {what} file")
     out = {}
     for k in range(n):
         if k in int_cols:
@@ -298,13 +299,13 @@ class _BedgraphBackend:
                 tss = t[3].astype(np.int64)
                 val = t[4].astype(np.float64)
             except ValueError:
-                raise ValueError(f"{self.path}: 5-column bedgraph must be 'chrom start end tss value'") from None
+                raise InputError(f"{self.path}: 5-column bedgraph must be 'chrom start end tss value'") from None
         else:
             tss = None
             try:
                 val = t[3].astype(np.float64)
             except ValueError:
-                raise ValueError(f"{self.path}: column 4 (value) is not numeric") from None
+                raise InputError(f"{self.path}: column 4 (value) is not numeric") from None
         self.per_tss = tss is not None
         self.resolution = None
         self.chrom_sizes = {}
@@ -328,7 +329,7 @@ class _BedgraphBackend:
         key = (chrom, int(tss) if self.per_tss else None)
         if key not in self._prof:
             if self.per_tss:
-                raise KeyError(f"{self.path}: no contact profile for TSS {chrom}:{tss}")
+                raise MissingInputError(f"{self.path}: no contact profile for TSS {chrom}:{tss}")
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         s, e, v = self._prof[key]
         keep = (e > start) & (s < end)
@@ -372,15 +373,15 @@ class HiCContacts(ChromNames):
         fname, _ = _split_uri(path)
         self.fmt = fmt or _detect_format(path)
         if self.fmt not in ("cool", "mcool", "hic", "bedpe", "bedgraph"):
-            raise ValueError(f"unknown Hi-C format {self.fmt!r} for {self.path}")
+            raise InputError(f"unknown Hi-C format {self.fmt!r} for {self.path}")
         if not Path(fname).is_file():
             raise FileNotFoundError(f"Hi-C file not found: {fname}")
         if diagonal not in ("keep", "max_neighbors"):
-            raise ValueError(f"diagonal must be 'keep' or 'max_neighbors', got {diagonal!r}")
+            raise InputError(f"diagonal must be 'keep' or 'max_neighbors', got {diagonal!r}")
         if powerlaw_gamma is not None and float(powerlaw_gamma) < 0:
-            raise ValueError("powerlaw_gamma must be >= 0")
+            raise InputError("powerlaw_gamma must be >= 0")
         if float(pseudocount) < 0:
-            raise ValueError("pseudocount must be >= 0")
+            raise InputError("pseudocount must be >= 0")
         self.diagonal = diagonal
         self.powerlaw_gamma = None if powerlaw_gamma is None else float(powerlaw_gamma)
         self.pseudocount = float(pseudocount)
@@ -437,7 +438,7 @@ class HiCContacts(ChromNames):
                 out[max(a - start, 0) : min(b - start, end - start)] = val
             return out
         if not 0 <= tss < n:
-            raise ValueError(f"TSS {chrom}:{tss} is outside the chromosome ({n} bp in {self.path})")
+            raise InputError(f"TSS {chrom}:{tss} is outside the chromosome ({n} bp in {self.path})")
         s, e = max(start, 0), min(end, n)
         if e <= s:
             return out

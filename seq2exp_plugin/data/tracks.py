@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .genome import ChromNames
 from .handle import PerProcessHandle
 
@@ -46,7 +47,7 @@ class BigWigTrack(ChromNames, PerProcessHandle):
             raise FileNotFoundError(f"bigWig file not found: {self.path}")
         bw = self._handle()
         if not bw.isBigWig():
-            raise ValueError(f"{self.path} is not a bigWig file (bigBed?)")
+            raise InputError(f"{self.path} is not a bigWig file (bigBed?)")
         self.chrom_sizes: dict[str, int] = {str(k): int(v) for k, v in bw.chroms().items()}
 
     def _open(self):
@@ -55,9 +56,9 @@ class BigWigTrack(ChromNames, PerProcessHandle):
         try:
             bw = pyBigWig.open(str(self.path))
         except RuntimeError as exc:
-            raise ValueError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
+            raise InputError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
         if bw is None:
-            raise ValueError(f"cannot open {self.path} as a bigWig file")
+            raise InputError(f"cannot open {self.path} as a bigWig file")
         return bw
 
     def __repr__(self) -> str:
@@ -97,7 +98,7 @@ class BigWigTrack(ChromNames, PerProcessHandle):
             total += float(mean) * float(covered) * size
             length += size
         if length == 0 or not total > 0:
-            raise ValueError(f"{self.path}: no positive signal to scale by (sum over the genome is {total})")
+            raise InputError(f"{self.path}: no positive signal to scale by (sum over the genome is {total})")
         return total / length
 
     def mean(self, chrom: str, start: int, end: int) -> float:

@@ -45,6 +45,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..data.genome import normalize_chrom
+from ..errors import InputError, MissingInputError
 from .regions import WindowRecord
 
 __all__ = [
@@ -102,7 +103,7 @@ def read_truth(path: str | os.PathLike):
     df.columns = names
     for col in ("gene_id", "class"):
         if col not in df.columns:
-            raise ValueError(f"truth BED {path}: no {col!r} column (expected the seq2exp synth truth format)")
+            raise InputError(f"truth BED {path}: no {col!r} column (expected the seq2exp synth truth format)")
     df["gene_id"] = df["gene_id"].astype(str)
     df["class"] = df["class"].astype(str)
     return df
@@ -124,7 +125,7 @@ def gene_windows(genes, window: int | None = None, rc_minus_strand: bool = False
     if hasattr(genes, "obs") and hasattr(genes, "var_names"):
         genes = genes.obs
     if not isinstance(genes, pd.DataFrame):
-        raise ValueError("genes must be WindowRecords, a DataFrame or a gene table")
+        raise InputError("genes must be WindowRecords, a DataFrame or a gene table")
     df = genes
     ids = df["gene_id"].astype(str).tolist() if "gene_id" in df.columns else [str(i) for i in df.index]
     strands = df["strand"].astype(str).tolist() if "strand" in df.columns else ["+"] * len(df)
@@ -133,12 +134,12 @@ def gene_windows(genes, window: int | None = None, rc_minus_strand: bool = False
         tss = [None] * len(df)
     elif "tss" in df.columns:
         if window is None:
-            raise ValueError("genes are given by TSS: the window length is needed")
+            raise InputError("genes are given by TSS: the window length is needed")
         tss = df["tss"].astype(int).tolist()
         starts = [t - int(window) // 2 for t in tss]
         ends = [s + int(window) for s in starts]
     else:
-        raise KeyError("genes table needs 'start'/'end' or 'tss' columns")
+        raise MissingInputError("genes table needs 'start'/'end' or 'tss' columns")
     return [WindowRecord(g, str(c), s, e, st, bool(rc_minus_strand) and st == "-", t)
             for g, c, s, e, st, t in zip(ids, df["chrom"].astype(str), starts, ends, strands, tss)]
 
@@ -169,7 +170,7 @@ def truth_labels(
     known = set(df["class"].unique()) | set(CLASSES)
     for c in (*positive_classes, *exclude_classes):
         if c not in known:
-            raise ValueError(f"class {c!r} is not a truth class (known: {sorted(known)})")
+            raise InputError(f"class {c!r} is not a truth class (known: {sorted(known)})")
     pos_set, exc_set = set(positive_classes), set(exclude_classes)
     by_gene = {}
     for g, sub in df.groupby("gene_id", sort=False):
@@ -258,11 +259,11 @@ def _pool(scores: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) ->
             raise ValueError(f"gene {g!r}: {sc.size} scores for {lab.size} labels")
         keep = lab >= 0
         if np.any(~np.isfinite(sc[keep])):
-            raise ValueError(f"gene {g!r}: scores contain NaN or infinite values")
+            raise InputError(f"gene {g!r}: scores contain NaN or infinite values")
         ys.append(lab[keep].astype(np.int8))
         ss.append(sc[keep])
     if not ys:
-        raise ValueError("no genes to evaluate")
+        raise InputError("no genes to evaluate")
     return np.concatenate(ys), np.concatenate(ss)
 
 
@@ -316,7 +317,7 @@ def recovery_metrics(
     }
     if kept_fraction is not None:
         if not 0.0 < float(kept_fraction) <= 1.0:
-            raise ValueError(f"kept_fraction must be in (0, 1], got {kept_fraction}")
+            raise InputError(f"kept_fraction must be in (0, 1], got {kept_fraction}")
         out["at_fraction"] = _at_fraction(y, s, kept_fraction)
     if threshold is not None:
         kept = s >= float(threshold)
@@ -385,7 +386,7 @@ def generator_recovery(genes: Sequence, truth, exclude_center: int | None = None
     ``score``, ``signal_score`` and ``sequence_score``, as ``seq2exp predict``/``evaluate`` make
     them) against a truth BED; genes without truth rows count as all-negative windows."""
     if not genes or genes[0].sequence_score is None:
-        raise ValueError("generator metrics need Seq2Exp predictions (a generator's mask)")
+        raise InputError("generator metrics need Seq2Exp predictions (a generator's mask)")
     windows = [g.window for g in genes]
     df = read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth
     labels = truth_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)

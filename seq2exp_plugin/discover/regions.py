@@ -43,6 +43,7 @@ import numpy as np
 from ..atomic import publish, temporary_beside
 from ..data.genome import resolve_chrom
 from ..data.windows import WindowRecord, window_to_genomic
+from ..errors import InputError
 
 __all__ = [
     "WindowRecord",
@@ -98,11 +99,11 @@ def read_chrom_sizes(path: str | os.PathLike | Mapping[str, int]) -> dict[str, i
                 if n <= 0:
                     raise ValueError
             except ValueError:
-                raise ValueError(f"{path}, line {lineno}: expected 'name length' (a .fai/.sizes "
+                raise InputError(f"{path}, line {lineno}: expected 'name length' (a .fai/.sizes "
                                  f"table), found {line.rstrip()[:80]!r}") from None
             sizes[fields[0]] = n
     if not sizes:
-        raise ValueError(f"{path}: no chromosome sizes found")
+        raise InputError(f"{path}: no chromosome sizes found")
     return sizes
 
 
@@ -121,7 +122,7 @@ def top_fraction_threshold(score: np.ndarray, fraction: float) -> float:
     (ties may keep a little more). NaN positions are not counted."""
     score = np.asarray(score, dtype=np.float64).ravel()
     if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"top fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"top fraction must be in (0, 1], got {fraction}")
     finite = score[np.isfinite(score)]
     if finite.size == 0:
         return math.inf
@@ -139,15 +140,15 @@ def _kept_runs(score: np.ndarray, threshold: float | None, top_fraction: float |
                min_gap: int, min_length: int) -> tuple[np.ndarray, np.ndarray]:
     score = np.asarray(score, dtype=np.float64)
     if score.ndim != 1:
-        raise ValueError(f"scores must be one-dimensional, got shape {score.shape}")
+        raise InputError(f"scores must be one-dimensional, got shape {score.shape}")
     if min_gap < 0 or min_length < 1:
-        raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+        raise InputError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
     if top_fraction is not None:
         thr = top_fraction_threshold(score, top_fraction)
     elif threshold is not None:
         thr = float(threshold)
     else:
-        raise ValueError("give a threshold or a top_fraction")
+        raise InputError("give a threshold or a top_fraction")
     with np.errstate(invalid="ignore"):
         keep = score >= thr  # NaN is never kept
     starts, ends = _runs(keep)
@@ -233,7 +234,7 @@ class _SortedInput:
     def check(self, record: WindowRecord, chrom: str) -> None:
         key = (chrom, int(record.start))
         if self.last is not None and key < self.last:
-            raise ValueError(f"gene {record.gene_id!r}: {self.what} takes windows sorted by chromosome and "
+            raise InputError(f"gene {record.gene_id!r}: {self.what} takes windows sorted by chromosome and "
                              f"start ({chrom}:{record.start} came after {self.last[0]}:{self.last[1]}); "
                              f"sort them first (genomic_order)")
         self.last = key
@@ -312,10 +313,10 @@ class MaskWriter(_AllOrNothing):
     def add(self, record: WindowRecord, score: np.ndarray) -> None:
         """Add one gene's window scores (window order; flipped here if ``record.reverse``)."""
         if self._closed:
-            raise ValueError(f"{self!r} is closed")
+            raise InputError(f"{self!r} is closed")
         vals = np.asarray(record.genomic(np.asarray(score, dtype=np.float32).reshape(-1)), dtype=np.float32)
         if not np.all(np.isfinite(vals)):
-            raise ValueError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
+            raise InputError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
         chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
         self._order.check(record, chrom)
         lo, hi = max(int(record.start), 0), min(int(record.end), self.sizes[chrom])
@@ -416,13 +417,13 @@ class ElementWriter(_AllOrNothing):
         self.path = Path(path)
         _check_target(self.path, force)
         if top_fraction is None and threshold is None:
-            raise ValueError("give a threshold or a top_fraction")
+            raise InputError("give a threshold or a top_fraction")
         if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
-            raise ValueError(f"top fraction must be in (0, 1], got {top_fraction}")
+            raise InputError(f"top fraction must be in (0, 1], got {top_fraction}")
         if threshold is not None and top_fraction is None and not 0.0 < float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
+            raise InputError(f"threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
         if int(min_gap) < 0 or int(min_length) < 1:
-            raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+            raise InputError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
         self.threshold = threshold
         self.top_fraction = top_fraction
         self.min_gap = int(min_gap)
@@ -437,7 +438,7 @@ class ElementWriter(_AllOrNothing):
 
     def add(self, record: WindowRecord, score: np.ndarray) -> list[tuple]:
         if self._closed:
-            raise ValueError(f"element writer for {self.path} is closed")
+            raise InputError(f"element writer for {self.path} is closed")
         score = np.asarray(score, dtype=np.float64).reshape(-1)
         record.genomic(score)  # length check
         els = call_elements(score, self.threshold, self.min_gap, self.min_length, self.top_fraction)

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import InputError
 from ..model.config import preset
 from ..typed_config import ConfigError, build
 
@@ -76,7 +77,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.num_workers < 0:
-            raise ValueError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
+            raise InputError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
 
 
 #: The paper's budget in passes over its training genes: 50,000 steps of 8 over the 16,021
@@ -128,31 +129,31 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
         if self.loss not in ("smooth_l1", "mse"):
-            raise ValueError(f"train.loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
+            raise InputError(f"train.loss must be 'smooth_l1' or 'mse', got {self.loss!r}")
         if self.max_steps < 1 or self.batch_size < 1 or (self.val_every_steps or 1) < 1:
-            raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
+            raise InputError("train.max_steps, batch_size and val_every_steps must be >= 1")
         if self.epochs is not None and not 0 < self.epochs < 1e6:
-            raise ValueError(f"train.epochs must be > 0 (passes over the training genes), got {self.epochs}")
+            raise InputError(f"train.epochs must be > 0 (passes over the training genes), got {self.epochs}")
         if self.epochs is None:  # else the number of training genes decides (for_genes)
             self.val_every_steps = self.val_every_steps or 1_000
             if self.warmup_steps is None:
                 self.warmup_steps = self.max_steps // 10
         if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be between 0 and "
+            raise InputError(f"train.warmup_steps ({self.warmup_steps}) must be between 0 and "
                              f"train.max_steps ({self.max_steps}); leave it out to warm up over "
                              "10% of max_steps")
         if self.lr <= 0 or self.warmup_start_lr <= 0 or self.min_lr < 0:
-            raise ValueError("train.lr and warmup_start_lr must be > 0 and min_lr >= 0")
+            raise InputError("train.lr and warmup_start_lr must be > 0 and min_lr >= 0")
         if self.generator_lr_scale <= 0:
-            raise ValueError(f"train.generator_lr_scale must be > 0, got {self.generator_lr_scale}")
+            raise InputError(f"train.generator_lr_scale must be > 0, got {self.generator_lr_scale}")
         if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("train.weight_decay and grad_clip must be >= 0")
+            raise InputError("train.weight_decay and grad_clip must be >= 0")
         if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
+            raise InputError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
         if self.num_nodes < 1 or (isinstance(self.devices, int) and self.devices < 1):
-            raise ValueError("train.num_nodes and devices must be >= 1")
+            raise InputError("train.num_nodes and devices must be >= 1")
         if not 0 <= self.seed < 2**32:
-            raise ValueError(f"train.seed must be in [0, 2**32), got {self.seed}")
+            raise InputError(f"train.seed must be in [0, 2**32), got {self.seed}")
 
     def for_genes(self, n_train: int) -> "TrainConfig":
         """This recipe on ``n_train`` training genes: with ``epochs``, its step count, warm-up
@@ -163,7 +164,7 @@ class TrainConfig:
         max_steps = max(1, math.ceil(self.epochs * n_train / self.batch_size))
         warmup = max_steps // 10 if self.warmup_steps is None else self.warmup_steps
         if warmup > max_steps:
-            raise ValueError(f"train.warmup_steps ({warmup}) exceeds the {max_steps} steps of "
+            raise InputError(f"train.warmup_steps ({warmup}) exceeds the {max_steps} steps of "
                              f"{self.epochs:g} passes over {n_train} training genes")
         return dataclasses.replace(self, max_steps=max_steps, warmup_steps=warmup,
                                    val_every_steps=self.val_every_steps or steps_per_pass)
@@ -191,15 +192,15 @@ class RunConfig:
         self.data = build(DataConfig, self.data, "data")
         self.train = build(TrainConfig, self.train, "train")
         if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
+            raise InputError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.preset is None:
             self.preset = "learned" if self.variant == "seq2exp" else "soft"
         if self.variant == "retrain" and not self.generator_checkpoint:
-            raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
+            raise InputError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
         if self.scaling not in SCALING_MODES:
-            raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
+            raise InputError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
-            raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
+            raise InputError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
         try:  # every variant's model is built from it: check names, types and ranges now
             model = preset(self.preset, **self.model_overrides())
         except (TypeError, ValueError) as err:
@@ -241,20 +242,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         with open(path) as fh:
             raw = yaml.safe_load(fh)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise InputError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a YAML text file") from None
+        raise InputError(f"{path}: not a YAML text file") from None
     if raw is None:
-        raise ValueError(f"{path}: the configuration is empty (see seq2exp_plugin.train.config for its keys)")
+        raise InputError(f"{path}: the configuration is empty (see seq2exp_plugin.train.config for its keys)")
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+        raise InputError(f"{path}: expected a YAML mapping at the top level")
     for key, value in (overrides or {}).items():
         section, _, name = key.rpartition(".")
         target = raw
         for part in filter(None, section.split(".")):
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                raise ValueError(f"{path}: {key}: {part} is not a section (a mapping)")
+                raise InputError(f"{path}: {key}: {part} is not a section (a mapping)")
         target[name] = value
     base = path.resolve().parent
     data = raw.get("data", {})
@@ -271,7 +272,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     try:
         return RunConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise InputError(f"{path}: {err}") from None
 
 
 def _resolve(base: Path, value: str) -> Path:

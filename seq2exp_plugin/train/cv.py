@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
 from .config import PAPER_EPOCHS, VARIANTS, RunConfig
 
 #: What ``seq2exp cv`` trains by default: the model and the project's baselines.
@@ -60,7 +61,7 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
             raise FileNotFoundError(f"{what} not found: {path}")
     missing = [name for name in ("dnase", "h3k27ac") if name not in signals]
     if missing:
-        raise ValueError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
+        raise InputError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
                          f"sqrt(DNase x H3K27ac)); got {list(signals)}")
     genes = Path(out_dir) / "genes.h5ad"  # its folder is made when the table is written
     build_gene_table(tss=tss, expression=expression, cell_types={cell_type: expression_column or cell_type},
@@ -91,13 +92,13 @@ def n_folds(base: RunConfig, folds: int | None) -> int:
     """K: ``folds``, or the number of distinct values of ``data.fold_column``."""
     if base.data.fold_column is None:
         if folds is None or folds < 3:
-            raise ValueError(f"cross-validation needs --folds >= 3 (or data.fold_column), got {folds}")
+            raise InputError(f"cross-validation needs --folds >= 3 (or data.fold_column), got {folds}")
         return int(folds)
     from ..data.genes import read_gene_table
 
     obs = read_gene_table(base.data.genes).obs
     if base.data.fold_column not in obs.columns:
-        raise KeyError(f"{base.data.genes}: obs column {base.data.fold_column!r} (data.fold_column) not found")
+        raise MissingInputError(f"{base.data.genes}: obs column {base.data.fold_column!r} (data.fold_column) not found")
     return int(obs[base.data.fold_column].astype(str).nunique())
 
 
@@ -135,7 +136,7 @@ def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = Non
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
+        raise InputError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
     k = n_folds(base, folds)
     runs = [fold_run(base, v, i, k, out_dir) for i in range(k) for v in variants]  # all checked first
     results = []

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..data.windows import loader_workers
 from ..atomic import write_text
+from ..errors import InputError
 from .config import PAPER_EPOCHS, RunConfig, TrainConfig
 
 
@@ -43,9 +44,9 @@ class StepBatchSampler(Sampler[list[int]]):
     def __init__(self, n_examples: int, batch_size: int, seed: int, total_steps: int,
                  start_step: int = 0, rank: int = 0, world: int = 1) -> None:
         if n_examples < 1:
-            raise ValueError("the training split has no genes")
+            raise InputError("the training split has no genes")
         if batch_size % world:
-            raise ValueError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes")
+            raise InputError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes")
         self.n, self.batch_size, self.seed = n_examples, batch_size, seed
         self.total_steps, self.start_step = total_steps, start_step
         self.rank, self.world = rank, world
@@ -197,7 +198,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     ckpt_dir = out_dir / "checkpoints"
     valid_set = make_dataset(run, "valid", require_target=True)
     if len(valid_set) == 0:
-        raise ValueError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
+        raise InputError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
 
     pl.seed_everything(run.train.seed, workers=True, verbose=False)
     module = Seq2ExpLightning.from_run_config(run)

@@ -10,6 +10,8 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics import PearsonCorrCoef, SpearmanCorrCoef
 
+from ..errors import InputError
+
 METRIC_NAMES = ("mse", "mae", "pearson", "spearman")
 
 
@@ -59,7 +61,7 @@ def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, 
     prediction, target = np.asarray(prediction, float), np.asarray(target, float)
     keep = ~np.isnan(target)
     if keep.sum() < 2:
-        raise ValueError(f"need at least 2 genes with a known target, got {int(keep.sum())}")
+        raise InputError(f"need at least 2 genes with a known target, got {int(keep.sum())}")
     metrics = expression_metrics()
     metrics.update(torch.from_numpy(prediction[keep]), torch.from_numpy(target[keep]))
     return {k: float(v) for k, v in metrics.compute().items()}
