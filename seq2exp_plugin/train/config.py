@@ -25,7 +25,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -50,6 +50,54 @@ SCALING_MODES = ("auto", "none")
 
 
 @dataclass
+class HicConfig:
+    """Options of the Hi-C contact-to-TSS extraction (:class:`seq2exp_plugin.data.hic.HiCContacts`,
+    which documents each); None leaves the reader's default."""
+
+    resolution: int | None = None
+    balance: bool | str | None = None
+    normalization: str | None = None
+    diagonal: Literal["keep", "max_neighbors"] | None = None
+    powerlaw_gamma: float | None = None
+    powerlaw_ref: float | None = None
+    pseudocount: float | None = None
+    log1p: bool | None = None
+    fmt: Literal["cool", "mcool", "hic", "bedpe", "bedgraph"] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.resolution or 1) < 1 or (self.powerlaw_ref or 1) <= 0:
+            raise InputError(f"resolution must be >= 1 and powerlaw_ref > 0 "
+                             f"(got {self.resolution}, {self.powerlaw_ref})")
+        if (self.powerlaw_gamma or 0) < 0 or (self.pseudocount or 0) < 0:
+            raise InputError(f"powerlaw_gamma and pseudocount must be >= 0 "
+                             f"(got {self.powerlaw_gamma}, {self.pseudocount})")
+
+
+@dataclass
+class CnnConfig:
+    """Options of the hierarchical-cnn baseline (:class:`seq2exp_plugin.model.baselines.HierarchicalCNN`);
+    None leaves the model's default."""
+
+    bin_size: int | None = None
+    channels: int | None = None
+    n_blocks: int | None = None
+    kernel_size: int | None = None
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.bin_size or 1, self.channels or 1, self.kernel_size or 1) < 1 or (self.n_blocks or 0) < 0:
+            raise InputError("bin_size, channels and kernel_size must be >= 1 and n_blocks >= 0")
+        if not 0 <= (self.dropout or 0) < 1:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def given(section) -> dict[str, Any]:
+    """The options of a :class:`HicConfig` / :class:`CnnConfig` that are set, as keyword
+    arguments (what the configuration stores: a section written ``{}`` stays ``{}``)."""
+    return {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
+
+
+@dataclass
 class DataConfig:
     genes: str = ""
     genome: str = ""
@@ -62,8 +110,8 @@ class DataConfig:
     peaks: str | None = None
     rc_minus_strand: bool = False
     allow_missing_chroms: bool = False
-    #: Options of the Hi-C contact-to-TSS extraction (see seq2exp_plugin.data.hic).
-    hic: dict[str, Any] = field(default_factory=dict)
+    #: Options of the Hi-C contact-to-TSS extraction.
+    hic: HicConfig = field(default_factory=HicConfig)
     num_workers: int = 2
     #: Gene-level splits (seq2exp_plugin.data.splits): the obs column of train/valid/test
     #: labels; or K contiguous folds along the genome with ``fold`` the test fold; or folds
@@ -181,8 +229,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     #: retrain: the checkpoint whose generator is frozen.
     generator_checkpoint: str | None = None
-    #: hierarchical-cnn: keyword options of HierarchicalCNN (channels, dropout, ...).
-    cnn: dict[str, Any] = field(default_factory=dict)
+    #: hierarchical-cnn: options of the CNN (channels, dropout, ...).
+    cnn: CnnConfig = field(default_factory=CnnConfig)
     out_dir: str = "runs/seq2exp"
     #: "auto": fit the input/target scaling on the training genes at the start of training and
     #: store it in the model (unless ``model.scaling`` is given); "none": the paper's raw values.
@@ -191,6 +239,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.data = build(DataConfig, self.data, "data")
         self.train = build(TrainConfig, self.train, "train")
+        self.cnn = build(CnnConfig, self.cnn, "cnn")
         if self.variant not in VARIANTS:
             raise InputError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.preset is None:
@@ -223,7 +272,9 @@ class RunConfig:
         return overrides
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["data"]["hic"], out["cnn"] = given(self.data.hic), given(self.cnn)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":

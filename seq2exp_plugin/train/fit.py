@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from ..data.windows import loader_workers
 from ..atomic import write_text
 from ..errors import InputError
-from .config import PAPER_EPOCHS, RunConfig, TrainConfig
+from .config import PAPER_EPOCHS, RunConfig, TrainConfig, given
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -83,7 +83,7 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
         genes=d.genes, genome=d.genome, signals=d.signals, cell_type=d.cell_type,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
         blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
-        hic_options=d.hic or None, peaks=d.peaks, require_target=require_target,
+        hic_options=given(d.hic) or None, peaks=d.peaks, require_target=require_target,
     )
 
 
