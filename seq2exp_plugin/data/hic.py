@@ -151,13 +151,10 @@ class _HictkBackend(PerProcessHandle):
     """``.hic`` files through hictkpy (binary wheels; reads Juicer .hic v6-v9)."""
 
     def __init__(self, path, resolution, normalization):
-        import warnings
-
         import hictkpy
 
-        # DataLoader workers fork; each reopens its own handle (see _handle) and nothing here logs
-        # through hictkpy's logger, the one thing its fork warning is about
-        warnings.filterwarnings("ignore", message="hictkpy: detected a call to fork")
+        # no filter for hictkpy's fork warning: workers do not fork once it is loaded
+        # (worker_start_method), and a fork elsewhere deserves the warning
         self.path = str(path)
         self.normalization = str(normalization).upper()
         self.resolution = 5000 if resolution is None else int(resolution)

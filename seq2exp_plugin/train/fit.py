@@ -25,6 +25,7 @@ from ..data.windows import loader_workers
 from ..atomic import write_text
 from ..errors import InputError
 from .config import PAPER_EPOCHS, RunConfig, TrainConfig, given
+from .progress import quiet_lightning, step_log
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -162,6 +163,7 @@ def training_length(cfg: TrainConfig, n_train: int) -> str:
             f"{min(cfg.val_every_steps, cfg.max_steps)}")
 
 
+@quiet_lightning()
 def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     """Train ``run``; returns the Lightning trainer (ridge regression: the checkpoint path, as
     it is fitted in closed form; a finished run: None, nothing is done). ``resume=False``
@@ -172,11 +174,9 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .module import Seq2ExpLightning, freeze_generator
-    from .progress import quiet_lightning, step_log
     from .run_dir import finished_step, prepare
     from .scaling import with_fitted_scaling
 
-    quiet_lightning()
     # the scaling and the step count first: the run directory stores (and compares) the run
     # with its fitted scaling and its steps
     train_set = make_dataset(run, "train", require_target=True)

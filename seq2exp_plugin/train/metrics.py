@@ -16,14 +16,15 @@ METRIC_NAMES = ("mse", "mae", "pearson", "spearman")
 
 
 def expression_metrics() -> MetricCollection:
-    # Spearman keeps every prediction to rank them: that is the point, one value per gene.
-    warnings.filterwarnings("ignore", message=".*will save all targets and predictions", category=UserWarning)
-    return MetricCollection({
-        "mse": MeanSquaredError(),
-        "mae": MeanAbsoluteError(),
-        "pearson": PearsonCorrCoef(),
-        "spearman": SpearmanCorrCoef(),
-    })
+    with warnings.catch_warnings():
+        # Spearman keeps every prediction to rank them: that is the point, one value per gene.
+        warnings.filterwarnings("ignore", message=".*will save all targets and predictions", category=UserWarning)
+        return MetricCollection({
+            "mse": MeanSquaredError(),
+            "mae": MeanAbsoluteError(),
+            "pearson": PearsonCorrCoef(),
+            "spearman": SpearmanCorrCoef(),
+        })
 
 
 class SplitMetrics(torch.nn.Module):

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# gReLU builds the model by name (model_params["model_type"]); the names resolve because
-# `import seq2exp_plugin` registers the classes the moment gReLU loads (adapters.registry).
 from grelu.lightning import LightningModel
 
+from .. import register_grelu_models
 from ..errors import InputError
 from ..model.batch import given_mask, predict_batch
 from ..model.seq2exp import Seq2ExpModel
@@ -35,6 +34,7 @@ class Seq2ExpLightning(LightningModel):
     :class:`RunConfig` as a dict; build one with :meth:`from_run_config`."""
 
     def __init__(self, model_params: dict[str, Any], train_params: dict[str, Any]) -> None:
+        register_grelu_models()  # gReLU builds the model by name (model_params["model_type"])
         super().__init__(model_params, train_params)
         self.run_config = RunConfig.from_dict(train_params["seq2exp"])
         self.data_params["tasks"] = {"name": [self.run_config.data.cell_type or "expression"]}
