@@ -138,6 +138,15 @@ def validate_gene_table(adata, source: str = "gene table") -> None:
     for col in needed:
         if col not in feats.columns:
             raise MissingInputError(f"{source}: obsm['features'] column {col!r} missing")
+    try:
+        values = feats[needed].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: obsm['features'] must hold numbers only ({needed})") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"{source}: obsm['features'] column {needed[col]!r} is {values[row, col]} for gene "
+                         f"{obs.index[row]!r} ({int(bad[:, col].sum())} genes); features must be finite numbers")
 
 
 def gene_features(adata, cell_type: str) -> np.ndarray:
@@ -343,6 +352,8 @@ def _read_table(obj, what: str) -> tuple[pd.DataFrame, str]:
         except pd.errors.ParserError as exc:
             raise InputError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table "
                              f"({exc})") from None
+    if df.empty:
+        raise InputError(f"{source}: no rows, only a header ({list(df.columns)[:10]}); one row per gene expected")
     ids = next((c for c in _GENE_ID_COLUMNS if c in df.columns), None)
     if ids is None:
         raise MissingInputError(f"{source}: no gene id column ({' or '.join(map(repr, _GENE_ID_COLUMNS))}); "
@@ -400,6 +411,14 @@ def _read_halflife(halflife) -> tuple[pd.DataFrame, str]:
             raise InputError(f"{source}: column {col!r} is not numeric")
     df["gene_id"] = df["gene_id"].astype(str)
     _check_unique(df["gene_id"], source)
+    values = df[list(HALFLIFE_FEATURES)].to_numpy(dtype=np.float64)
+    if np.isinf(values).any():
+        row, col = np.argwhere(np.isinf(values))[0]
+        raise InputError(f"{source}: column {HALFLIFE_FEATURES[col]!r} of gene {df['gene_id'].iloc[row]!r} is infinite")
+    missing = {c: int(n) for c, n in zip(HALFLIFE_FEATURES, np.isnan(values).sum(axis=0)) if n}
+    if missing:
+        warnings.warn(f"{source}: {sum(missing.values())} missing value(s) (empty or n/a) replaced by their "
+                      f"column's mean: {', '.join(f'{c} {n}' for c, n in missing.items())}", stacklevel=3)
     return df, source
 
 
