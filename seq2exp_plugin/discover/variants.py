@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -104,14 +105,31 @@ def _is_vcf(path: Path) -> bool:
 
 
 def read_variants(path) -> list[Variant]:
-    """Variants of a VCF or a TSV table (see the module docstring), in file order."""
+    """Variants of a VCF or a TSV table (see the module docstring), in file order; a variant
+    listed twice (same chromosome, position and alleles, whatever its id) is kept once, with a
+    warning."""
+    from ..data.genome import normalize_chrom
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"variants file not found: {path}")
     try:
-        return _read_vcf(path) if _is_vcf(path) else _read_table(path)
+        variants = _read_vcf(path) if _is_vcf(path) else _read_table(path)
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text VCF or TSV (plain or gzip)") from None
+    first: dict[tuple, Variant] = {}
+    repeated = []
+    for v in variants:
+        key = (normalize_chrom(v.chrom), v.pos, v.ref, v.alt)
+        if key in first:
+            repeated.append(v)
+        else:
+            first[key] = v
+    if repeated:
+        v = repeated[0]
+        warnings.warn(f"{path}: {len(repeated)} duplicate record(s) of a variant already listed "
+                      f"(e.g. {v.chrom}:{v.pos} {v.ref}>{v.alt}); each variant is scored once", stacklevel=2)
+    return list(first.values())
 
 
 def _allele(value: str, what: str, where: str) -> str:
