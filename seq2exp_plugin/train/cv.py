@@ -111,6 +111,27 @@ def fold_run(base: RunConfig, variant: str, fold: int, folds: int, out_dir: str 
                                 "out_dir": str(Path(out_dir) / f"fold{fold}" / variant)})
 
 
+def check_folds(base: RunConfig, runs: Sequence[RunConfig]) -> None:
+    """Refuse, before any training, folds that leave a split of some fold with fewer than 2
+    genes with a measured target (the scaling, model selection and test metrics need 2)."""
+    from ..data.genes import read_gene_table
+    from ..data.splits import SPLIT_OPTIONS, split_labels
+
+    table = read_gene_table(base.data.genes)
+    if base.data.cell_type not in table.var_names:
+        raise MissingInputError(f"{base.data.genes}: cell type {base.data.cell_type!r} not in the gene table; "
+                                f"available: {list(table.var_names)}")
+    measured = np.isfinite(np.asarray(table[:, base.data.cell_type].X, dtype=np.float64).ravel())
+    for run in runs:
+        labels = split_labels(table.obs, source=base.data.genes, **{k: getattr(run.data, k) for k in SPLIT_OPTIONS})
+        for split in ("train", "valid", "test"):
+            n = int(((labels == split).to_numpy() & measured).sum())
+            if n < 2:
+                raise InputError(f"{base.data.genes}: {len(runs)} folds of {int(measured.sum())} genes with a "
+                                 f"measured target leave {n} {split} gene(s) in fold {run.data.fold}; every split "
+                                 f"needs at least 2: use fewer folds")
+
+
 def evaluate_fold(checkpoint: str | Path) -> tuple[dict[str, float], int, float]:
     """Metrics on the test genes, their count, and the largest excursion of a test prediction
     outside the training targets' range."""
@@ -139,6 +160,7 @@ def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = Non
         raise InputError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
     k = n_folds(base, folds)
     runs = [fold_run(base, v, i, k, out_dir) for i in range(k) for v in variants]  # all checked first
+    check_folds(base, [run for run in runs if run.variant == variants[0]])
     results = []
     for run in runs:
         fit(run)
