@@ -263,3 +263,14 @@ def test_real_cool_balanced_copy(real_paths, tmp_path):
     ref = expected_profile(direct, tss, 80_000_000, 120_000_000, res, n, lambda x, d: x)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
     assert np.isfinite(got).all()
+
+
+def test_a_damaged_cool_is_refused_naming_the_file(real_paths, tmp_path):
+    raw = Path(real_paths.cool).read_bytes()
+    (tmp_path / "truncated.cool").write_bytes(raw[: len(raw) // 2])
+    damaged = bytearray(raw)
+    damaged[2000:2400] = bytes(400)  # an object header of the HDF5 file zeroed
+    (tmp_path / "damaged.cool").write_bytes(bytes(damaged))
+    for name in ("truncated.cool", "damaged.cool"):
+        with pytest.raises(ValueError, match=rf"{name}: not a readable cooler file \(damaged or truncated\?\): "):
+            HiCContacts(tmp_path / name, balance=False)

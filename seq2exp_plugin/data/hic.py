@@ -42,7 +42,9 @@ Handles are opened lazily and reopened after ``fork``/unpickling (DataLoader wor
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -101,6 +103,18 @@ def _missing_resolution(path, resolution: int, available: list[int]) -> str:
             f"data.hic.resolution in a run configuration or --set, resolution= for HiCContacts)")
 
 
+@contextmanager
+def _damage_named(uri: str, errors: type | tuple = Exception) -> Iterator[None]:
+    """Around cooler/h5py reading ``uri``: a damaged or truncated file makes them raise errors of
+    many types, without the file's name (h5py: "Unable to synchronously open object"); report
+    ``errors`` as bad input naming the file."""
+    try:
+        yield
+    except errors as err:
+        raise InputError(f"{uri}: not a readable cooler file (damaged or truncated?): "
+                         f"{type(err).__name__}: {' '.join(str(err).split())[:200]}") from None
+
+
 class _CoolerBackend(PerProcessHandle):
     def __init__(self, path, fmt, resolution, balance):
         fname, group = _split_uri(path)
@@ -108,23 +122,26 @@ class _CoolerBackend(PerProcessHandle):
             import cooler
 
             res = 5000 if resolution is None else int(resolution)
-            groups = cooler.fileops.list_coolers(fname)
+            with _damage_named(fname):
+                groups = cooler.fileops.list_coolers(fname)
             avail = sorted(int(g.rsplit("/", 1)[-1]) for g in groups if g.startswith("/resolutions/"))
             if res not in avail:
                 raise InputError(_missing_resolution(fname, res, avail))
             group = f"/resolutions/{res}"
         self.uri = fname if group is None else f"{fname}::{group}"
         self.balance = balance
-        clr = self._handle()
-        self.resolution = int(clr.binsize) if clr.binsize else None
+        with _damage_named(self.uri):
+            clr = self._handle()
+            binsize, chrom_sizes, columns = clr.binsize, clr.chromsizes.items(), list(clr.bins().columns)
+        self.resolution = int(binsize) if binsize else None
         if self.resolution is None:
             raise InputError(f"{self.uri}: variable-size bins are not supported")
         if resolution is not None and int(resolution) != self.resolution:
             raise InputError(f"{self.uri}: resolution is {self.resolution} bp, not {resolution}")
-        self.chrom_sizes = {str(k): int(v) for k, v in clr.chromsizes.items()}
+        self.chrom_sizes = {str(k): int(v) for k, v in chrom_sizes}
         if balance is not False:
             col = "weight" if balance is True else str(balance)
-            if col not in clr.bins().columns:
+            if col not in columns:
                 raise MissingInputError(
                     f"{self.uri}: balancing weight column {col!r} not found in bins "
                     f"(run `cooler balance` on the file, or read raw counts: data.hic.balance=false in a run "
@@ -142,8 +159,9 @@ class _CoolerBackend(PerProcessHandle):
     def row(self, chrom, tss_bin, b0, b1):
         res = self.resolution
         n = self.chrom_sizes[chrom]
-        mat = self._handle().matrix(balance=self._weight if self._weight else False, sparse=False)
-        m = mat.fetch((chrom, tss_bin * res, min((tss_bin + 1) * res, n)), (chrom, b0 * res, min(b1 * res, n)))
+        with _damage_named(self.uri, OSError):  # h5py, reading truncated pixels (the rest is checked)
+            mat = self._handle().matrix(balance=self._weight if self._weight else False, sparse=False)
+            m = mat.fetch((chrom, tss_bin * res, min((tss_bin + 1) * res, n)), (chrom, b0 * res, min(b1 * res, n)))
         return np.asarray(m, dtype=np.float64).reshape(-1)[: b1 - b0]
 
 
