@@ -304,7 +304,7 @@ class MaskWriter(_AllOrNothing):
         self._bw = pyBigWig.open(str(self._tmp), "w")
         if self._bw is None:
             self._tmp.unlink(missing_ok=True)
-            raise OSError(f"pyBigWig cannot create {self._tmp}")
+            raise OSError(f"pyBigWig cannot create {self.path} (writing {self._tmp.name} beside it)")
         self._bw.addHeader([(c, int(self.sizes[c])) for c in sorted(self.sizes)], maxZooms=10)
 
     def __repr__(self) -> str:
@@ -313,10 +313,10 @@ class MaskWriter(_AllOrNothing):
     def add(self, record: WindowRecord, score: np.ndarray) -> None:
         """Add one gene's window scores (window order; flipped here if ``record.reverse``)."""
         if self._closed:
-            raise InputError(f"{self!r} is closed")
+            raise ValueError(f"{self!r} is closed")
         vals = np.asarray(record.genomic(np.asarray(score, dtype=np.float32).reshape(-1)), dtype=np.float32)
         if not np.all(np.isfinite(vals)):
-            raise InputError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
+            raise ValueError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
         chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
         self._order.check(record, chrom)
         lo, hi = max(int(record.start), 0), min(int(record.end), self.sizes[chrom])

@@ -22,7 +22,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..data.windows import loader_workers
-from ..atomic import write_text
+from ..atomic import check_writable_dir, write_text
 from ..errors import InputError
 from .config import PAPER_EPOCHS, RunConfig, TrainConfig, given
 from .progress import quiet_lightning, step_log
@@ -173,9 +173,12 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    from .checkpoint_io import AtomicCheckpointIO
     from .module import Seq2ExpLightning, freeze_generator
     from .run_dir import finished_step, prepare
     from .scaling import with_fitted_scaling
+
+    check_writable_dir(run.out_dir, "out_dir")  # before the data are read (prepare checks the rest)
 
     # the scaling and the step count first: the run directory stores (and compares) the run
     # with its fitted scaling and its steps
@@ -237,6 +240,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         enable_model_summary=False,
         default_root_dir=out_dir,
         deterministic=False,
+        plugins=[AtomicCheckpointIO()],
     )
     with warnings.catch_warnings():  # the step sampler resumes mid-epoch exactly (see StepBatchSampler)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
