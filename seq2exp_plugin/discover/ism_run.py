@@ -80,7 +80,7 @@ def plot_element(result: ISMResult, element: SelectedElement, path: Path, max_wi
     pos_index = {int(p): k for k, p in enumerate(result.positions)}
     ks = [pos_index[p] for p in element.positions]
     if not ks:
-        raise InputError(f"gene {loc.gene_id!r}: element has no scored positions to plot")
+        raise ValueError(f"gene {loc.gene_id!r}: element has no scored positions to plot")
     d = result.deltas[ks]  # (n, 4) window-order bases
     seq = np.asarray(loc.seq)[:, element.positions]
     gpos = loc.genomic(element.positions)

@@ -125,7 +125,7 @@ def gene_windows(genes, window: int | None = None, rc_minus_strand: bool = False
     if hasattr(genes, "obs") and hasattr(genes, "var_names"):
         genes = genes.obs
     if not isinstance(genes, pd.DataFrame):
-        raise InputError("genes must be WindowRecords, a DataFrame or a gene table")
+        raise ValueError("genes must be WindowRecords, a DataFrame or a gene table")
     df = genes
     ids = df["gene_id"].astype(str).tolist() if "gene_id" in df.columns else [str(i) for i in df.index]
     strands = df["strand"].astype(str).tolist() if "strand" in df.columns else ["+"] * len(df)
@@ -259,7 +259,7 @@ def _pool(scores: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) ->
             raise ValueError(f"gene {g!r}: {sc.size} scores for {lab.size} labels")
         keep = lab >= 0
         if np.any(~np.isfinite(sc[keep])):
-            raise InputError(f"gene {g!r}: scores contain NaN or infinite values")
+            raise ValueError(f"gene {g!r}: scores contain NaN or infinite values")
         ys.append(lab[keep].astype(np.int8))
         ss.append(sc[keep])
     if not ys:
@@ -386,7 +386,7 @@ def generator_recovery(genes: Sequence, truth, exclude_center: int | None = None
     ``score``, ``signal_score`` and ``sequence_score``, as ``seq2exp predict``/``evaluate`` make
     them) against a truth BED; genes without truth rows count as all-negative windows."""
     if not genes or genes[0].sequence_score is None:
-        raise InputError("generator metrics need Seq2Exp predictions (a generator's mask)")
+        raise ValueError("generator metrics need Seq2Exp predictions (a generator's mask)")
     windows = [g.window for g in genes]
     df = read_truth(truth) if isinstance(truth, (str, os.PathLike)) else truth
     labels = truth_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)

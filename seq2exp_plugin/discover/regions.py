@@ -140,7 +140,7 @@ def _kept_runs(score: np.ndarray, threshold: float | None, top_fraction: float |
                min_gap: int, min_length: int) -> tuple[np.ndarray, np.ndarray]:
     score = np.asarray(score, dtype=np.float64)
     if score.ndim != 1:
-        raise InputError(f"scores must be one-dimensional, got shape {score.shape}")
+        raise ValueError(f"scores must be one-dimensional, got shape {score.shape}")
     if min_gap < 0 or min_length < 1:
         raise InputError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
     if top_fraction is not None:
@@ -234,7 +234,7 @@ class _SortedInput:
     def check(self, record: WindowRecord, chrom: str) -> None:
         key = (chrom, int(record.start))
         if self.last is not None and key < self.last:
-            raise InputError(f"gene {record.gene_id!r}: {self.what} takes windows sorted by chromosome and "
+            raise ValueError(f"gene {record.gene_id!r}: {self.what} takes windows sorted by chromosome and "
                              f"start ({chrom}:{record.start} came after {self.last[0]}:{self.last[1]}); "
                              f"sort them first (genomic_order)")
         self.last = key
@@ -438,7 +438,7 @@ class ElementWriter(_AllOrNothing):
 
     def add(self, record: WindowRecord, score: np.ndarray) -> list[tuple]:
         if self._closed:
-            raise InputError(f"element writer for {self.path} is closed")
+            raise ValueError(f"element writer for {self.path} is closed")
         score = np.asarray(score, dtype=np.float64).reshape(-1)
         record.genomic(score)  # length check
         els = call_elements(score, self.threshold, self.min_gap, self.min_length, self.top_fraction)
