@@ -2,7 +2,7 @@
 
 Thin: windows come from ``seq2exp_plugin.data.windows.WindowDataset`` through
 ``seq2exp_plugin.adapters.kipoi.KipoiWindows``; importing that module also applies the kipoi
-writer compatibility shim (numpy 2) and the one-line error reporting.
+writer compatibility shim (numpy 2), and this file turns on its one-line error reporting.
 
 The class carries its description (read from ``dataloader.yaml`` beside this file), so it also
 works where Kipoi imports it directly (the model group's ``default_dataloader``).
@@ -13,7 +13,9 @@ import os
 from kipoi.data import Dataset
 from kipoi.specs import DataLoaderDescription
 
-from seq2exp_plugin.adapters.kipoi import KipoiWindows, resolve_input_path
+from seq2exp_plugin.adapters.kipoi import KipoiWindows, install_excepthook, resolve_input_path
+
+install_excepthook()  # kipoi prints our user errors in one line
 
 _HERE = os.path.dirname(os.path.realpath(__file__))
 _PATH_ARGS = ("fasta_file", "genes", "tss_bed", "h3k27ac", "dnase", "hic", "blacklist", "halflife")

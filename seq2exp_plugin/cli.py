@@ -3,7 +3,10 @@
 Adding a command: write ``_add_<name>_parser(subparsers)`` (which ends with
 ``parser.set_defaults(func=_run_<name>)``) and ``_run_<name>(args) -> int``, and list the
 adder in :data:`_PARSERS`. Library imports go inside ``_run_<name>`` so ``seq2exp --help``
-stays fast. Expected user errors (bad paths, bad values) are printed as one line and exit 2.
+stays fast. Bad input (:class:`~seq2exp_plugin.errors.InputError`, or an ``OSError`` such as a
+missing or unwritable file) is printed as one line and exits 2; any other exception is a bug in
+this package and is printed with its traceback (exit 1). ``SEQ2EXP_DEBUG=1`` shows the traceback
+of bad input too.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import os
 import resource
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .atomic import Terminated, stop_on_signals
+from .errors import USER_ERRORS, InputError
 
 
 def _peak_rss_mb() -> float:
@@ -136,7 +141,7 @@ def _parse_tracks(items: Sequence[str]) -> dict:
         cell, sep, rest = item.partition(":")
         pairs = dict(p.partition("=")[::2] for p in rest.split(",") if p)
         if not sep or not cell or set(pairs) != {"dnase", "h3k27ac"} or not all(pairs.values()):
-            raise ValueError(f"--tracks expects CELL:dnase=PATH,h3k27ac=PATH, got {item!r}")
+            raise InputError(f"--tracks expects CELL:dnase=PATH,h3k27ac=PATH, got {item!r}")
         tracks[cell] = pairs
     return tracks
 
@@ -197,7 +202,7 @@ def _parse_assignments(pairs: Sequence[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise InputError(f"--set expects key=value, got {pair!r}")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -275,11 +280,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     split = None if genes else args.split
     dataset = make_dataset(run, split, gene_ids=genes)
     if len(dataset) == 0:
-        raise ValueError(f"{run.data.genes}: no genes in split {args.split!r}")
+        raise InputError(f"{run.data.genes}: no genes in split {args.split!r}")
     name = args.split if split else f"{len(dataset)} listed genes"
     per_gene: list = []
     if args.truth and run.variant not in ("seq2exp", "retrain"):
-        raise ValueError(f"--truth: generator metrics need a Seq2Exp checkpoint, not variant {run.variant!r}")
+        raise InputError(f"--truth: generator metrics need a Seq2Exp checkpoint, not variant {run.variant!r}")
     metrics = evaluate(module.net, dataset, args.batch_size, args.num_workers,
                        on_gene=per_gene.append if args.truth else None)
     if args.truth:
@@ -308,7 +313,7 @@ def _parse_named(items: Sequence[str], option: str, value: str = "PATH") -> dict
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name or not text:
-            raise ValueError(f"{option} expects NAME={value}, got {item!r}")
+            raise InputError(f"{option} expects NAME={value}, got {item!r}")
         named[name] = text
     return named
 
@@ -366,12 +371,12 @@ def _run_cv(args: argparse.Namespace) -> int:
     files = (args.genome, args.tss, args.expression, args.cell_type, args.signals)
     if args.config is not None:
         if any(files) or args.halflife or args.gtf:
-            raise ValueError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
+            raise InputError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
                              "(with --halflife or --gtf)")
         base = load_config(args.config, {**settings, "out_dir": str(Path(args.out).resolve())})
     else:
         if not all(files):
-            raise ValueError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
+            raise InputError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
         signals = _parse_named(args.signals, "--signals")
         base = run_from_files(args.out, args.genome, args.tss, args.expression, signals,
                               args.cell_type, halflife=args.halflife, settings=settings,
@@ -545,7 +550,7 @@ def _run_ism(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if args.bp_budget == 0 and args.promoter_bp == 0:
-        raise ValueError("--bp-budget 0 and --promoter-bp 0 leave no base to mutate")
+        raise InputError("--bp-budget 0 and --promoter-bp 0 leave no base to mutate")
     device = int(args.device) if str(args.device).isdigit() else args.device
     summary = run_ism(
         args.checkpoint, args.gene, args.out, top_elements=args.top_elements, bp_budget=args.bp_budget,
@@ -647,8 +652,6 @@ _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_gene
                                   _add_evaluate_parser, _add_cv_parser,
                                   _add_predict_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                IsADirectoryError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -681,16 +684,18 @@ def _one_line_warnings(command: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand. Exit status: 0 done, 2 a user error (one line on stderr, no
-    traceback), 130 Ctrl-C, 143 SIGTERM; temporary outputs are removed in every case."""
+    """Run one subcommand. Exit status: 0 done, 2 bad input (one line on stderr, no traceback),
+    1 a bug (its traceback and a request to report it), 130 Ctrl-C, 143 SIGTERM; temporary
+    outputs are removed in every case."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with stop_on_signals(), _one_line_warnings(args.command):
             return int(args.func(args) or 0)
-    except _USER_ERRORS as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"seq2exp {args.command}: error: {msg}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if os.environ.get("SEQ2EXP_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"seq2exp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"seq2exp {args.command}: interrupted; unfinished outputs were removed", file=sys.stderr)
@@ -698,6 +703,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"seq2exp {args.command}: terminated (SIGTERM); unfinished outputs were removed", file=sys.stderr)
         return 143
+    except Exception as err:
+        traceback.print_exc()
+        print(f"seq2exp {args.command}: internal error ({type(err).__name__}): this is a bug in "
+              f"seq2exp-plugin, not a problem with your input; please report it with the "
+              f"traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

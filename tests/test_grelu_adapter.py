@@ -47,13 +47,15 @@ def direct(net, seq, item):
                    t["blacklist"].expand(n, -1)).expression
 
 
-def test_lightning_model_builds_by_name_after_import_hook():
-    """In a fresh interpreter: `import seq2exp_plugin` before gReLU is imported is enough."""
+def test_lightning_model_builds_by_name_after_registration():
+    """In a fresh interpreter: `import seq2exp_plugin` loads neither gReLU nor torch, and
+    `seq2exp_plugin.register_grelu_models()` makes gReLU build the classes by name."""
     code = (
         "import sys, seq2exp_plugin\n"
-        "assert 'grelu.model.models' not in sys.modules\n"
+        "assert not {'grelu.model.models', 'torch'} & set(sys.modules)\n"
         "import torch\n"
         "from grelu.lightning import LightningModel\n"
+        "seq2exp_plugin.register_grelu_models()\n"
         "stack = {'d_model': 8, 'n_layers': 1, 'd_state': 4}\n"
         "m = LightningModel(model_params={'model_type': 'Seq2ExpModel', 'generator': stack,\n"
         "    'predictor': stack, 'pool_width': 20, 'mask': {'promoter_keep': 20}}).eval()\n"

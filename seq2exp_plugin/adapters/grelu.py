@@ -3,9 +3,8 @@
 gReLU builds models by name: ``LightningModel(model_params={"model_type": "Seq2ExpModel", ...})``
 looks ``model_type`` up as an attribute of ``grelu.model.models``. :func:`register` puts
 :class:`Seq2ExpModel`, :class:`Seq2ExpGenerator`, :class:`Seq2ExpPredictor` and the baselines
-there. Importing ``seq2exp_plugin`` registers them as soon as ``grelu.model.models`` is imported
-(a post-import hook in :mod:`seq2exp_plugin.adapters.registry`, so that ``import seq2exp_plugin``
-stays fast - no torch, no gReLU - when gReLU is not used).
+there; call it (or :func:`seq2exp_plugin.register_grelu_models`) before gReLU builds one by
+name. :class:`seq2exp_plugin.train.module.Seq2ExpLightning` does so itself.
 
 gReLU's convention is one input tensor ``(N, channels, L)`` and one output ``(N, tasks, L_out)``.
 These classes keep the model itself in ``.net`` (the library's classes, which take named inputs
@@ -224,8 +223,9 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor 
         if isinstance(face, HierarchicalCNN):
             extra = {"window": face.window}
         params = {"model_type": type(face).__name__, **face.config.to_dict(), **extra}
-    # a throwaway build of the unbound class (cheap), then the bound view of the trained weights;
-    # num_workers 0: gReLU's prediction loaders run in this process
+    # a throwaway build of the unbound class (cheap, by name), then the bound view of the trained
+    # weights; num_workers 0: gReLU's prediction loaders run in this process
+    register()
     bound = LightningModel(dict(params), {"task": "regression", "loss": "mse", "num_workers": 0})
     bound.model = BoundSignals(face, signals, features, mask=mask, blacklist=blacklist)
     bound.data_params = {"tasks": {"name": [task_name]}}

@@ -53,9 +53,11 @@ output. Each patch checks for an existing patch first (idempotent); the numpy vi
 where numpy still has the aliases (numpy < 2).
 
 Errors for users (missing weights, a window of the wrong length, unreadable inputs) are
-:class:`Seq2ExpKipoiError`; an uncaught one is printed as ``<program>: error: <message>`` without
-a traceback (an ``excepthook`` that handles only this class and hands every other exception to
-the previous hook), so ``kipoi predict`` fails with the message alone.
+:class:`Seq2ExpKipoiError`, or the package's :data:`~seq2exp_plugin.errors.USER_ERRORS` (a
+damaged checkpoint, an unwritable ``-o``); :func:`install_excepthook` prints an uncaught one as
+``<program>: error: <message>`` without a traceback and hands every other exception (a bug) to
+the previous hook, so ``kipoi predict`` fails with the message alone. Kipoi's entry points (the
+model group's ``seq2exp_kipoi.py`` and the dataloader) install it; importing this module does not.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..atomic import check_writable_file, publish, temporary_beside
+from ..errors import USER_ERRORS
 
 __all__ = [
     "Seq2ExpKipoiError",
@@ -80,6 +83,7 @@ __all__ = [
     "Seq2ExpKipoiModel",
     "KipoiWindows",
     "apply_writer_compat",
+    "install_excepthook",
     "resolve_input_path",
     "resolve_weights",
     "weights_config_path",
@@ -115,14 +119,16 @@ class OutputPathError(Seq2ExpKipoiError, OSError):
 
 
 def _excepthook(exc_type, exc, tb, _previous=None):
-    if isinstance(exc, Seq2ExpKipoiError):
+    if isinstance(exc, (Seq2ExpKipoiError, *USER_ERRORS)):
         prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return
     (_previous or sys.__excepthook__)(exc_type, exc, tb)
 
 
-def _install_excepthook() -> None:
+def install_excepthook() -> None:
+    """Report user errors uncaught in this process in one line (see the module docstring); for
+    Kipoi's entry points, which run inside ``kipoi``'s own command."""
     current = sys.excepthook
     if getattr(current, _COMPAT_FLAG, False):
         return
@@ -561,9 +567,8 @@ class KipoiWindows:
                 gene_ids=_gene_id_list(gene_ids), rc_minus_strand=bool(rc_minus_strand),
                 blacklist=blacklist, allow_missing_chroms=bool(allow_missing_chroms),
                 hic_options=dict(hic_options) if hic_options else None)
-        except (ValueError, KeyError, FileNotFoundError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise DataLoaderInputError(msg) from err
+        except USER_ERRORS as err:
+            raise DataLoaderInputError(str(err)) from err
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -601,5 +606,4 @@ def resolve_input_path(path, source_dir: str | None):
     return expanded + sep + suffix
 
 
-_install_excepthook()
 apply_writer_compat()

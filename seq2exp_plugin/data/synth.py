@@ -93,6 +93,7 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import atomic_output_dir, check_output_dir
+from ..errors import InputError
 from .synth_files import simulate_reads, write_bigwig, write_cooler, write_genome, write_reads_bed
 from .synth_layout import (CHROMOSOMES, CLASSES, DECOY_MOTIF, JASPAR_RELEASE, PROMOTER_MOTIFS,
                            SHARED_ACTIVATOR, SIGNALS, TRUTH_COLUMNS, Layout, SynthParams, cell_motifs,
@@ -316,7 +317,7 @@ def load_manifest(path: str | os.PathLike) -> dict[str, Any]:
     with open(path) as fh:
         m = yaml.safe_load(fh)
     if not isinstance(m, dict) or m.get("format") != "seq2exp-synth":
-        raise ValueError(f"{path} is not a seq2exp synth manifest (format: seq2exp-synth)")
+        raise InputError(f"{path} is not a seq2exp synth manifest (format: seq2exp-synth)")
     root = path.parent
 
     def ab(x: str | None) -> str | None:

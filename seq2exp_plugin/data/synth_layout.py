@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
 
 #: Signal tracks in the order the model reads them (the paper's and the authors' code's).
 SIGNALS = ("h3k27ac", "dnase", "hic")
@@ -153,32 +155,32 @@ class SynthParams:
         self.motifs_per_element = tuple(int(x) for x in self.motifs_per_element)
         self.blacklist_width = tuple(float(x) for x in self.blacklist_width)
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+            raise InputError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.n_genes < len(CHROMOSOMES):
-            raise ValueError(
+            raise InputError(
                 f"n_genes must be >= {len(CHROMOSOMES)} (one per chromosome), got {self.n_genes}")
         if self.window < 4000:
-            raise ValueError(f"window must be >= 4000 bp, got {self.window}")
+            raise InputError(f"window must be >= 4000 bp, got {self.window}")
         if not self.cell_types:
-            raise ValueError("cell_types is empty")
+            raise InputError("cell_types is empty")
         if len(set(self.cell_types)) != len(self.cell_types):
-            raise ValueError(f"cell_types has duplicates: {self.cell_types}")
+            raise InputError(f"cell_types has duplicates: {self.cell_types}")
         for c in self.cell_types:
             if not c or not all(ch.isalnum() or ch in "_-." for ch in c) or c in ("truth",):
-                raise ValueError(f"cell type name {c!r} must be a plain name ([A-Za-z0-9_.-])")
+                raise InputError(f"cell type name {c!r} must be a plain name ([A-Za-z0-9_.-])")
         lo, hi = self.gene_spacing
         if not 0 < lo <= hi < 1:
-            raise ValueError(f"gene_spacing must satisfy 0 < lo <= hi < 1 (windows overlap), got "
+            raise InputError(f"gene_spacing must satisfy 0 < lo <= hi < 1 (windows overlap), got "
                              f"{self.gene_spacing}")
         if self.window // 2 - self.min_tss_distance < self.element_width[1] + 100:
-            raise ValueError(f"window {self.window} leaves no room for elements beyond "
+            raise InputError(f"window {self.window} leaves no room for elements beyond "
                              f"min_tss_distance {self.min_tss_distance}")
         if not 0 <= self.silent_fraction < 1:
-            raise ValueError(f"silent_fraction must be in [0, 1), got {self.silent_fraction}")
+            raise InputError(f"silent_fraction must be in [0, 1), got {self.silent_fraction}")
         if self.hic_resolution is not None and self.hic_resolution < 1:
-            raise ValueError(f"hic_resolution must be positive, got {self.hic_resolution}")
+            raise InputError(f"hic_resolution must be positive, got {self.hic_resolution}")
 
     @property
     def resolution(self) -> int:
@@ -206,7 +208,7 @@ class SynthParams:
     def from_preset(cls, preset: str = "tiny", **overrides: Any) -> "SynthParams":
         """The preset's values, with any non-None ``overrides`` (e.g. ``n_genes``, ``window``)."""
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            raise InputError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         kw = dict(PRESETS[preset])
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(preset=preset, **kw)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..data.windows import WindowRecord, loader_workers
+from ..errors import InputError
 from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
 from .config import RunConfig
 from .metrics import METRIC_NAMES, regression_metrics
@@ -52,7 +53,7 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
     window = (data_overrides or {}).get("window")
     if window is not None and window != run.data.window:
         # the same rule as the Kipoi model: the network only knows the window it was trained on
-        raise ValueError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
+        raise InputError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
                          f"--data window={window} asks for another length (drop it, or train on that window)")
     if data_overrides:
         data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}

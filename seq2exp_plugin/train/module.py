@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# gReLU builds the model by name (model_params["model_type"]); the names resolve because
-# `import seq2exp_plugin` registers the classes the moment gReLU loads (adapters.registry).
 from grelu.lightning import LightningModel
 
+from .. import register_grelu_models
+from ..errors import InputError
 from ..model.batch import given_mask, predict_batch
 from ..model.seq2exp import Seq2ExpModel
 from .config import RunConfig
@@ -34,6 +34,7 @@ class Seq2ExpLightning(LightningModel):
     :class:`RunConfig` as a dict; build one with :meth:`from_run_config`."""
 
     def __init__(self, model_params: dict[str, Any], train_params: dict[str, Any]) -> None:
+        register_grelu_models()  # gReLU builds the model by name (model_params["model_type"])
         super().__init__(model_params, train_params)
         self.run_config = RunConfig.from_dict(train_params["seq2exp"])
         self.data_params["tasks"] = {"name": [self.run_config.data.cell_type or "expression"]}
@@ -109,17 +110,20 @@ class Seq2ExpLightning(LightningModel):
 
 
 def read_checkpoint(path: str) -> dict:
-    """The contents of a ``seq2exp train`` checkpoint (tensors memory-mapped), or a ValueError
+    """The contents of a ``seq2exp train`` checkpoint (tensors memory-mapped), or an InputError
     "not a seq2exp checkpoint: <path>: <why>" for anything else (empty, truncated, random
     bytes, a bare state_dict, another model's checkpoint)."""
     import os
     import zipfile
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {path} is a folder; give a .ckpt file in it "
+                                f"(`seq2exp train` writes OUT/checkpoints/best.ckpt)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
 
-    def refuse(why: str) -> ValueError:
-        return ValueError(f"not a seq2exp checkpoint: {path}: {why}")
+    def refuse(why: str) -> InputError:
+        return InputError(f"not a seq2exp checkpoint: {path}: {why}")
 
     if os.path.getsize(path) == 0:
         raise refuse("the file is empty")
@@ -156,10 +160,10 @@ def freeze_generator(net: Seq2ExpModel, checkpoint: str) -> None:
     """Seq2Exp-retrain: copy a trained model's generator into ``net`` and freeze it."""
     trained = load_network(checkpoint)
     if not isinstance(trained, Seq2ExpModel):
-        raise ValueError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
+        raise InputError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
     try:
         net.generator.load_state_dict(trained.generator.state_dict())
     except RuntimeError as err:
-        raise ValueError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
+        raise InputError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
     net.generator.requires_grad_(False)
     net.generator.eval()
