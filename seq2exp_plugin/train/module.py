@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # gReLU builds the model by name (model_params["model_type"]); the names resolve because
@@ -23,7 +22,7 @@ from torch import Tensor
 from grelu.lightning import LightningModel
 
 from ..model.batch import given_mask, predict_batch
-from ..model.seq2exp import Seq2ExpModel
+from ..model.seq2exp import Seq2ExpModel, Seq2ExpOutput, seq2exp_loss
 from .config import RunConfig
 from .metrics import SplitMetrics
 from .recipe import make_optimizer, make_scheduler
@@ -60,14 +59,10 @@ class Seq2ExpLightning(LightningModel):
         """Eq. 3 on one batch: ``{"loss", "task", "kl", "prediction", "mask"}``."""
         cfg = self.run_config
         prediction, mask = predict_batch(self.net, batch)
-        target = batch["target"].to(prediction.dtype)
-        if cfg.train.loss == "smooth_l1":
-            task = F.smooth_l1_loss(prediction, target)
-        else:
-            task = F.mse_loss(prediction, target)
-        kl = mask.kl if mask is not None else task.new_zeros(())
         kl_weight = self.net.config.mask.kl_weight if mask is not None else 0.0
-        return {"loss": task + kl_weight * kl, "task": task, "kl": kl, "prediction": prediction,
+        losses = seq2exp_loss(Seq2ExpOutput(prediction, mask), batch["target"], kl_weight,
+                              cfg.train.loss)
+        return {**losses, "prediction": prediction,
                 "mask": mask.mask if mask is not None else given_mask(self.net, batch)}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
