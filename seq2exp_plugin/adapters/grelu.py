@@ -25,7 +25,7 @@ with :func:`bind_locus` (a gReLU ``LightningModel`` around :class:`BoundSignals`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +50,8 @@ class _GreluModel(nn.Module):
 
     def __init__(self, **fields: Any) -> None:
         super().__init__()
-        self.config = Seq2ExpConfig.from_dict(fields)
+        # model_params without a version were written before configurations had one
+        self.config = Seq2ExpConfig.from_dict({"version": 1, **fields})
 
     def split(self, x: Tensor, with_mask: bool = False) -> tuple[Tensor, ...]:
         """Stacked channels -> ``seq, signals, features[, mask]``."""
@@ -197,15 +198,17 @@ class BoundSignals(nn.Module):
         return prediction[:, None, None]
 
 
-def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor | None = None,
-               mask: Tensor | None = None, task_name: str = "expression"):
+def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequence[str],
+               blacklist: Tensor | None = None, mask: Tensor | None = None,
+               task_name: str = "expression"):
     """A gReLU ``LightningModel`` that reads 4-channel DNA of one locus (see :class:`BoundSignals`).
 
     ``model``: a ``grelu.lightning.LightningModel`` holding one of this module's classes (e.g.
     ``LightningModel.load_from_checkpoint`` of a ``seq2exp train`` checkpoint, or the training
     module itself), or such a class directly. ``signals (n_signals, L)``, ``features
     (n_features,)``, ``blacklist (L,)`` and ``mask (L,)`` are the locus's arrays in the model's
-    window orientation (a window-dataset item's). The result shares the trained weights (a view,
+    window orientation (a window-dataset item's); ``signal_names`` names the rows of
+    ``signals`` (a window dataset's ``signal_names``), checked against the model's tracks. The result shares the trained weights (a view,
     not a copy), is in eval mode, predicts ``(N, 1, 1)`` and works with
     ``grelu.interpret.score.ISM_predict``, ``get_attributions`` and ``predict_on_dataset``. It is
     for in-memory use: its hyper-parameters describe the unbound model, so do not save it.
@@ -218,6 +221,7 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor 
     if not isinstance(face, _GreluModel):
         raise TypeError(f"bind_locus: expected a gReLU LightningModel of a Seq2Exp class or one of "
                         f"{[c.__name__ for c in MODEL_CLASSES]}, got {type(face).__name__}")
+    face.config.check_tracks(signal_names, "bind_locus")
     params = getattr(model, "model_params", None)
     if params is None:
         extra = {"use_signals": face.use_signals} if isinstance(face, Seq2ExpPredictor) else {}

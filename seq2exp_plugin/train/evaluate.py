@@ -54,8 +54,10 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
         # the same rule as the Kipoi model: the network only knows the window it was trained on
         raise ValueError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
                          f"--data window={window} asks for another length (drop it, or train on that window)")
+    data = {**run.to_dict()["data"], **{k: v for k, v in (data_overrides or {}).items() if v is not None}}
+    # before the run configuration is rebuilt: its model section would name the tracks first
+    module.model.config.check_tracks(data["signals"], f"{checkpoint}: the data")
     if data_overrides:
-        data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
         run = RunConfig.from_dict({**run.to_dict(), "data": data})
     return module, run
 
