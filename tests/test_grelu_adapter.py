@@ -292,3 +292,24 @@ def test_bound_model_splits_large_cpu_batches_into_calls_the_cpu_takes(small_bou
         hook.remove()
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
     assert float(whole.std()) > 0  # the mutants differ
+
+
+def test_grelu_training_loop_is_refused_and_the_checkpoint_says_how_it_was_trained(trained):
+    """gReLU's own training step would fit the model with its 'mse' loss alone (no KL term) and
+    Adam: it is refused with the command that trains Seq2Exp; gradients in eval mode
+    (attributions) still flow; train_params record the real objective and optimizer."""
+    from grelu.lightning import LightningModel
+
+    model = LightningModel.load_from_checkpoint(trained.ckpt, map_location="cpu")
+    params = model.train_params
+    assert params["optimizer"] == "adamw" and params["objective"].startswith("seq2exp_loss: smooth_l1 + ")
+    item = item_tensors(trained.dataset[trained.plus])
+    x = torch.cat([item["seq"], item["signals"],
+                   item["features"][..., None].expand(-1, -1, item["seq"].shape[-1])], 1)
+    model.train()
+    with pytest.raises(RuntimeError, match="gReLU's training loop .* `seq2exp train`"):
+        model.training_step((x, torch.zeros(1, 1, 1)), 0)
+    model.eval()
+    x.requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -43,8 +43,22 @@ class _TaskCount:
     n_tasks = 1
 
 
+def _refuse_grelu_training(module: nn.Module, inputs: Any) -> None:
+    """Forward pre-hook of the gReLU faces: a forward pass that records gradients in training
+    mode is gReLU's own training loop (``seq2exp train`` calls the library model in ``.net``),
+    whose loss is ``train_params["loss"]`` alone."""
+    if module.training and torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{type(module).__name__}: gReLU's training loop (train_on_dataset, tune_on_dataset) "
+            "would train it with gReLU's loss alone ('mse': no KL term of eq. 3, no smooth-L1) "
+            "and gReLU's optimizer; train or fine-tune with `seq2exp train` (a run configuration; "
+            "variant retrain to reuse a trained generator). Gradients for attributions: put the "
+            "model in eval mode (model.eval()).")
+
+
 class _GreluModel(nn.Module):
-    """Shared plumbing: the library model in ``.net``, gReLU's ``head.n_tasks``."""
+    """Shared plumbing: the library model in ``.net``, gReLU's ``head.n_tasks``; gReLU's own
+    training loop is refused (:func:`_refuse_grelu_training`)."""
 
     head = _TaskCount()
 
@@ -52,6 +66,7 @@ class _GreluModel(nn.Module):
         super().__init__()
         # model_params without a version were written before configurations had one
         self.config = Seq2ExpConfig.from_dict({"version": 1, **fields})
+        self.register_forward_pre_hook(_refuse_grelu_training)
 
     def split(self, x: Tensor, with_mask: bool = False) -> tuple[Tensor, ...]:
         """Stacked channels -> ``seq, signals, features[, mask]``."""
@@ -169,6 +184,7 @@ class BoundSignals(nn.Module):
                 track = track.bool() if name == "blacklist" else track.float()
             self.register_buffer(name, track, persistent=False)
         self.head = model.head
+        self.register_forward_pre_hook(_refuse_grelu_training)
 
     @property
     def length(self) -> int:

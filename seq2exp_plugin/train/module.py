@@ -43,9 +43,14 @@ class Seq2ExpLightning(LightningModel):
         from .variants import model_params
 
         train_params = {
-            # what gReLU's own __init__ reads: a one-task regression, logged
+            # what gReLU's own __init__ reads: a one-task regression, logged; its "mse" only
+            # gives the identity output (gReLU's training loop is refused by the model classes)
             "task": "regression", "loss": "mse", "logger": "csv",
             "lr": run.train.lr, "batch_size": run.train.batch_size,
+            # what training really used (gReLU reads neither)
+            "objective": f"seq2exp_loss: {run.train.loss} + mask.kl_weight x KL (eq. 3; no KL "
+                         "without a generator)",
+            "optimizer": "adamw",
             "seq2exp": run.to_dict(),
         }
         return cls(model_params(run), train_params)
