@@ -119,9 +119,14 @@ def test_group_renders_one_entry_per_row(home, monkeypatch):
         assert d.writers["hdf5_chunk_size"] == 16
         assert set(d.schema.inputs) == {"seq", "signals", "features", "blacklist"}
     assert source.get_model_descr("Seq2Exp/K562").args["weights"] is None
+    # the dataloader finds the checkpoint the model loads (it says how to read the windows)
+    for entry in ("K562", "GM12878", "Demo"):
+        d = source.get_model_descr(f"Seq2Exp/{entry}")
+        assert d.default_dataloader.default_args["entry"] == entry
+        assert d.default_dataloader.default_args.get("weights") == d.args["weights"]
     demo = source.get_model_descr("Seq2Exp/Demo")
     for key, value in demo.default_dataloader.default_args.items():
-        if key not in ("cell_type", "window"):
+        if key not in ("cell_type", "window", "entry"):
             assert (GROUP / value).is_file(), key  # bundled files, relative to the group folder
     assert (ZOO / demo.test.expect).is_file()  # kipoi reads it from the working directory
     saved = torch.load(GROUP / demo.args["weights"], map_location="cpu", weights_only=True)
