@@ -291,7 +291,8 @@ def signal_ceilings(args, manifest: dict, cell: str, out: Path, peaks_file: Path
         signals = dataset.get_numpy(i)["signals"]
         for name, values in zip(dataset.signal_names, signals):
             tracks.setdefault(name, {})[gene] = values
-        alpha2, beta2 = signal_beta(torch.from_numpy(np.ascontiguousarray(signals))[None], MaskConfig())
+        alpha2, beta2 = signal_beta(torch.from_numpy(np.ascontiguousarray(signals))[None], MaskConfig(),
+                                    tuple(dataset.signal_names))
         tracks.setdefault("signal Beta mean", {})[gene] = (alpha2 / (alpha2 + beta2))[0].numpy()
         tracks.setdefault("signal Beta odds x Hi-C", {})[gene] = (alpha2 / beta2)[0].numpy() * signals[-1]
     from seq2exp_plugin.discover.recovery import gene_windows

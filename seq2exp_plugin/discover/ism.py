@@ -77,8 +77,8 @@ METHODS = ("saliency", "inputxgradient", "integratedgradients", "deepshap")
 class Locus:
     """One gene's window as the model reads it (window order), and where it lies.
 
-    ``seq (4, L)``, ``signals (d, L)``, ``features (n,)``, ``blacklist (L,)`` bool, ``mask`` the
-    dataset's peak mask (peak-mask models) or ``None``; ``reverse``: index ``i`` is genomic
+    ``seq (4, L)``, ``signals (d, L)`` (the tracks ``signal_names``), ``features (n,)``,
+    ``blacklist (L,)`` bool, ``mask`` the dataset's peak mask (peak-mask models) or ``None``; ``reverse``: index ``i`` is genomic
     position ``end - 1 - i`` (else ``start + i``)."""
 
     gene_id: str
@@ -92,10 +92,11 @@ class Locus:
     signals: Any
     features: Any
     blacklist: Any
+    signal_names: tuple[str, ...]
     mask: Any = None
 
     @classmethod
-    def from_item(cls, item: dict, rc_minus_strand: bool) -> "Locus":
+    def from_item(cls, item: dict, rc_minus_strand: bool, signal_names: Sequence[str]) -> "Locus":
         import torch
 
         as_tensor = lambda key: None if item.get(key) is None else torch.as_tensor(np.asarray(item[key]))  # noqa: E731
@@ -103,7 +104,7 @@ class Locus:
         return cls(str(item["gene_id"]), str(item["chrom"]), int(item["start"]), int(item["end"]), strand,
                    int(item["tss"]), bool(rc_minus_strand) and strand == "-", as_tensor("seq").float(),
                    as_tensor("signals").float(), as_tensor("features").float(),
-                   as_tensor("blacklist").bool(), as_tensor("mask"))
+                   as_tensor("blacklist").bool(), tuple(signal_names), as_tensor("mask"))
 
     @property
     def length(self) -> int:
@@ -131,8 +132,9 @@ def load_locus(dataset, gene_id: str) -> Locus:
     ids = [str(g) for g in dataset.gene_ids]
     if gene_id not in ids:
         raise MissingInputError(f"gene {gene_id!r} is not in the gene table ({len(ids)} genes, e.g. {ids[:3]})")
-    return Locus.from_item(dataset[ids.index(gene_id)], getattr(dataset, "rc_minus_strand",
-                                                                dataset.extractor.rc_minus_strand))
+    return Locus.from_item(dataset[ids.index(gene_id)],
+                           getattr(dataset, "rc_minus_strand", dataset.extractor.rc_minus_strand),
+                           dataset.signal_names)
 
 
 def _net(model):
@@ -182,7 +184,8 @@ def bind(model, locus: Locus, mask_mode: str = "recompute"):
         # recompute: no mask bound, the generator runs on every sequence; fixed: the mask the
         # predictor reads for the reference window
         mask = _reference_generator_output(net, locus).mask[0].float() if mask_mode == "fixed" else None
-    bound = bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+    bound = bind_locus(model, locus.signals, locus.features, locus.signal_names,
+                       blacklist=locus.blacklist, mask=mask)
     predict = bound.predict_on_dataset
 
     def predict_on_dataset(dataset, **kwargs):

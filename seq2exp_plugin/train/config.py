@@ -355,14 +355,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
                 raise InputError(f"{path}: {key}: {part} is not a section (a mapping)")
         target[name] = value
     base = path.resolve().parent
-    data = raw.get("data", {})
-    if isinstance(data, dict):  # anything else is reported by the validation below
-        for name in _PATH_FIELDS:
-            if isinstance(data.get(name), str) and data[name] and not (name == "blacklist" and is_bundled(data[name])):
-                data[name] = str(_resolve(base, data[name]))
-        if isinstance(data.get("signals"), dict):
-            data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) and not is_powerlaw(v) else v
-                               for k, v in data["signals"].items()}
+    if isinstance(raw.get("data"), dict):  # anything else is reported by the validation below
+        raw["data"] = resolve_data_paths(raw["data"], base)
     for name in ("generator_checkpoint", "out_dir"):
         if isinstance(raw.get(name), str) and raw[name]:
             raw[name] = str(_resolve(base, raw[name]))
@@ -370,6 +364,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         return RunConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise InputError(f"{path}: {err}") from None
+
+
+def resolve_data_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A ``data`` section with its relative file paths taken from ``base`` (a YAML file's
+    folder, or the folder of a checkpoint that stores them relative to itself)."""
+    data = dict(data)
+    for name in _PATH_FIELDS:
+        if isinstance(data.get(name), str) and data[name] and not (name == "blacklist" and is_bundled(data[name])):
+            data[name] = str(_resolve(base, data[name]))
+    if isinstance(data.get("signals"), dict):
+        data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) and not is_powerlaw(v) else v
+                           for k, v in data["signals"].items()}
+    return data
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..data.windows import WindowRecord, loader_workers
 from ..errors import InputError
 from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
-from .config import RunConfig
+from .config import RunConfig, resolve_data_paths
 from .metrics import METRIC_NAMES, regression_metrics
 
 
@@ -45,7 +45,10 @@ class GenePrediction:
 
 
 def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
-    """``(module, run config)`` of a checkpoint, data paths optionally replaced."""
+    """``(module, run config)`` of a checkpoint, data paths optionally replaced; relative paths
+    stored in the checkpoint (a bundled one) are taken from its folder."""
+    from pathlib import Path
+
     from .module import load_module
 
     module = load_module(checkpoint)
@@ -55,10 +58,11 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
         # the same rule as the Kipoi model: the network only knows the window it was trained on
         raise InputError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
                          f"--data window={window} asks for another length (drop it, or train on that window)")
-    if data_overrides:
-        data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
-        run = RunConfig.from_dict({**run.to_dict(), "data": data})
-    return module, run
+    data = {**resolve_data_paths(run.to_dict()["data"], Path(checkpoint).resolve().parent),
+            **{k: v for k, v in (data_overrides or {}).items() if v is not None}}
+    # before the run configuration is rebuilt: its model section would name the tracks first
+    module.model.config.check_tracks(data["signals"], f"{checkpoint}: the data")
+    return module, RunConfig.from_dict({**run.to_dict(), "data": data})
 
 
 @torch.no_grad()
