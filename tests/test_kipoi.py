@@ -485,3 +485,18 @@ def test_a_checkpoint_with_tracks_in_another_order_is_refused(tmp_path, monkeypa
     with pytest.raises(InputMismatchError, match=r"reads the signal tracks \['dnase', 'h3k27ac', 'hic'\] "
                                                  r"in this order, the Kipoi dataloader gives"):
         Seq2ExpKipoiModel(weights=str(tmp_path / "swapped.ckpt"), entry="Demo", device="cpu")
+
+
+def test_a_checkpoint_trained_with_the_bundled_blacklist_reads_it(tmp_path):
+    """``data.blacklist: hg38`` (the K562/GM12878 recipes) names the bundled BED, not a file beside
+    the checkpoint; the same name or that BED given to the dataloader agrees, another BED does not."""
+    from seq2exp_plugin.adapters.kipoi import DataLoaderInputError, inputs_from_checkpoint
+    from seq2exp_plugin.data.blacklist import BUNDLED
+
+    ckpt = _checkpoint_with_data(tmp_path / "best.ckpt", blacklist="hg38")
+    assert inputs_from_checkpoint(ckpt)[1] == str(BUNDLED["hg38"])
+    assert inputs_from_checkpoint(ckpt, blacklist="hg38")[1] == str(BUNDLED["hg38"])
+    other = tmp_path / "other.bed"
+    other.write_text("chr1\t0\t100\n")
+    with pytest.raises(DataLoaderInputError, match="another blacklist"):
+        inputs_from_checkpoint(ckpt, blacklist=str(other))

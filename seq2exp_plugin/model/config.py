@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..errors import InputError
 from ..nn.config import StackConfig
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_SIGNALS", "MaskConfig", "Seq2ExpConfig", "StackConfig",
@@ -131,12 +132,12 @@ class MaskConfig:
     def signal_constants(self, names: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """``(w_i, c_i)`` of the tracks ``names``, in that order (the signals' channel order).
 
-        Raises a ValueError naming the first track without a weight or constant, and how to
+        Raises an InputError naming the first track without a weight or constant, and how to
         give it one."""
         for table in ("signal_weights", "signal_beta"):
             missing = [name for name in names if name not in getattr(self, table)]
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"mask.{table} has no value for the signal track {missing[0]!r} (it has "
                     f"{sorted(getattr(self, table))}); give every track one by name, e.g. "
                     f"--set model.mask.signal_weights.{missing[0]}=0.2 "
@@ -144,7 +145,7 @@ class MaskConfig:
         weights = tuple(self.signal_weights[name] for name in names)
         constants = tuple(self.signal_beta[name] for name in names)
         if sum(w * (c + self.b_min) for w, c in zip(weights, constants)) <= 0:
-            raise ValueError(f"mask: beta2 = sum_i w_i (c_i + b_min) k over the signals "
+            raise InputError(f"mask: beta2 = sum_i w_i (c_i + b_min) k over the signals "
                              f"{list(names)} must be > 0")
         return weights, constants
 
@@ -330,7 +331,7 @@ class Seq2ExpConfig:
         constants and embeddings are per channel, so tracks in another order (or others) would
         each be read as another track. ``source`` says where ``names`` come from."""
         if tuple(names) != self.signals:
-            raise ValueError(f"{source}: signal tracks {list(names)}, but the model reads "
+            raise InputError(f"{source}: signal tracks {list(names)}, but the model reads "
                              f"{list(self.signals)} (by name, in that order); give the tracks "
                              "under those names in that order")
 
@@ -361,7 +362,7 @@ def _named_signal_constants(data: Any) -> Any:
         value = mask.get(key)
         if isinstance(value, (list, tuple)):
             if len(value) != len(signals):
-                raise ValueError(f"model.mask.{key}: {len(value)} values for the {len(signals)} "
+                raise InputError(f"model.mask.{key}: {len(value)} values for the {len(signals)} "
                                  f"signals {signals}")
             named[key] = dict(zip(signals, value))
     return {**data, "mask": {**mask, **named}}
@@ -441,7 +442,7 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
                     "contact_exponent": "hic", "kept_pool": True},
     }
     if name not in presets:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+        raise InputError(f"unknown preset {name!r}; choose from {sorted(presets)}")
     if name == "hard-public":
         warnings.warn("preset 'hard-public' is deprecated: it is not the authors' hard run "
                       "(use 'public-hard')", DeprecationWarning, stacklevel=2)
