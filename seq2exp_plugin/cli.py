@@ -495,6 +495,55 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- links
+def _add_links_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "links", help="enhancer-gene links (ABC / ENCODE-rE2G columns) from a checkpoint's masks",
+        description="One row per (element, gene whose window holds it): the gene's mask score over the "
+                    "element (mean, max, kept fraction), distance to the TSS, the element's mean "
+                    "signals, the gene's predicted expression. Elements: --elements (candidate regions, "
+                    "cCREs, DNase peaks) or the runs the mask keeps. OUT gets links.tsv.gz (ABC / "
+                    "ENCODE-rE2G column names), links.bedpe (arcs), windows.bed and summary.json, "
+                    "atomically. Score them with `seq2exp benchmark-links`.")
+    p.add_argument("checkpoint")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--split", choices=("train", "valid", "test", "all"), default=None,
+                       help="the genes of one split of the run (all: every gene of the table)")
+    which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
+    which.add_argument("--genes-file", default=None, metavar="FILE", help="the genes listed in FILE (one id per line)")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--elements", default=None, metavar="BED",
+                   help="candidate elements (BED3+; default: the runs of bases the mask keeps)")
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
+    p.add_argument("--threshold", type=_fraction, default=0.5,
+                   help="mask value that keeps a bp: element calls and kept_fraction (0.5)")
+    p.add_argument("--min-gap", type=_count(0), default=0, help="merge called elements closer than this (bp)")
+    p.add_argument("--min-length", type=_count(1), default=1, help="drop called elements shorter than this (bp)")
+    p.add_argument("--batch-size", type=_count(1), default=1)
+    p.add_argument("--num-workers", type=_count(0), default=0)
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    p.set_defaults(func=_run_links)
+
+
+def _run_links(args: argparse.Namespace) -> int:
+    from .data.splits import read_gene_list
+    from .discover.links import links_to_directory
+
+    t0 = time.perf_counter()
+    genes = read_gene_list(args.genes_file, "--genes-file") if args.genes_file else args.genes
+    split = None if args.split in (None, "all") else args.split
+    summary = links_to_directory(
+        args.checkpoint, args.out, gene_ids=genes, split=split, elements=args.elements,
+        data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
+        min_length=args.min_length, batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
+    print(f"seq2exp links: {summary['n_links']} links for {summary['n_genes_with_links']} of "
+          f"{summary['n_genes']} genes ({summary['elements']}); wrote {args.out}: links.tsv.gz, "
+          f"links.bedpe, windows.bed, summary.json")
+    _report("links", t0)
+    return 0
+
+
 # ------------------------------------------------------------------------------------- ism
 def _add_ism_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -637,7 +686,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ main
 _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_genes_parser, _add_train_parser,
                                   _add_evaluate_parser, _add_cv_parser,
-                                  _add_predict_parser,
+                                  _add_predict_parser, _add_links_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
                 IsADirectoryError, PermissionError)
