@@ -354,7 +354,7 @@ def benchmark_links(
         table = pairs[["chrom", "chromStart", "chromEnd", "measuredGeneSymbol", "startTSS", "Regulated"]].assign(
             distance=distance, **{f"score:{k}": v for k, v in scores.items()},
             **{c: pairs[c] for c in pairs if c.startswith("category:")})
-        table.to_csv(tmp / "pairs.tsv.gz", sep="\t", index=False, float_format="%.6g",
+        table.to_csv(tmp / "pairs.tsv.gz", sep="\t", index=False, float_format="%.10g",
                      compression={"method": "gzip", "mtime": 0})
         _plot(tmp / "pr_curve.png", labels, scores, f"{Path(crispr).name}: {len(pairs)} pairs, {labels.sum()} regulated")
         write_json(tmp / "summary.json", summary)
