@@ -11,6 +11,8 @@ import pandas as pd
 import pyBigWig
 import pytest
 
+from conftest import REAL_DIR
+
 from seq2exp_plugin.cli import main
 from seq2exp_plugin.data.crispr import CRISPR_COLUMNS
 from seq2exp_plugin.discover.prcurve import average_precision, precision_at_recall, precision_recall_curve
@@ -202,8 +204,32 @@ def test_benchmark_links_on_the_synthetic_truth(demo_links, tmp_path):
                     & (windows[2] > row["chromStart"])]
         assert (category[_] == "outside_windows") == w.empty
     assert (out / "pr_curve.png").stat().st_size > 1000
-    # the ABC-like baseline: sqrt(DNase x H3K27ac) x raw contact, over the gene's tested elements
+    assert pairs["score:ABC-like"].to_numpy() == pytest.approx(_abc_like(pairs, cell), rel=1e-5, abs=1e-9)
     assert metrics.loc[("ABC-like", "all"), "auprc"] > metrics.loc[("distance", "all"), "auprc"]
+
+
+def _abc_like(pairs: pd.DataFrame, cell) -> np.ndarray:
+    """sqrt(DNase x H3K27ac) x balanced contact of the element's bases with the TSS bin, over the
+    sum of that product over the gene's tested elements: from pyBigWig and cooler directly."""
+    import cooler
+
+    clr = cooler.Cooler(str(cell / "hic.cool"))
+    res = clr.binsize
+    tracks = [pyBigWig.open(str(cell / f"{name}.bw")) for name in ("dnase", "h3k27ac")]
+
+    def numerator(chrom, start, end, tss) -> float:
+        dn, ac = (float(np.nan_to_num(bw.values(chrom, start, end, numpy=True)).mean()) for bw in tracks)
+        row = np.nan_to_num(clr.matrix(balance=True).fetch(chrom)[tss // res])
+        return np.sqrt(dn * ac) * row[np.arange(start, end) // res].mean()
+
+    out = np.zeros(len(pairs))
+    for _, idx in pairs.groupby(["chrom", "startTSS"]).indices.items():
+        elements = pairs.iloc[idx].drop_duplicates(["chromStart", "chromEnd"])
+        values = {(r.chromStart, r.chromEnd): numerator(r.chrom, r.chromStart, r.chromEnd, r.startTSS)
+                  for r in elements.itertuples()}
+        total = sum(values.values())
+        out[idx] = [values[(r.chromStart, r.chromEnd)] / total if total > 0 else 0.0 for r in pairs.iloc[idx].itertuples()]
+    return out
 
 
 def _crispr_rows(path, **change) -> pd.DataFrame:
@@ -259,3 +285,88 @@ def test_benchmark_links_counts_genes_outside_every_window(tiny_synth, links_run
     assert f"{counts['outside_windows']} outside every window" in str(caught[0].message)
     assert f"{counts['outside_windows']} outside every window" in capsys.readouterr().out
     assert list(pd.read_csv(tmp_path / "c.tsv", sep="\t").columns) == list(CRISPR_COLUMNS)
+
+
+# ------------------------------------------------------------------------- real K562 chr22
+REAL = REAL_DIR / "k562_chr22_hg19"
+
+
+def _abc_reference(tss: pd.DataFrame, candidates: pd.DataFrame, abc: pd.DataFrame, path) -> pd.DataFrame:
+    """ABC's links as a CRISPR-format reference: every candidate within 100 kb of a TSS is a tested
+    pair, regulated when ABC links it to that gene (a plumbing check, not CRISPR truth)."""
+    linked = set(zip(abc["TargetGene"], abc["start"], abc["end"]))
+    rows = []
+    for g in tss.itertuples():
+        near = candidates[((candidates["start"] + candidates["end"]) // 2 - g.start).abs() <= 100_000]
+        for c in near.itertuples():
+            regulated = (g.gene_id, c.start, c.end) in linked
+            rows.append({"chrom": g.chrom, "chromStart": c.start, "chromEnd": c.end, "chrTSS": g.chrom,
+                         "startTSS": g.start, "endTSS": g.start + 1, "measuredGeneSymbol": g.gene_id,
+                         "PowerAtEffectSize15": 1.0, "ValidConnection": "TRUE",
+                         "Regulated": "TRUE" if regulated else "FALSE"})
+    table = pd.DataFrame(rows)
+    table.to_csv(path, sep="\t", index=False)
+    return table
+
+
+def test_links_and_benchmark_on_real_k562_chr22(tmp_path):
+    """Real DNA, DNase, H3K27ac and Hi-C (hg19 chr22): a 2-step model's links over ABC's candidate
+    regions, scored against ABC's own links beside ABC itself."""
+    import yaml
+
+    from seq2exp_plugin.data.genes import build_gene_table
+
+    if not (REAL / "abc_links.tsv").is_file():
+        pytest.skip(f"real fixture not found: {REAL}")
+    abc = pd.read_csv(REAL / "abc_links.tsv", sep="\t")
+    expression = pd.read_csv(REAL / "expression.tsv", sep="\t")
+    tss = pd.read_csv(REAL / "tss_full200kb.bed", sep="\t", header=None,
+                      names=["chrom", "start", "end", "gene_id", "score", "strand"])
+    tss = tss[tss["gene_id"].isin(expression["gene_id"]) & tss["gene_id"].isin(abc["TargetGene"])].head(12)
+    tss.to_csv(tmp_path / "tss.bed", sep="\t", header=False, index=False)
+    tracks = {"dnase": str(REAL / "dnase.bw"), "h3k27ac": str(REAL / "h3k27ac.bw")}
+    build_gene_table(str(tmp_path / "tss.bed"), str(REAL / "expression.tsv"), {"K562": tracks},
+                     genome=str(REAL / "chr22.fa.gz"), split={"valid": [], "test": []},
+                     out=tmp_path / "genes.h5ad", cell_types={"K562": "K562"})
+    stack = {"d_model": 8, "n_layers": 1, "d_state": 4}
+    config = {"variant": "seq2exp", "preset": "soft",
+              "model": {"generator": stack, "predictor": stack, "pool_width": 1000, "mask": {"promoter_keep": 1000}},
+              "data": {"genes": str(tmp_path / "genes.h5ad"), "genome": str(REAL / "chr22.fa.gz"),
+                       "signals": {"h3k27ac": tracks["h3k27ac"], "dnase": tracks["dnase"], "hic": str(REAL / "hic.cool")},
+                       "cell_type": "K562", "window": 20_000, "folds": 3, "fold": 0, "num_workers": 0},
+              "train": {"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "val_every_steps": 2, "progress_bar": False},
+              "out_dir": str(tmp_path / "run")}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(tmp_path / "train.yaml")]) == 0
+    # ABC's candidate regions: the elements the bigWigs hold, where the FASTA has bases (< 22 Mb)
+    intervals = set()
+    for track in tracks.values():
+        with pyBigWig.open(track) as bw:
+            intervals |= {(s, e) for s, e, v in bw.intervals("chr22") if v > 0 and e <= 22_000_000}
+    candidates = pd.DataFrame(sorted(intervals), columns=["start", "end"]).assign(chrom="chr22")[["chrom", "start", "end"]]
+    candidates.to_csv(tmp_path / "candidates.bed", sep="\t", header=False, index=False)
+    links = tmp_path / "links"
+    assert main(["links", str(tmp_path / "run" / "checkpoints" / "best.ckpt"), "--split", "all", "--out", str(links),
+                 "--elements", str(tmp_path / "candidates.bed")]) == 0
+    table = _links(links / "links.tsv.gz")
+    for g in tss.itertuples():  # every candidate overlapping the gene's window is linked to it
+        inside = candidates[(candidates["start"] < g.start + 10_000) & (candidates["end"] > g.start - 10_000)]
+        assert (table["TargetGene"] == g.gene_id).sum() == len(inside) > 0
+    assert table["mean_dnase"].max() > 100 and table["mean_hic"].max() > 0  # real signal levels
+    reference = _abc_reference(tss, candidates, abc, tmp_path / "reference.tsv")
+    out = tmp_path / "bench"
+    assert main(["benchmark-links", str(links / "links.tsv.gz"), f"ABC={REAL / 'abc_links.tsv'}", "--crispr",
+                 str(tmp_path / "reference.tsv"), "--out", str(out), "--dnase", tracks["dnase"], "--h3k27ac",
+                 tracks["h3k27ac"], "--hic", str(REAL / "hic.cool"), "--genome", str(REAL / "chr22.fa.gz.fai"),
+                 "--elements", str(tmp_path / "candidates.bed"), "--extra-columns", "powerlaw.Score"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = pd.DataFrame(summary["metrics"]).set_index(["predictor", "distance_bin"])
+    assert summary["n_pairs"] == len(reference) and summary["n_positive"] == (reference["Regulated"] == "TRUE").sum()
+    # ABC scored against its own links: every link found (gene symbols and coordinates matched)
+    assert metrics.loc[("ABC", "all"), "auprc"] == pytest.approx(1.0)
+    assert summary["unpredicted"]["ABC"]["predicted"] == summary["n_positive"]
+    # ours: pairs outside the 20 kb windows are counted as such, the others are all linked
+    ours = summary["unpredicted"]["links/links"]
+    inside = (reference["chromStart"] < reference["startTSS"] + 10_000) & (reference["chromEnd"] > reference["startTSS"] - 10_000)
+    assert ours == {"predicted": inside.sum(), "in_window_no_element": 0, "outside_windows": (~inside).sum()}
+    assert {"ABC:powerlaw.Score", "distance", "DNase", "H3K27ac", "ABC-like"} <= set(metrics.index.get_level_values(0))

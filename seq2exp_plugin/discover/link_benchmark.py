@@ -36,6 +36,7 @@ import math
 import os
 import re
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -193,23 +194,36 @@ def track_baselines(pairs: pd.DataFrame, dnase=None, h3k27ac=None, hic=None, ele
     contacts = HiCContacts(hic, log1p=False, allow_missing_chroms=True)
     dn, ac = tracks["DNase"], tracks["H3K27ac"]
 
-    def abc_numerator(chrom, start, end, tss) -> float:
-        activity = math.sqrt(max(_mean_signal(dn, chrom, start, end), 0.0) * max(_mean_signal(ac, chrom, start, end), 0.0))
-        return activity * _mean_signal(contacts, chrom, start, end, tss) if activity > 0 else 0.0
+    @lru_cache(maxsize=None)
+    def activity(chrom: str, start: int, end: int) -> float:
+        return math.sqrt(max(_mean_signal(dn, chrom, start, end), 0.0) * max(_mean_signal(ac, chrom, start, end), 0.0))
 
-    numerator = np.array([abc_numerator(*r) for r in rows])
+    def numerators(chrom: str, tss: int, intervals: list[tuple[int, int]]) -> np.ndarray:
+        """activity x mean contact to the TSS of each interval (one Hi-C read over their span)."""
+        if contacts.resolve(chrom) is None:
+            return np.zeros(len(intervals))
+        lo, hi = min(s for s, _ in intervals), max(e for _, e in intervals)
+        cumulative = np.r_[0.0, np.cumsum(contacts.contact_to_tss(chrom, tss, lo, hi), dtype=np.float64)]
+        return np.array([activity(chrom, s, e) * (cumulative[e - lo] - cumulative[s - lo]) / (e - s)
+                         for s, e in intervals])
+
     candidates = read_bed(elements, what="--elements BED") if elements is not None else None
-    denominator = np.zeros(len(pairs))
-    for (gene, chrom, tss), idx in pairs.groupby(["measuredGeneSymbol", "chrom", "startTSS"]).indices.items():
-        tested = {(int(pairs["chromStart"].iat[i]), int(pairs["chromEnd"].iat[i])): numerator[i] for i in idx}
-        total = sum(tested.values())
+    score = np.zeros(len(pairs))
+    for (chrom, tss), idx in pairs.groupby(["chrom", "startTSS"]).indices.items():
+        tested = list(dict.fromkeys(zip(pairs["chromStart"].to_numpy()[idx].tolist(),
+                                        pairs["chromEnd"].to_numpy()[idx].tolist())))
+        others = []
         if candidates is not None:
             near = candidates[(candidates["chrom"].map(normalize_chrom) == normalize_chrom(chrom))
                               & ((candidates["start"] + candidates["end"]) // 2 - tss).abs().le(max_distance)]
-            total += sum(abc_numerator(chrom, s, e, tss) for s, e in zip(near["start"], near["end"])
-                         if (s, e) not in tested)
-        denominator[idx] = total
-    out["ABC-like"] = np.divide(numerator, denominator, out=np.zeros(len(pairs)), where=denominator > 0)
+            others = [iv for iv in zip(near["start"].tolist(), near["end"].tolist()) if iv not in set(tested)]
+        values = numerators(str(chrom), int(tss), tested + others)
+        total = values.sum()
+        own = dict(zip(tested, values[:len(tested)]))
+        if total > 0:
+            score[idx] = [own[(s, e)] / total for s, e in zip(pairs["chromStart"].to_numpy()[idx],
+                                                                pairs["chromEnd"].to_numpy()[idx])]
+    out["ABC-like"] = score
     return out
 
 
