@@ -466,19 +466,24 @@ def _add_predict_parser(subparsers) -> None:
     which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
     which.add_argument("--split", choices=("train", "valid", "test"), default=None,
                        help="the genes of one split (default: every gene of the table)")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
-    p.add_argument("--min-gap", type=_count(0), default=0, help="merge elements closer than this (bp)")
-    p.add_argument("--min-length", type=_count(1), default=1, help="drop elements shorter than this (bp)")
     p.add_argument("--plots", type=_count(0), default=20,
                    help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
+    _add_mask_run_options(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _add_mask_run_options(p) -> None:
+    """The options `predict` and `links` share: data overrides, element calls, batching, --force."""
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
+    p.add_argument("--min-gap", type=_count(0), default=0, help="merge called elements closer than this (bp)")
+    p.add_argument("--min-length", type=_count(1), default=1, help="drop called elements shorter than this (bp)")
     p.add_argument("--batch-size", type=_count(1), default=1)
     p.add_argument("--num-workers", type=_count(0), default=0)
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
-    p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -514,15 +519,9 @@ def _add_links_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     p.add_argument("--elements", default=None, metavar="BED",
                    help="candidate elements (BED3+; default: the runs of bases the mask keeps)")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
     p.add_argument("--threshold", type=_fraction, default=0.5,
                    help="mask value that keeps a bp: element calls and kept_fraction (0.5)")
-    p.add_argument("--min-gap", type=_count(0), default=0, help="merge called elements closer than this (bp)")
-    p.add_argument("--min-length", type=_count(1), default=1, help="drop called elements shorter than this (bp)")
-    p.add_argument("--batch-size", type=_count(1), default=1)
-    p.add_argument("--num-workers", type=_count(0), default=0)
-    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    _add_mask_run_options(p)
     p.set_defaults(func=_run_links)
 
 
