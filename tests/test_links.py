@@ -239,7 +239,7 @@ def _crispr_rows(path, **change) -> pd.DataFrame:
     return table
 
 
-@pytest.mark.parametrize("case", ["missing_columns", "other_assembly", "genes_in_no_window", "empty_predictions",
+@pytest.mark.parametrize("case", ["missing_columns", "other_assembly", "other_assembly_tracks", "genes_in_no_window", "empty_predictions",
                                   "header_only_predictions", "predictions_without_score"])
 def test_benchmark_links_bad_input_is_a_clear_error(case, tiny_synth, links_run, tmp_path, capsys):
     crispr = tiny_synth / "truth" / "synthA.crispr.tsv.gz"
@@ -252,6 +252,10 @@ def test_benchmark_links_bad_input_is_a_clear_error(case, tiny_synth, links_run,
         _crispr_rows(crispr, chromStart=5_000_000, chromEnd=5_000_500).to_csv(tmp_path / "c.tsv", sep="\t", index=False)
         crispr, message = tmp_path / "c.tsv", "another genome assembly"
         extra = ["--genome", str(tiny_synth / "genome.fa.fai")]
+    elif case == "other_assembly_tracks":
+        _crispr_rows(crispr, chromStart=5_000_000, chromEnd=5_000_500).to_csv(tmp_path / "c.tsv", sep="\t", index=False)
+        crispr, message = tmp_path / "c.tsv", "another genome assembly"
+        extra = ["--dnase", str(tiny_synth / "synthA" / "dnase.bw")]
     elif case == "genes_in_no_window":
         _crispr_rows(crispr, measuredGeneSymbol="ENSG00000000001").to_csv(tmp_path / "c.tsv", sep="\t", index=False)
         crispr, message = tmp_path / "c.tsv", "none of the .* tested pairs has its gene among the predicted genes"

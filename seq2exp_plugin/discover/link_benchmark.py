@@ -7,6 +7,9 @@ negatives whose power to see a 15% effect is below 80% (``power_column``
 ``PowerAtEffectSize15``, ``min_power`` 0.8; positives are kept whatever their power; a file
 without the column is not filtered, with a warning).
 
+With ``genome`` (or else a bigWig given for a baseline), tested pairs past the end of a
+chromosome are refused: the benchmark is of another assembly.
+
 Predictions: files with ABC / ENCODE-rE2G columns (``chr start end TargetGene`` [``TargetGeneEnsemblID``]
 and a score: ``Score``, else ``ABC.Score``), e.g. ``seq2exp links``' ``links.tsv.gz``, ABC's
 ``EnhancerPredictionsFull.txt``, ENCODE-rE2G's predictions. A tested pair gets the maximum score
@@ -98,7 +101,7 @@ def read_predictions(path: str | os.PathLike, extra_columns: Sequence[str] = ())
     if table.empty:
         raise ValueError(f"predictions file {path} has no predictions (a header and no rows)")
     columns = [score, *(c for c in extra_columns if c in table and c != score)]
-    for c in columns:
+    for c in ("start", "end", *columns):
         if not pd.api.types.is_numeric_dtype(table[c]):
             raise ValueError(f"predictions file {path}: column {c} is not numeric")
     return table, columns
@@ -323,7 +326,12 @@ def benchmark_links(
     if not predictions:
         raise ValueError("give at least one predictions file")
     named = _predictor_names(predictions)
-    sizes = read_chrom_sizes(genome) if genome is not None else None
+    if genome is not None:
+        sizes = read_chrom_sizes(genome)
+    else:  # the tracks' chromosomes tell the assembly too
+        from ..data.tracks import BigWigTrack
+
+        sizes = next((BigWigTrack(t).chrom_sizes for t in (dnase, h3k27ac) if t is not None), None)
     pairs, dropped = _filter(read_crispr(crispr, sizes), all_connections, power_column, min_power, crispr)
     tables = [(name, path, *read_predictions(path, extra_columns)) for name, path in named]
     unknown = [c for c in extra_columns if not any(c in cols for *_, cols in tables)]
