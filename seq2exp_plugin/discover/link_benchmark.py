@@ -115,15 +115,15 @@ def _windows_beside(path: Path) -> pd.DataFrame | None:
     return read_bed(beside, ("chr", "start", "end", "TargetGene", "TargetGeneEnsemblID"), what="windows BED")
 
 
-def _overlapping(pairs: pd.DataFrame, table: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
-    """``(row, other)`` for each tested pair and each row of ``table`` of the same gene whose
-    ``[start, end)`` overlaps the pair's element on the same chromosome."""
+def _overlapping(pairs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``(row, other)`` for each tested pair and each row of ``table`` (predictions or windows) of
+    the same gene whose ``[start, end)`` overlaps the pair's element on the same chromosome."""
     pk = _pair_keys(pairs)
     tk = _keys(table, ("TargetGene", "TargetGeneEnsemblID")).rename(columns={"row": "other"})
     hits = pk.merge(tk, on="key")[["row", "other"]].drop_duplicates()
     a, b = pairs.iloc[hits["row"].to_numpy()], table.iloc[hits["other"].to_numpy()]
     same = (a["chrom"].map(normalize_chrom).to_numpy() == b["chr"].map(normalize_chrom).to_numpy())
-    over = (a["chromStart"].to_numpy() < b[end].to_numpy()) & (b[start].to_numpy() < a["chromEnd"].to_numpy())
+    over = (a["chromStart"].to_numpy() < b["end"].to_numpy()) & (b["start"].to_numpy() < a["chromEnd"].to_numpy())
     return hits[same & over]
 
 
@@ -135,7 +135,7 @@ def overlap_scores(pairs: pd.DataFrame, table: pd.DataFrame, columns: Sequence[s
         ``{column: (n_pairs,) max score of the overlapping predictions, 0 where none}`` and
         ``(n_pairs,)`` categories: ``predicted``, ``in_window_no_element`` or ``outside_windows``.
     """
-    hits = _overlapping(pairs, table, "start", "end")
+    hits = _overlapping(pairs, table)
     scores = {}
     for c in columns:
         values = pd.Series(table[c].to_numpy(np.float64)[hits["other"].to_numpy()], index=hits["row"].to_numpy())
@@ -145,7 +145,7 @@ def overlap_scores(pairs: pd.DataFrame, table: pd.DataFrame, columns: Sequence[s
         scores[c] = out
     if windows is not None:
         inside = np.zeros(len(pairs), bool)
-        inside[_overlapping(pairs, windows, "start", "end")["row"].to_numpy()] = True
+        inside[_overlapping(pairs, windows)["row"].to_numpy()] = True
     else:
         known = set(_keys(table, ("TargetGene", "TargetGeneEnsemblID"))["key"])
         pk = _pair_keys(pairs)
