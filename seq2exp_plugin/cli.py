@@ -479,19 +479,24 @@ def _add_predict_parser(subparsers) -> None:
     which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
     which.add_argument("--split", choices=("train", "valid", "test"), default=None,
                        help="the genes of one split (default: every gene of the table)")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
-    p.add_argument("--min-gap", type=_count(0), default=0, help="merge elements closer than this (bp)")
-    p.add_argument("--min-length", type=_count(1), default=1, help="drop elements shorter than this (bp)")
     p.add_argument("--plots", type=_count(0), default=20,
                    help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
+    _add_mask_run_options(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _add_mask_run_options(p) -> None:
+    """The options `predict` and `links` share: data overrides, element calls, batching, --force."""
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
+    p.add_argument("--min-gap", type=_count(0), default=0, help="merge called elements closer than this (bp)")
+    p.add_argument("--min-length", type=_count(1), default=1, help="drop called elements shorter than this (bp)")
     p.add_argument("--batch-size", type=_count(1), default=1)
     p.add_argument("--num-workers", type=_count(0), default=0)
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
-    p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -505,6 +510,106 @@ def _run_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
     print(f"seq2exp predict: wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
     _report("predict", t0)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- links
+def _add_links_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "links", help="enhancer-gene links (ABC / ENCODE-rE2G columns) from a checkpoint's masks",
+        description="One row per (element, gene whose window holds it): the gene's mask score over the "
+                    "element (mean, max, kept fraction), distance to the TSS, the element's mean "
+                    "signals, the gene's predicted expression. Elements: --elements (candidate regions, "
+                    "cCREs, DNase peaks) or the runs the mask keeps. OUT gets links.tsv.gz (ABC / "
+                    "ENCODE-rE2G column names), links.bedpe (arcs), windows.bed and summary.json, "
+                    "atomically. Score them with `seq2exp benchmark-links`.")
+    p.add_argument("checkpoint")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--split", choices=("train", "valid", "test", "all"), default=None,
+                       help="the genes of one split of the run (all: every gene of the table)")
+    which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
+    which.add_argument("--genes-file", default=None, metavar="FILE", help="the genes listed in FILE (one id per line)")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--elements", default=None, metavar="BED",
+                   help="candidate elements (BED3+; default: the runs of bases the mask keeps)")
+    p.add_argument("--threshold", type=_fraction, default=0.5,
+                   help="mask value that keeps a bp: element calls and kept_fraction (0.5)")
+    _add_mask_run_options(p)
+    p.set_defaults(func=_run_links)
+
+
+def _run_links(args: argparse.Namespace) -> int:
+    from .data.splits import read_gene_list
+    from .discover.links import links_to_directory
+
+    t0 = time.perf_counter()
+    genes = read_gene_list(args.genes_file, "--genes-file") if args.genes_file else args.genes
+    split = None if args.split in (None, "all") else args.split
+    summary = links_to_directory(
+        args.checkpoint, args.out, gene_ids=genes, split=split, elements=args.elements,
+        data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
+        min_length=args.min_length, batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
+    print(f"seq2exp links: {summary['n_links']} links for {summary['n_genes_with_links']} of "
+          f"{summary['n_genes']} genes ({summary['elements']}); wrote {args.out}: links.tsv.gz, "
+          f"links.bedpe, windows.bed, summary.json")
+    _report("links", t0)
+    return 0
+
+
+def _add_benchmark_links_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "benchmark-links", help="score enhancer-gene predictions against a CRISPRi benchmark (AUPRC, baselines)",
+        description="Overlap each tested element of a CRISPRi benchmark (EPCrisprBenchmark columns; "
+                    "`seq2exp synth` writes truth/<cell>.crispr.tsv.gz) with the predicted elements of its "
+                    "gene (maximum score over overlaps; none: score 0, counted), and report AUPRC, "
+                    "precision at 70%% recall and its threshold, overall and per distance bin (0-10 kb, "
+                    "10-100 kb, >100 kb), for every predictions file (ABC / ENCODE-rE2G columns, e.g. "
+                    "`seq2exp links`' links.tsv.gz or ABC's EnhancerPredictionsFull.txt) and the baselines "
+                    "(distance; with --dnase/--h3k27ac/--hic: DNase, H3K27ac, ABC-like activity x contact). "
+                    "OUT gets metrics.tsv/.md, pairs.tsv.gz, pr_curve.png, summary.json, atomically.")
+    p.add_argument("predictions", nargs="+", metavar="[NAME=]PRED",
+                   help="predictions files (gzipped or plain TSV); score column Score, else ABC.Score")
+    p.add_argument("--crispr", required=True, metavar="FILE", help="the CRISPR benchmark (EPCrisprBenchmark TSV)")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--extra-columns", nargs="+", default=[], metavar="COLUMN",
+                   help="also score these columns of the predictions files that have them (e.g. powerlaw.Score)")
+    p.add_argument("--dnase", default=None, metavar="BW", help="DNase bigWig (DNase and ABC-like baselines)")
+    p.add_argument("--h3k27ac", default=None, metavar="BW", help="H3K27ac bigWig (H3K27ac and ABC-like baselines)")
+    p.add_argument("--hic", default=None, metavar="FILE", help="Hi-C (.cool/.mcool/.hic): contact of the ABC-like baseline")
+    p.add_argument("--elements", default=None, metavar="BED",
+                   help="candidate elements: the ABC-like denominator sums over them (within --max-distance "
+                        "of the TSS) besides the gene's tested elements")
+    p.add_argument("--max-distance", type=_count(1), default=5_000_000,
+                   help="candidate elements farther from the TSS are not in the ABC-like sum (bp, default 5 Mb)")
+    p.add_argument("--genome", default=None, metavar="FASTA_OR_SIZES",
+                   help="the predictions' genome (FASTA, .fai or .sizes): tested pairs beyond a chromosome's end "
+                        "are refused (another assembly)")
+    p.add_argument("--all-connections", action="store_true",
+                   help="keep pairs whose ValidConnection is not TRUE (default: drop them)")
+    p.add_argument("--power-column", default="PowerAtEffectSize15",
+                   help="drop negatives whose power in this column is below --min-power (default PowerAtEffectSize15)")
+    p.add_argument("--min-power", type=float, default=0.8, help="(default 0.8; 0 keeps every negative)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    p.set_defaults(func=_run_benchmark_links)
+
+
+def _run_benchmark_links(args: argparse.Namespace) -> int:
+    from .discover.link_benchmark import benchmark_links
+
+    t0 = time.perf_counter()
+    summary = benchmark_links(
+        args.predictions, args.crispr, args.out, extra_columns=args.extra_columns, dnase=args.dnase,
+        h3k27ac=args.h3k27ac, hic=args.hic, elements=args.elements, genome=args.genome,
+        all_connections=args.all_connections, power_column=args.power_column or None, min_power=args.min_power,
+        max_distance=args.max_distance, force=args.force)
+    print(f"seq2exp benchmark-links: {summary['n_pairs']} tested pairs ({summary['n_positive']} regulated) "
+          f"after the filters (dropped: {summary['filters']['dropped']})")
+    for name, counts in summary["unpredicted"].items():
+        print(f"  {name}: {counts['predicted']} pairs predicted; score 0: {counts['outside_windows']} outside every "
+              f"window, {counts['in_window_no_element']} in a window without a linked element")
+    print((Path(args.out) / "metrics.md").read_text(), end="")
+    print(f"seq2exp benchmark-links: wrote {args.out}: metrics.tsv, metrics.md, pairs.tsv.gz, pr_curve.png, summary.json")
+    _report("benchmark-links", t0)
     return 0
 
 
@@ -650,7 +755,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ main
 _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_genes_parser, _add_train_parser,
                                   _add_evaluate_parser, _add_cv_parser,
-                                  _add_predict_parser,
+                                  _add_predict_parser, _add_links_parser, _add_benchmark_links_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
 
 

@@ -62,7 +62,7 @@ TRUTH_COLUMNS = (
 )
 
 # Random streams (one per component, so changing one part leaves the others unchanged).
-_S_LAYOUT, _S_GENOME, _S_EXPR, _S_HALFLIFE, _S_SILENT, _S_CELL = 1, 2, 3, 4, 5, 100
+_S_LAYOUT, _S_GENOME, _S_EXPR, _S_HALFLIFE, _S_SILENT, _S_CRISPR, _S_CELL = 1, 2, 3, 4, 5, 6, 100
 
 
 @dataclass
@@ -593,3 +593,51 @@ def truth_table(layout: Layout, cell: str) -> pd.DataFrame:
                          effect, driver, el.kind, motifs, float(el.dnase[c]),
                          float(el.h3k27ac[c]), contact, (el.start + el.end) // 2 - g.tss))
     return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+
+
+#: Effect sizes (fraction of expression lost) of the benchmark's power columns.
+POWER_EFFECTS = (10, 15, 20, 25, 50)
+
+
+def crispr_truth(truth: pd.DataFrame, terms: pd.DataFrame, cell: str, seed: int) -> pd.DataFrame:
+    """The truth of one cell type as a CRISPRi screen would report it (EPCrisprBenchmark columns,
+    :data:`seq2exp_plugin.data.crispr.CRISPR_COLUMNS`): one tested pair per (gene, element in its
+    window) except the gene's own promoter.
+
+    Args:
+        truth: :func:`truth_table` of ``cell``.
+        terms: :func:`expression_terms` (the promoter and enhancer terms of each gene).
+        cell: the cell type.
+        seed: the benchmark's seed (the draws below use their own stream).
+
+    Returns:
+        ``Regulated`` TRUE exactly for the gene's ``R_ag`` elements (decoys and inactive
+        elements FALSE), also ``Significant``; ``EffectSize`` = -(the element's term) / (promoter
+        + enhancer terms) for them, the fraction of expression that silencing it removes (noise
+        N(0, 0.02) for the others). Powers: ``1 - exp(-(x / s)^2)`` at effect size ``x`` with a
+        per-pair sensitivity ``s ~ 0.1 * LN(0.5)``, so about 60% of pairs have 80% power at a
+        15% effect (the benchmark's filter of negatives).
+    """
+    from .crispr import CRISPR_COLUMNS
+
+    rng = _rng(seed, _S_CRISPR, list(dict.fromkeys(terms["cell_type"])).index(cell))
+    tested = truth[truth["class"] != "promoter"].reset_index(drop=True)
+    mine = terms[terms["cell_type"] == cell].set_index("gene_id")
+    total = (mine["promoter"] + mine["enhancers"]).reindex(tested["gene_id"]).to_numpy()
+    regulated = (tested["class"] == "R_ag").to_numpy()
+    n = len(tested)
+    effect = np.where(regulated, -tested["effect"].to_numpy() / np.maximum(total, 1e-12), rng.normal(0.0, 0.02, n))
+    padj = np.where(regulated, 10.0 ** -rng.uniform(2, 6, n), rng.uniform(0.05, 1.0, n))
+    sensitivity = 0.1 * rng.lognormal(0.0, 0.5, n)
+    tss = ((tested["start"] + tested["end"]) // 2 - tested["distance"]).to_numpy()
+    out = pd.DataFrame({
+        "chrom": tested["chrom"], "chromStart": tested["start"], "chromEnd": tested["end"],
+        "name": tested["gene_id"] + "|" + tested["chrom"] + ":" + tested["start"].astype(str) + "-"
+        + tested["end"].astype(str) + ":" + tested["name"],
+        "EffectSize": effect, "chrTSS": tested["chrom"], "startTSS": tss, "endTSS": tss + 1,
+        "measuredGeneSymbol": tested["gene_id"], "Significant": np.where(regulated, "TRUE", "FALSE"),
+        "pValueAdjusted": padj,
+        **{f"PowerAtEffectSize{x}": 1.0 - np.exp(-((x / 100) / sensitivity) ** 2) for x in POWER_EFFECTS},
+        "ValidConnection": "TRUE", "CellType": cell, "Reference": f"seq2exp synth seed {seed}",
+        "Regulated": np.where(regulated, "TRUE", "FALSE"), "Dataset": "seq2exp_synth"})
+    return out[list(CRISPR_COLUMNS)]
