@@ -2,7 +2,7 @@
 
 Thin: windows come from ``seq2exp_plugin.data.windows.WindowDataset`` through
 ``seq2exp_plugin.adapters.kipoi.KipoiWindows``; importing that module also applies the kipoi
-writer compatibility shim (numpy 2) and the one-line error reporting.
+writer compatibility shim (numpy 2), and this file turns on its one-line error reporting.
 
 The class carries its description (read from ``dataloader.yaml`` beside this file), so it also
 works where Kipoi imports it directly (the model group's ``default_dataloader``).
@@ -13,10 +13,13 @@ import os
 from kipoi.data import Dataset
 from kipoi.specs import DataLoaderDescription
 
-from seq2exp_plugin.adapters.kipoi import KipoiWindows, resolve_input_path
+from seq2exp_plugin.adapters.kipoi import (DATALOADER_SIGNALS, KipoiWindows, inputs_from_checkpoint,
+                                           install_excepthook, resolve_input_path,
+                                           resolve_weights)
+
+install_excepthook()  # kipoi prints our user errors in one line
 
 _HERE = os.path.dirname(os.path.realpath(__file__))
-_PATH_ARGS = ("fasta_file", "genes", "tss_bed", "h3k27ac", "dnase", "hic", "blacklist", "halflife")
 
 
 class Seq2ExpDataLoader(Dataset):
@@ -30,17 +33,22 @@ class Seq2ExpDataLoader(Dataset):
     # (the Demo entry supplies all files; K562/GM12878 users must)
     def __init__(self, fasta_file=None, h3k27ac=None, dnase=None, hic=None, genes=None, tss_bed=None,
                  cell_type="K562", window=200000, gene_ids=None, blacklist=None, halflife=None,
-                 rc_minus_strand=False, allow_missing_chroms=False, hic_options=None):
+                 rc_minus_strand=None, allow_missing_chroms=False, hic_options=None, entry=None,
+                 weights=None):
         args = dict(fasta_file=fasta_file, h3k27ac=h3k27ac, dnase=dnase, hic=hic, genes=genes,
-                    tss_bed=tss_bed, blacklist=blacklist, halflife=halflife)
+                    tss_bed=tss_bed, blacklist=blacklist, halflife=halflife, weights=weights)
         # relative paths: the working directory first, then the folder Kipoi ran the model group
         # from (an entry's bundled example files are relative to it)
         p = {k: resolve_input_path(v, type(self).source_dir) for k, v in args.items()}
+        # the entry's checkpoint (as the model finds it) says how its windows were read
+        checkpoint = None if entry is None else resolve_weights(str(entry), p["weights"])
+        rc, blacklist, hic_options = inputs_from_checkpoint(checkpoint, rc_minus_strand,
+                                                            p["blacklist"], hic_options)
         self.windows = KipoiWindows(
-            p["fasta_file"], {"h3k27ac": p["h3k27ac"], "dnase": p["dnase"], "hic": p["hic"]},
+            p["fasta_file"], {name: p[name] for name in DATALOADER_SIGNALS},
             cell_type=cell_type, window=window, genes=p["genes"], tss_bed=p["tss_bed"],
-            gene_ids=gene_ids, blacklist=p["blacklist"], halflife=p["halflife"],
-            rc_minus_strand=rc_minus_strand, allow_missing_chroms=allow_missing_chroms,
+            gene_ids=gene_ids, blacklist=blacklist, halflife=p["halflife"],
+            rc_minus_strand=rc, allow_missing_chroms=allow_missing_chroms,
             hic_options=hic_options)
 
     def __len__(self):

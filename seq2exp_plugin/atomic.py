@@ -98,19 +98,21 @@ def atomic_output_dir(path: str | os.PathLike, force: bool = False) -> Iterator[
     """Yield a temporary folder beside ``path`` that becomes ``path`` when the block ends
     normally. ``path`` must not exist, or be empty, unless ``force`` (then it is replaced)."""
     path = check_output_dir(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), suffix=".tmp", dir=path.parent))
+    with _told_about(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), suffix=".tmp", dir=path.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
-        yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            publish(path, old / "previous")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            publish(tmp, path)
+        with _told_about(path, tmp):
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+            yield tmp
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                publish(path, old / "previous")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                publish(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -120,14 +122,40 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, for writers that go by it); it
     replaces ``path`` when the block ends normally and is removed otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(path)
+    with _told_about(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_beside(path)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        publish(tmp, path)
+        with _told_about(path, tmp):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())
+            publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _told_about(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """An ``OSError`` of the block (a full disk, no permission) told about ``path``, the output
+    the user named, instead of the hidden temporary ``tmp`` beside it (or the one that could not
+    be made): ``[Errno 28] No space left on device: 'out/plots/g.png'``."""
+    try:
+        yield
+    except OSError as err:
+        told = _about(err, path, tmp)
+        if told is err:
+            raise
+        raise told from err
+
+
+def _about(err: OSError, path: Path, tmp: Path | None) -> OSError:
+    hidden = str(tmp) if tmp is not None else str(path.parent / _tmp_prefix(path.name))
+    if err.errno is not None and str(err.filename or "").startswith(hidden):
+        inside = str(err.filename)[len(hidden):] if tmp is not None else ""
+        return type(err)(err.errno, err.strerror, str(path) + inside)
+    if tmp is not None and hidden in str(err):
+        return type(err)(str(err).replace(hidden, str(path)))
+    return err
 
 
 def temporary_beside(path: str | os.PathLike) -> Path:

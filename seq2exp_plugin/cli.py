@@ -3,7 +3,10 @@
 Adding a command: write ``_add_<name>_parser(subparsers)`` (which ends with
 ``parser.set_defaults(func=_run_<name>)``) and ``_run_<name>(args) -> int``, and list the
 adder in :data:`_PARSERS`. Library imports go inside ``_run_<name>`` so ``seq2exp --help``
-stays fast. Expected user errors (bad paths, bad values) are printed as one line and exit 2.
+stays fast. Bad input (:class:`~seq2exp_plugin.errors.InputError`, or an ``OSError`` such as a
+missing or unwritable file) is printed as one line and exits 2; any other exception is a bug in
+this package and is printed with its traceback (exit 1). ``SEQ2EXP_DEBUG=1`` shows the traceback
+of bad input too.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import os
 import resource
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .atomic import Terminated, stop_on_signals
+from .errors import USER_ERRORS, InputError
 
 
 def _peak_rss_mb() -> float:
@@ -136,7 +141,7 @@ def _parse_tracks(items: Sequence[str]) -> dict:
         cell, sep, rest = item.partition(":")
         pairs = dict(p.partition("=")[::2] for p in rest.split(",") if p)
         if not sep or not cell or set(pairs) != {"dnase", "h3k27ac"} or not all(pairs.values()):
-            raise ValueError(f"--tracks expects CELL:dnase=PATH,h3k27ac=PATH, got {item!r}")
+            raise InputError(f"--tracks expects CELL:dnase=PATH,h3k27ac=PATH, got {item!r}")
         tracks[cell] = pairs
     return tracks
 
@@ -197,7 +202,7 @@ def _parse_assignments(pairs: Sequence[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise InputError(f"--set expects key=value, got {pair!r}")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -275,11 +280,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     split = None if genes else args.split
     dataset = make_dataset(run, split, gene_ids=genes)
     if len(dataset) == 0:
-        raise ValueError(f"{run.data.genes}: no genes in split {args.split!r}")
+        raise InputError(f"{run.data.genes}: no genes in split {args.split!r}")
     name = args.split if split else f"{len(dataset)} listed genes"
     per_gene: list = []
     if args.truth and run.variant not in ("seq2exp", "retrain"):
-        raise ValueError(f"--truth: generator metrics need a Seq2Exp checkpoint, not variant {run.variant!r}")
+        raise InputError(f"--truth: generator metrics need a Seq2Exp checkpoint, not variant {run.variant!r}")
     metrics = evaluate(module.net, dataset, args.batch_size, args.num_workers,
                        on_gene=per_gene.append if args.truth else None)
     if args.truth:
@@ -308,7 +313,7 @@ def _parse_named(items: Sequence[str], option: str, value: str = "PATH") -> dict
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name or not text:
-            raise ValueError(f"{option} expects NAME={value}, got {item!r}")
+            raise InputError(f"{option} expects NAME={value}, got {item!r}")
         named[name] = text
     return named
 
@@ -366,12 +371,12 @@ def _run_cv(args: argparse.Namespace) -> int:
     files = (args.genome, args.tss, args.expression, args.cell_type, args.signals)
     if args.config is not None:
         if any(files) or args.halflife or args.gtf:
-            raise ValueError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
+            raise InputError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
                              "(with --halflife or --gtf)")
         base = load_config(args.config, {**settings, "out_dir": str(Path(args.out).resolve())})
     else:
         if not all(files):
-            raise ValueError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
+            raise InputError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
         signals = _parse_named(args.signals, "--signals")
         base = run_from_files(args.out, args.genome, args.tss, args.expression, signals,
                               args.cell_type, halflife=args.halflife, settings=settings,
@@ -477,19 +482,24 @@ def _add_predict_parser(subparsers) -> None:
     which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
     which.add_argument("--split", choices=("train", "valid", "test"), default=None,
                        help="the genes of one split (default: every gene of the table)")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
     p.add_argument("--threshold", type=float, default=0.5, help="mask value that keeps a bp (0.5)")
-    p.add_argument("--min-gap", type=_count(0), default=0, help="merge elements closer than this (bp)")
-    p.add_argument("--min-length", type=_count(1), default=1, help="drop elements shorter than this (bp)")
     p.add_argument("--plots", type=_count(0), default=20,
                    help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
+    _add_mask_run_options(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _add_mask_run_options(p) -> None:
+    """The options `predict` and `links` share: data overrides, element calls, batching, --force."""
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
+    p.add_argument("--min-gap", type=_count(0), default=0, help="merge called elements closer than this (bp)")
+    p.add_argument("--min-length", type=_count(1), default=1, help="drop called elements shorter than this (bp)")
     p.add_argument("--batch-size", type=_count(1), default=1)
     p.add_argument("--num-workers", type=_count(0), default=0)
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
-    p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -503,6 +513,106 @@ def _run_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
     print(f"seq2exp predict: wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
     _report("predict", t0)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- links
+def _add_links_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "links", help="enhancer-gene links (ABC / ENCODE-rE2G columns) from a checkpoint's masks",
+        description="One row per (element, gene whose window holds it): the gene's mask score over the "
+                    "element (mean, max, kept fraction), distance to the TSS, the element's mean "
+                    "signals, the gene's predicted expression. Elements: --elements (candidate regions, "
+                    "cCREs, DNase peaks) or the runs the mask keeps. OUT gets links.tsv.gz (ABC / "
+                    "ENCODE-rE2G column names), links.bedpe (arcs), windows.bed and summary.json, "
+                    "atomically. Score them with `seq2exp benchmark-links`.")
+    p.add_argument("checkpoint")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--split", choices=("train", "valid", "test", "all"), default=None,
+                       help="the genes of one split of the run (all: every gene of the table)")
+    which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
+    which.add_argument("--genes-file", default=None, metavar="FILE", help="the genes listed in FILE (one id per line)")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--elements", default=None, metavar="BED",
+                   help="candidate elements (BED3+; default: the runs of bases the mask keeps)")
+    p.add_argument("--threshold", type=_fraction, default=0.5,
+                   help="mask value that keeps a bp: element calls and kept_fraction (0.5)")
+    _add_mask_run_options(p)
+    p.set_defaults(func=_run_links)
+
+
+def _run_links(args: argparse.Namespace) -> int:
+    from .data.splits import read_gene_list
+    from .discover.links import links_to_directory
+
+    t0 = time.perf_counter()
+    genes = read_gene_list(args.genes_file, "--genes-file") if args.genes_file else args.genes
+    split = None if args.split in (None, "all") else args.split
+    summary = links_to_directory(
+        args.checkpoint, args.out, gene_ids=genes, split=split, elements=args.elements,
+        data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
+        min_length=args.min_length, batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
+    print(f"seq2exp links: {summary['n_links']} links for {summary['n_genes_with_links']} of "
+          f"{summary['n_genes']} genes ({summary['elements']}); wrote {args.out}: links.tsv.gz, "
+          f"links.bedpe, windows.bed, summary.json")
+    _report("links", t0)
+    return 0
+
+
+def _add_benchmark_links_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "benchmark-links", help="score enhancer-gene predictions against a CRISPRi benchmark (AUPRC, baselines)",
+        description="Overlap each tested element of a CRISPRi benchmark (EPCrisprBenchmark columns; "
+                    "`seq2exp synth` writes truth/<cell>.crispr.tsv.gz) with the predicted elements of its "
+                    "gene (maximum score over overlaps; none: score 0, counted), and report AUPRC, "
+                    "precision at 70%% recall and its threshold, overall and per distance bin (0-10 kb, "
+                    "10-100 kb, >100 kb), for every predictions file (ABC / ENCODE-rE2G columns, e.g. "
+                    "`seq2exp links`' links.tsv.gz or ABC's EnhancerPredictionsFull.txt) and the baselines "
+                    "(distance; with --dnase/--h3k27ac/--hic: DNase, H3K27ac, ABC-like activity x contact). "
+                    "OUT gets metrics.tsv/.md, pairs.tsv.gz, pr_curve.png, summary.json, atomically.")
+    p.add_argument("predictions", nargs="+", metavar="[NAME=]PRED",
+                   help="predictions files (gzipped or plain TSV); score column Score, else ABC.Score")
+    p.add_argument("--crispr", required=True, metavar="FILE", help="the CRISPR benchmark (EPCrisprBenchmark TSV)")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--extra-columns", nargs="+", default=[], metavar="COLUMN",
+                   help="also score these columns of the predictions files that have them (e.g. powerlaw.Score)")
+    p.add_argument("--dnase", default=None, metavar="BW", help="DNase bigWig (DNase and ABC-like baselines)")
+    p.add_argument("--h3k27ac", default=None, metavar="BW", help="H3K27ac bigWig (H3K27ac and ABC-like baselines)")
+    p.add_argument("--hic", default=None, metavar="FILE", help="Hi-C (.cool/.mcool/.hic): contact of the ABC-like baseline")
+    p.add_argument("--elements", default=None, metavar="BED",
+                   help="candidate elements: the ABC-like denominator sums over them (within --max-distance "
+                        "of the TSS) besides the gene's tested elements")
+    p.add_argument("--max-distance", type=_count(1), default=5_000_000,
+                   help="candidate elements farther from the TSS are not in the ABC-like sum (bp, default 5 Mb)")
+    p.add_argument("--genome", default=None, metavar="FASTA_OR_SIZES",
+                   help="the predictions' genome (FASTA, .fai or .sizes): tested pairs beyond a chromosome's end "
+                        "are refused (another assembly)")
+    p.add_argument("--all-connections", action="store_true",
+                   help="keep pairs whose ValidConnection is not TRUE (default: drop them)")
+    p.add_argument("--power-column", default="PowerAtEffectSize15",
+                   help="drop negatives whose power in this column is below --min-power (default PowerAtEffectSize15)")
+    p.add_argument("--min-power", type=float, default=0.8, help="(default 0.8; 0 keeps every negative)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    p.set_defaults(func=_run_benchmark_links)
+
+
+def _run_benchmark_links(args: argparse.Namespace) -> int:
+    from .discover.link_benchmark import benchmark_links
+
+    t0 = time.perf_counter()
+    summary = benchmark_links(
+        args.predictions, args.crispr, args.out, extra_columns=args.extra_columns, dnase=args.dnase,
+        h3k27ac=args.h3k27ac, hic=args.hic, elements=args.elements, genome=args.genome,
+        all_connections=args.all_connections, power_column=args.power_column or None, min_power=args.min_power,
+        max_distance=args.max_distance, force=args.force)
+    print(f"seq2exp benchmark-links: {summary['n_pairs']} tested pairs ({summary['n_positive']} regulated) "
+          f"after the filters (dropped: {summary['filters']['dropped']})")
+    for name, counts in summary["unpredicted"].items():
+        print(f"  {name}: {counts['predicted']} pairs predicted; score 0: {counts['outside_windows']} outside every "
+              f"window, {counts['in_window_no_element']} in a window without a linked element")
+    print((Path(args.out) / "metrics.md").read_text(), end="")
+    print(f"seq2exp benchmark-links: wrote {args.out}: metrics.tsv, metrics.md, pairs.tsv.gz, pr_curve.png, summary.json")
+    _report("benchmark-links", t0)
     return 0
 
 
@@ -548,7 +658,7 @@ def _run_ism(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if args.bp_budget == 0 and args.promoter_bp == 0:
-        raise ValueError("--bp-budget 0 and --promoter-bp 0 leave no base to mutate")
+        raise InputError("--bp-budget 0 and --promoter-bp 0 leave no base to mutate")
     device = int(args.device) if str(args.device).isdigit() else args.device
     summary = run_ism(
         args.checkpoint, args.gene, args.out, top_elements=args.top_elements, bp_budget=args.bp_budget,
@@ -648,10 +758,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ main
 _PARSERS: tuple[Callable, ...] = (_add_demo_parser, _add_synth_parser, _add_genes_parser, _add_train_parser,
                                   _add_evaluate_parser, _add_cv_parser,
-                                  _add_predict_parser,
+                                  _add_predict_parser, _add_links_parser, _add_benchmark_links_parser,
                                   _add_peaks_parser, _add_ism_parser, _add_variants_parser)
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                IsADirectoryError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -684,16 +792,18 @@ def _one_line_warnings(command: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand. Exit status: 0 done, 2 a user error (one line on stderr, no
-    traceback), 130 Ctrl-C, 143 SIGTERM; temporary outputs are removed in every case."""
+    """Run one subcommand. Exit status: 0 done, 2 bad input (one line on stderr, no traceback),
+    1 a bug (its traceback and a request to report it), 130 Ctrl-C, 143 SIGTERM; temporary
+    outputs are removed in every case."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with stop_on_signals(), _one_line_warnings(args.command):
             return int(args.func(args) or 0)
-    except _USER_ERRORS as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"seq2exp {args.command}: error: {msg}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if os.environ.get("SEQ2EXP_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"seq2exp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"seq2exp {args.command}: interrupted; unfinished outputs were removed", file=sys.stderr)
@@ -701,6 +811,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"seq2exp {args.command}: terminated (SIGTERM); unfinished outputs were removed", file=sys.stderr)
         return 143
+    except Exception as err:
+        traceback.print_exc()
+        print(f"seq2exp {args.command}: internal error ({type(err).__name__}): this is a bug in "
+              f"seq2exp-plugin, not a problem with your input; please report it with the "
+              f"traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

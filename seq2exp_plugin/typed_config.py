@@ -13,8 +13,10 @@ import types
 import typing
 from typing import Any, Literal, Mapping, Union
 
+from .errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A configuration entry with the wrong name, type or value; the message names its key."""
 
 

@@ -142,3 +142,31 @@ def test_a_signal_mid_predict_removes_the_temporary_folder(tiny_checkpoint, tmp_
     assert "Traceback" not in err and "Exception ignored" not in err, err[-2000:]
     assert f"seq2exp predict: {word}" in err.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_name_the_output_not_its_hidden_temporary(tmp_path, monkeypatch):
+    """A full disk or a refused folder is reported about the path the user gave."""
+    import errno
+    import tempfile
+
+    from seq2exp_plugin.atomic import atomic_file
+
+    out = tmp_path / "p"
+    with pytest.raises(OSError) as err:
+        with atomic_output_dir(out) as tmp:
+            (tmp / "plots").mkdir()
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "plots" / "g.png"))
+    assert str(err.value) == f"[Errno 28] No space left on device: '{out}/plots/g.png'"
+    with pytest.raises(OSError) as err:
+        with atomic_file(tmp_path / "x.tsv") as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert str(err.value) == f"[Errno 28] No space left on device: '{tmp_path / 'x.tsv'}'"
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}ab12cd34{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    with pytest.raises(PermissionError, match=rf"^\[Errno 13\] Permission denied: '{out}'$"):
+        with atomic_output_dir(out):
+            pass
+    assert not list(tmp_path.glob(".*"))

@@ -34,6 +34,8 @@ def test_discovery_and_mask_gradient_run_on_a_small_case(tmp_path):
     assert generator["gain"] == generator["auprc"] - generator["auprc_signal"]
     assert {"signal Beta mean", "signal Beta odds x Hi-C", "hic"} <= set(result["ceilings"])
     assert (out / "results.md").is_file() and (out / "recovery.png").is_file()
+    assert {"Seq2Exp-learned", "distance", "DNase", "H3K27ac", "ABC-like"} == set(seed["links"])
+    assert "## Enhancer-gene links against the synthetic CRISPR truth" in (out / "results.md").read_text()
 
     checkpoint = out / "seed0" / "runs" / "seq2exp-learned" / "checkpoints" / "best.ckpt"
     report = load("mask_gradient").main([str(checkpoint), "--synth", str(out / "synth"), "--max-genes", "8"])

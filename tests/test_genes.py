@@ -317,3 +317,29 @@ def test_cli_builds_the_gene_table(data_world, tmp_path, capsys):
     assert main(["genes", "--tss", str(W.tss_bed), "--expression", str(W.expression),
                  "--tracks", "K562:dnase=x.bw", "--out", str(tmp_path / "bad.h5ad")]) == 2
     assert not (tmp_path / "bad.h5ad").exists()
+
+
+def test_bad_values_inside_good_tables(data_world, tmp_path):
+    """n/a half-lives become the column mean with a warning that counts them; infinite ones,
+    non-finite features of a gene table and a header without rows are refused, named."""
+    W = data_world
+    hl = pd.DataFrame({"gene_id": ["G1", "G2", "G3"], **{c: [1.0, 2.0, 3.0] for c in HALFLIFE_FEATURES}})
+    (tmp_path / "hl.tsv").write_text(hl.to_csv(sep="\t", index=False).replace("\t2.0", "\tn/a", 3))
+    with pytest.warns(UserWarning) as seen:
+        table = build_gene_table(W.tss_bed, W.expression, W.tracks, halflife=tmp_path / "hl.tsv")
+    assert any("hl.tsv: 3 missing value(s) (empty or n/a) replaced by their column's mean: "
+               f"{HALFLIFE_FEATURES[0]} 1, {HALFLIFE_FEATURES[1]} 1, {HALFLIFE_FEATURES[2]} 1" in str(w.message)
+               for w in seen)
+    assert table.obsm["features"].loc["G2", HALFLIFE_FEATURES[0]] == pytest.approx(2.0)  # mean of 1 and 3
+    with pytest.raises(ValueError, match=f"column '{HALFLIFE_FEATURES[4]}' of gene 'G3' is infinite"):
+        build_gene_table(W.tss_bed, W.expression, W.tracks,
+                         halflife=hl.assign(**{HALFLIFE_FEATURES[4]: [1.0, 2.0, np.inf]}))
+    (tmp_path / "header_only.tsv").write_text("gene_id\tK562\n")
+    with pytest.raises(ValueError, match=r"header_only.tsv: no rows, only a header \(\['gene_id', 'K562'\]\)"):
+        build_gene_table(W.tss_bed, tmp_path / "header_only.tsv", W.tracks)
+    bad = read_gene_table(W.genes)
+    bad.obsm["features"].iloc[1, 2] = np.nan
+    column = bad.obsm["features"].columns[2]
+    with pytest.raises(ValueError, match=f"x.h5ad: obsm\\['features'\\] column '{column}' is nan for gene "
+                                         f"'{bad.obs_names[1]}' \\(1 genes\\)"):
+        validate_gene_table(bad, "x.h5ad")

@@ -2,6 +2,7 @@
 attribution functions on a model bound to one locus (seq2exp_plugin.adapters.grelu)."""
 
 import os
+import re
 import subprocess
 import sys
 import types
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from conftest import TINY_STACK, TINY_WINDOW as WINDOW
+from seq2exp_plugin.model.config import DEFAULT_SIGNALS as NAMES
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +49,15 @@ def direct(net, seq, item):
                    t["blacklist"].expand(n, -1)).expression
 
 
-def test_lightning_model_builds_by_name_after_import_hook():
-    """In a fresh interpreter: `import seq2exp_plugin` before gReLU is imported is enough."""
+def test_lightning_model_builds_by_name_after_registration():
+    """In a fresh interpreter: `import seq2exp_plugin` loads neither gReLU nor torch, and
+    `seq2exp_plugin.register_grelu_models()` makes gReLU build the classes by name."""
     code = (
         "import sys, seq2exp_plugin\n"
-        "assert 'grelu.model.models' not in sys.modules\n"
+        "assert not {'grelu.model.models', 'torch'} & set(sys.modules)\n"
         "import torch\n"
         "from grelu.lightning import LightningModel\n"
+        "seq2exp_plugin.register_grelu_models()\n"
         "stack = {'d_model': 8, 'n_layers': 1, 'd_state': 4}\n"
         "m = LightningModel(model_params={'model_type': 'Seq2ExpModel', 'generator': stack,\n"
         "    'predictor': stack, 'pool_width': 20, 'mask': {'promoter_keep': 20}}).eval()\n"
@@ -78,7 +82,7 @@ def test_train_checkpoint_loads_with_grelu_and_binds(trained):
     net = load_module(str(trained.ckpt)).net
     for i in (trained.plus, trained.minus):
         item = trained.dataset[i]
-        bound = bind_locus(model, item["signals"], item["features"], blacklist=item["blacklist"])
+        bound = bind_locus(model, item["signals"], item["features"], trained.dataset.signal_names, blacklist=item["blacklist"])
         assert isinstance(bound, LightningModel) and isinstance(bound.model, BoundSignals)
         assert not bound.training and bound.model.model is model.model  # a view of the weights
         seq = torch.as_tensor(np.asarray(item["seq"]))[None]
@@ -87,7 +91,13 @@ def test_train_checkpoint_loads_with_grelu_and_binds(trained):
         assert got.shape == (1, 1, 1)
         torch.testing.assert_close(got.reshape(1), direct(net, seq, item), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="already bound"):
-        bind_locus(bound, item["signals"], item["features"])
+        bind_locus(bound, item["signals"], item["features"], trained.dataset.signal_names)
+    # the rows of the signals must be the model's tracks, by name and in its order
+    names = list(trained.dataset.signal_names)
+    swapped = [names[1], names[0], names[2]]
+    with pytest.raises(ValueError, match=re.escape(f"bind_locus: signal tracks {swapped}, but the model "
+                                                   f"reads {names}")):
+        bind_locus(model, item["signals"][[1, 0, 2]], item["features"], swapped)
 
 
 def test_fixed_mask_runs_the_predictor_on_the_reference_mask(trained):
@@ -112,8 +122,8 @@ def test_fixed_mask_runs_the_predictor_on_the_reference_mask(trained):
         ref_mask = net.generator(t["seq"], t["signals"], t["blacklist"]).mask
     mutated = t["seq"].clone()
     mutated[0, :, 900:1100] = mutated[0, :, 900:1100].roll(1, dims=0)  # the pooled centre
-    fixed = bind_locus(model, item["signals"], item["features"], blacklist=item["blacklist"], mask=ref_mask[0])
-    recompute = bind_locus(model, item["signals"], item["features"], blacklist=item["blacklist"])
+    fixed = bind_locus(model, item["signals"], item["features"], NAMES, blacklist=item["blacklist"], mask=ref_mask[0])
+    recompute = bind_locus(model, item["signals"], item["features"], NAMES, blacklist=item["blacklist"])
     with torch.no_grad():
         new_mask = net.generator(mutated, t["signals"], t["blacklist"]).mask
         want_fixed = net.predictor(mutated, t["signals"], t["features"], ref_mask)
@@ -179,7 +189,7 @@ def small_bound(request):
     length = 400
     seq = torch.eye(4)[torch.randint(0, 4, (length,))].T.contiguous()
     signals, features = torch.rand(3, length) * 4, torch.randn(9)
-    return bind_locus(model, signals, features), seq
+    return bind_locus(model, signals, features, NAMES), seq
 
 
 def test_attributions_through_grelu_get_attributions(small_bound):
@@ -252,7 +262,7 @@ def test_deepshap_refused_where_batch_pairing_breaks():
     stack = {**TINY_STACK, "rc_equivariant": True}
     model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": stack, "predictor": stack,
                                          "pool_width": 20, "mask": {"promoter_keep": 10}}).eval()
-    bound = bind_locus(model, torch.rand(3, 64), torch.randn(9))
+    bound = bind_locus(model, torch.rand(3, 64), torch.randn(9), NAMES)
     with pytest.raises(ValueError, match="RC-equivariant or packed"):
         attributions(bound, torch.eye(4)[torch.randint(0, 4, (64,))].T, method="deepshap")
 
@@ -284,3 +294,24 @@ def test_bound_model_splits_large_cpu_batches_into_calls_the_cpu_takes(small_bou
         hook.remove()
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
     assert float(whole.std()) > 0  # the mutants differ
+
+
+def test_grelu_training_loop_is_refused_and_the_checkpoint_says_how_it_was_trained(trained):
+    """gReLU's own training step would fit the model with its 'mse' loss alone (no KL term) and
+    Adam: it is refused with the command that trains Seq2Exp; gradients in eval mode
+    (attributions) still flow; train_params record the real objective and optimizer."""
+    from grelu.lightning import LightningModel
+
+    model = LightningModel.load_from_checkpoint(trained.ckpt, map_location="cpu")
+    params = model.train_params
+    assert params["optimizer"] == "adamw" and params["objective"].startswith("seq2exp_loss: smooth_l1 + ")
+    item = item_tensors(trained.dataset[trained.plus])
+    x = torch.cat([item["seq"], item["signals"],
+                   item["features"][..., None].expand(-1, -1, item["seq"].shape[-1])], 1)
+    model.train()
+    with pytest.raises(RuntimeError, match="gReLU's training loop .* `seq2exp train`"):
+        model.training_step((x, torch.zeros(1, 1, 1)), 0)
+    model.eval()
+    x.requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

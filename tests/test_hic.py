@@ -308,3 +308,14 @@ def test_powerlaw_in_a_run_config(tmp_path):
     run = load_config(path)
     assert run.data.signals["hic"] == "powerlaw:k562"
     assert run.data.signals["dnase"] == str(tmp_path / "b.bw")
+
+
+def test_a_damaged_cool_is_refused_naming_the_file(real_paths, tmp_path):
+    raw = Path(real_paths.cool).read_bytes()
+    (tmp_path / "truncated.cool").write_bytes(raw[: len(raw) // 2])
+    damaged = bytearray(raw)
+    damaged[2000:2400] = bytes(400)  # an object header of the HDF5 file zeroed
+    (tmp_path / "damaged.cool").write_bytes(bytes(damaged))
+    for name in ("truncated.cool", "damaged.cool"):
+        with pytest.raises(ValueError, match=rf"{name}: not a readable cooler file \(damaged or truncated\?\): "):
+            HiCContacts(tmp_path / name, balance=False)

@@ -119,9 +119,14 @@ def test_group_renders_one_entry_per_row(home, monkeypatch):
         assert d.writers["hdf5_chunk_size"] == 16
         assert set(d.schema.inputs) == {"seq", "signals", "features", "blacklist"}
     assert source.get_model_descr("Seq2Exp/K562").args["weights"] is None
+    # the dataloader finds the checkpoint the model loads (it says how to read the windows)
+    for entry in ("K562", "GM12878", "Demo"):
+        d = source.get_model_descr(f"Seq2Exp/{entry}")
+        assert d.default_dataloader.default_args["entry"] == entry
+        assert d.default_dataloader.default_args.get("weights") == d.args["weights"]
     demo = source.get_model_descr("Seq2Exp/Demo")
     for key, value in demo.default_dataloader.default_args.items():
-        if key not in ("cell_type", "window"):
+        if key not in ("cell_type", "window", "entry"):
             assert (GROUP / value).is_file(), key  # bundled files, relative to the group folder
     assert (ZOO / demo.test.expect).is_file()  # kipoi reads it from the working directory
     saved = torch.load(GROUP / demo.args["weights"], map_location="cpu", weights_only=True)
@@ -412,3 +417,86 @@ def test_misspelt_dataloader_argument_is_an_error(home, monkeypatch):
     with pytest.raises(DataLoaderInputError, match=r"unknown dataloader argument\(s\) \['fasta'\]"):
         kipoi.pipeline.validate_kwargs(Dl, {**demo_args(), "fasta": "x.fa"})
     assert kipoi.pipeline.validate_kwargs(Dl, demo_args()) == demo_args()
+
+
+def _checkpoint_with_data(path, **data) -> Path:
+    """A copy of the Demo checkpoint whose stored run configuration has ``data`` entries set."""
+    import torch
+
+    checkpoint = torch.load(DEMO / "best.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["train_params"]["seq2exp"]["data"].update(data)
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_dataloader_reads_windows_as_the_checkpoint_was_trained(home, tmp_path, monkeypatch):
+    """rc_minus_strand, the Hi-C options and the blacklist come from the entry's checkpoint by
+    default (a relative blacklist from its folder); a dataloader argument that differs is refused
+    with both values named."""
+    monkeypatch.setenv("HOME", str(home))
+    import kipoi
+    from kipoi.sources import LocalSource
+
+    from seq2exp_plugin.adapters.kipoi import DataLoaderInputError, inputs_from_checkpoint
+
+    shutil.copy(DATA / "blacklist.bed", tmp_path / "bl.bed")
+    ckpt = _checkpoint_with_data(tmp_path / "best.ckpt", rc_minus_strand=True, blacklist="bl.bed",
+                                 hic={"balance": False})
+    assert inputs_from_checkpoint(ckpt) == (True, str(tmp_path / "bl.bed"), {"balance": False})
+    same = tmp_path / "copy.bed"
+    shutil.copy(DATA / "blacklist.bed", same)
+    assert inputs_from_checkpoint(ckpt, True, str(same), {"balance": False})[1] == str(same)
+    with pytest.raises(DataLoaderInputError, match="rc_minus_strand=False: .* was trained with rc_minus_strand=True"):
+        inputs_from_checkpoint(ckpt, rc_minus_strand=False)
+    with pytest.raises(DataLoaderInputError, match=r"hic_options \{\}: .* Hi-C options \{'balance': False\}"):
+        inputs_from_checkpoint(ckpt, hic_options={})
+    other = tmp_path / "other.bed"
+    other.write_text("chr1\t0\t100\n")
+    with pytest.raises(DataLoaderInputError, match="blacklist .*other.bed: .* another blacklist"):
+        inputs_from_checkpoint(ckpt, blacklist=str(other))
+    no_blacklist = _checkpoint_with_data(tmp_path / "none.ckpt", blacklist=None)
+    with pytest.raises(DataLoaderInputError, match="was trained with no blacklist"):
+        inputs_from_checkpoint(no_blacklist, blacklist=str(other))
+    (tmp_path / "bl.bed").unlink()
+    with pytest.raises(DataLoaderInputError, match="the blacklist bl.bed, which is not here"):
+        inputs_from_checkpoint(ckpt)
+    # the dataloader of an entry: its checkpoint's rc_minus_strand reverses the "-" genes
+    shutil.copy(DATA / "blacklist.bed", tmp_path / "bl.bed")
+    Dl = kipoi.get_dataloader_factory("dataloaders", LocalSource(str(ROOT)))
+    args = {k: v for k, v in demo_args(gene_ids=["SYNG00001", "SYNG00005"]).items() if k != "blacklist"}
+    plain = Dl(**args)
+    entry = Dl(**args, entry="Demo", weights=str(ckpt))
+    assert entry.windows.dataset.rc_minus_strand and not plain.windows.dataset.rc_minus_strand
+    with pytest.raises(DataLoaderInputError, match="rc_minus_strand=False"):
+        Dl(**args, entry="Demo", weights=str(ckpt), rc_minus_strand=False)
+
+
+def test_a_checkpoint_with_tracks_in_another_order_is_refused(tmp_path, monkeypatch):
+    """The dataloader's channels are (h3k27ac, dnase, hic): a model that reads its tracks in
+    another order would give each channel another track's weights."""
+    import torch
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from seq2exp_plugin.adapters.kipoi import InputMismatchError, Seq2ExpKipoiModel
+
+    checkpoint = torch.load(DEMO / "best.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["model_params"]["signals"] = ["dnase", "h3k27ac", "hic"]
+    torch.save(checkpoint, tmp_path / "swapped.ckpt")
+    with pytest.raises(InputMismatchError, match=r"reads the signal tracks \['dnase', 'h3k27ac', 'hic'\] "
+                                                 r"in this order, the Kipoi dataloader gives"):
+        Seq2ExpKipoiModel(weights=str(tmp_path / "swapped.ckpt"), entry="Demo", device="cpu")
+
+
+def test_a_checkpoint_trained_with_the_bundled_blacklist_reads_it(tmp_path):
+    """``data.blacklist: hg38`` (the K562/GM12878 recipes) names the bundled BED, not a file beside
+    the checkpoint; the same name or that BED given to the dataloader agrees, another BED does not."""
+    from seq2exp_plugin.adapters.kipoi import DataLoaderInputError, inputs_from_checkpoint
+    from seq2exp_plugin.data.blacklist import BUNDLED
+
+    ckpt = _checkpoint_with_data(tmp_path / "best.ckpt", blacklist="hg38")
+    assert inputs_from_checkpoint(ckpt)[1] == str(BUNDLED["hg38"])
+    assert inputs_from_checkpoint(ckpt, blacklist="hg38")[1] == str(BUNDLED["hg38"])
+    other = tmp_path / "other.bed"
+    other.write_text("chr1\t0\t100\n")
+    with pytest.raises(DataLoaderInputError, match="another blacklist"):
+        inputs_from_checkpoint(ckpt, blacklist=str(other))

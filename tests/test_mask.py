@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Beta
 
-from seq2exp_plugin.model.config import MaskConfig
+from seq2exp_plugin.model.config import DEFAULT_SIGNALS, MaskConfig
 from seq2exp_plugin.model.mask import (
     constrain,
     kept_fraction_kl,
@@ -50,7 +50,7 @@ def test_paper_posterior_is_valid_by_construction_for_extreme_inputs():
     logits = torch.tensor([[[-500.0, -500.0], [0.0, 0.0], [80.0, -80.0]]])
     alpha1, beta1 = sequence_beta(logits, cfg)
     signals = torch.tensor([[[0.0, -3.0, 1e4], [0.0, 0.0, 0.0], [0.0, 5.0, 0.0]]])  # (1, 3, 3)
-    alpha2, beta2 = signal_beta(signals, cfg)
+    alpha2, beta2 = signal_beta(signals, cfg, DEFAULT_SIGNALS)
     dist = posterior(alpha1, beta1, alpha2, beta2, cfg)
     assert (dist.alpha > 0).all() and (dist.beta > 0).all()
     with pytest.raises(ValueError, match="b_min >= 1"):
@@ -60,12 +60,12 @@ def test_paper_posterior_is_valid_by_construction_for_extreme_inputs():
 def test_signal_beta_is_the_weighted_mix():
     cfg = MaskConfig()  # w = (0.4, 0.4, 0.2), c = (1.5, 0.2, 1.0), k = 10, b_min = 1
     signals = torch.tensor([[[2.0, 0.0], [1.0, 4.0], [0.5, -1.0]]])
-    alpha2, beta2 = signal_beta(signals, cfg)
+    alpha2, beta2 = signal_beta(signals, cfg, DEFAULT_SIGNALS)
     expected_alpha = [10 * (0.4 * 3.0 + 0.4 * 2.0 + 0.2 * 1.5), 10 * (0.4 * 1.0 + 0.4 * 5.0 + 0.2 * 1.0)]
     assert alpha2[0].tolist() == pytest.approx(expected_alpha)
     assert beta2[0].tolist() == pytest.approx([10 * (0.4 * 2.5 + 0.4 * 1.2 + 0.2 * 2.0)] * 2)
-    with pytest.raises(ValueError, match="2 signal tracks given, 3 signal_weights"):
-        signal_beta(signals[:, :2], cfg)
+    with pytest.raises(ValueError, match="2 signal tracks given for the 3 named"):
+        signal_beta(signals[:, :2], cfg, DEFAULT_SIGNALS)
 
 
 @pytest.mark.parametrize("prior", [(10.0, 90.0), (0.1, 0.1222), (1.0, 9.0)])

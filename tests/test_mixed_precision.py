@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss
@@ -52,3 +53,25 @@ def test_bf16_autocast_loss_and_gradients_match_float32():
     cosine = sum((g16[n] * g32[n]).sum() for n in g32) / (norm16 * norm32)
     assert diff <= 0.1 * norm32
     assert cosine >= 0.995
+
+
+def test_training_step_loss_reads_the_target_unrounded_under_bf16():
+    """Training and validation compute eq. 3 with ``seq2exp_loss`` in float32: a target of
+    2.3457 is not rounded to bfloat16's 2.34375 (the former step cast it to the prediction's
+    dtype, which costs a loss of 1e-3 on this target)."""
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.module import Seq2ExpLightning
+
+    torch.manual_seed(0)
+    run = RunConfig(preset="soft", data={"window": 256},
+                    model={"generator": STACK, "predictor": STACK, "pool_width": 32})
+    module = Seq2ExpLightning.from_run_config(run).eval()
+    seq, signals, features = batch(length=256, size=2)
+    target = torch.tensor([2.3457, 0.5317])
+    assert torch.tensor(2.3457).bfloat16().item() == 2.34375  # what the old step trained on
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module.step({"seq": seq, "signals": signals, "features": features, "target": target})
+    assert out["prediction"].dtype == torch.bfloat16  # autocast was active
+    expected = torch.nn.functional.smooth_l1_loss(out["prediction"].float(), target)
+    assert out["task"].dtype == torch.float32
+    assert out["task"].item() == pytest.approx(expected.item(), rel=1e-6)

@@ -1,13 +1,14 @@
 """The Seq2Exp model end to end: size, determinism, gradients, hard/packed modes, RC."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2exp_plugin.model.config import Seq2ExpConfig, preset
-from seq2exp_plugin.model.generator import CONTACT_RATE, Seq2ExpGenerator
+from seq2exp_plugin.model.config import CONFIG_VERSION, Seq2ExpConfig, preset
+from seq2exp_plugin.model.generator import Seq2ExpGenerator
 from seq2exp_plugin.model.predictor import Seq2ExpPredictor, row_groups
 from seq2exp_plugin.model.seq2exp import Seq2ExpModel, seq2exp_loss
 from seq2exp_plugin.nn.bimamba import reverse_complement
@@ -54,8 +55,48 @@ def test_config_round_trip_and_presets():
     assert cfg.mask.mode == "hard" and cfg.mask.packed and cfg.generator.n_layers == 2
     with pytest.raises(ValueError, match="model.generatr: unknown key"):
         Seq2ExpConfig.from_dict({"generatr": {}})
-    with pytest.raises(ValueError, match="3 signals"):
-        Seq2ExpConfig(mask={"signal_weights": (1.0,), "signal_beta": (1.0,)})
+    with pytest.raises(ValueError, match="signal_weights has no value for the signal track 'hic'.*"
+                                         "--set model.mask.signal_weights.hic="):
+        Seq2ExpConfig(mask={"signal_weights": {"h3k27ac": 1.0, "dnase": 1.0}})
+
+
+def test_signal_constants_follow_the_track_names_not_their_order():
+    """Tracks in another order keep their own weights and constants (the signal Beta of the
+    reordered channels is that of the default order), and two tracks of the default set with
+    the rest of the constants unused is fine."""
+    from seq2exp_plugin.model.mask import signal_beta
+
+    signals = torch.rand(2, 3, 16) * 5
+    default = preset("soft")
+    shuffled = preset("soft", signals=["dnase", "hic", "h3k27ac"])
+    assert shuffled.mask.signal_constants(shuffled.signals) == ((0.4, 0.2, 0.4), (0.2, 1.0, 1.5))
+    ref = signal_beta(signals, default.mask, default.signals)
+    got = signal_beta(signals[:, [1, 2, 0]], shuffled.mask, shuffled.signals)
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(a, b)
+    two = preset("learned", signals=["dnase", "hic"])
+    assert two.mask.signal_constants(two.signals) == ((0.4, 0.2), (0.2, 1.0))
+    with pytest.raises(ValueError, match="no value for the signal track 'ctcf'"):
+        preset("soft", signals=["dnase", "ctcf"])
+    ctcf = preset("soft", signals=["dnase", "ctcf"],
+                  mask={"signal_weights": {"ctcf": 0.1}, "signal_beta": {"ctcf": 2.0}})
+    assert ctcf.mask.signal_constants(ctcf.signals) == ((0.4, 0.1), (0.2, 2.0))
+
+
+def test_version_1_positional_signal_constants_read_as_they_were_written():
+    """A configuration written before versions (checkpoints' model_params) held the constants as
+    tuples in the order of its signals: they are read by position over those signals, so the
+    model computes what it computed."""
+    old = preset("soft").to_dict()
+    del old["version"], old["contact_rate"], old["kept_gate_rate"]
+    old["signals"] = ["dnase", "hic", "h3k27ac"]
+    old["mask"]["signal_weights"], old["mask"]["signal_beta"] = [0.4, 0.4, 0.2], [1.5, 0.2, 1.0]
+    cfg = Seq2ExpConfig.from_dict({"version": 1, **old})
+    assert cfg.version == 1
+    assert cfg.mask.signal_weights == {"dnase": 0.4, "hic": 0.4, "h3k27ac": 0.2}
+    assert cfg.mask.signal_beta == {"dnase": 1.5, "hic": 0.2, "h3k27ac": 1.0}
+    with pytest.raises(ValueError, match="expected a mapping"):  # version 2 takes names only
+        Seq2ExpConfig.from_dict(old)
 
 
 def test_eval_is_deterministic_and_training_samples():
@@ -264,7 +305,7 @@ def test_contact_exponent_scales_the_odds_by_relative_contact():
     with torch.no_grad():
         start = model.generator.distribution(seq, signals)
         assert torch.equal(start.alpha, start.alpha2)  # gamma = 0: the signal posterior
-        model.generator.contact_gamma_raw.fill_(1.5 / CONTACT_RATE)
+        model.generator.contact_gamma_raw.fill_(1.5 / cfg.contact_rate)
         dist = model.generator.distribution(seq, signals)
     contact = signals[:, 2].double()
     relative = (contact + 1e-6) / (contact.mean(-1, keepdim=True) + 1e-6)
@@ -289,7 +330,7 @@ def test_kept_pool_head_reads_the_mask_weighted_sum_of_the_window(packed):
     predictor = Seq2ExpPredictor(tiny_config(mask=mask_cfg, kept_pool=True)).eval()
     assert predictor.kept_gate.item() == 0.0  # closed at the start of training
     with torch.no_grad():
-        predictor.kept_gate.fill_(0.7 / predictor.kept_gate_rate)
+        predictor.kept_gate.fill_(0.7 / predictor.config.kept_gate_rate)
     seq, signals, features = batch(length=80, size=2)
     mask = torch.zeros(2, 80)
     mask[:, 32:48] = 1.0  # the central 16 bp pooled
@@ -312,15 +353,16 @@ def test_kept_pool_head_reads_the_mask_weighted_sum_of_the_window(packed):
     # the generator's gradient reaches every kept position through the sum, not only the centre
     model = Seq2ExpModel(tiny_config(mask=mask_cfg, kept_pool=True))
     with torch.no_grad():
-        model.predictor.kept_gate.fill_(1 / model.predictor.kept_gate_rate)
+        model.predictor.kept_gate.fill_(1 / model.predictor.config.kept_gate_rate)
     model.train()
     seq2exp_loss(model(seq, signals, features), torch.tensor([0.5, 1.5]), kl_weight=0.0)["loss"].backward()
     assert model.generator.head.weight.grad.abs().sum() > 0
 
 
 def test_kept_pool_gate_starts_closed_and_old_checkpoints_load_it_open():
-    """A new model's head reads the centre only; a state dict written before the gate existed
-    loads with the gate at 1, so old checkpoints predict as they did."""
+    """A new model's head reads the centre only; a version-1 state dict written before the gate
+    existed loads with the gate at 1, so old checkpoints predict as they did; a current-version
+    state dict without the gate is refused, not patched."""
     torch.manual_seed(10)
     config = tiny_config(kept_pool=True)
     predictor = Seq2ExpPredictor(config).eval()
@@ -331,11 +373,30 @@ def test_kept_pool_gate_starts_closed_and_old_checkpoints_load_it_open():
         torch.testing.assert_close(predictor(seq, signals, features),
                                    predictor.head(torch.cat([centre, zeros, features], -1))[:, 0])
         old = {k: v for k, v in predictor.state_dict().items() if k != "kept_gate"}
-        reloaded = Seq2ExpPredictor(config).eval()
+        with pytest.raises(RuntimeError, match='Missing key.*"kept_gate"'):
+            Seq2ExpPredictor(config).load_state_dict(old)
+        reloaded = Seq2ExpPredictor(dataclasses.replace(config, version=1)).eval()
         reloaded.load_state_dict(old)
-        assert reloaded.kept_gate_rate * reloaded.kept_gate.item() == pytest.approx(1.0)
-        predictor.kept_gate.fill_(1 / predictor.kept_gate_rate)
+        assert reloaded.config.kept_gate_rate * reloaded.kept_gate.item() == pytest.approx(1.0)
+        predictor.kept_gate.fill_(1 / predictor.config.kept_gate_rate)
         torch.testing.assert_close(reloaded(seq, signals, features), predictor(seq, signals, features))
+
+
+def test_rates_multiplying_parameters_are_in_the_configuration():
+    """The contact exponent's and the kept gate's rates are stored with the model: a changed rate
+    is a changed configuration (the code's defaults do not rewrite what a checkpoint computes)."""
+    cfg = tiny_config(mask={"sequence_term": "multiplicative"}, contact_exponent="hic",
+                      kept_pool=True, contact_rate=5.0, kept_gate_rate=2.0)
+    assert Seq2ExpConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["version"] == CONFIG_VERSION
+    model = Seq2ExpModel(cfg)
+    with torch.no_grad():
+        model.generator.contact_gamma_raw.fill_(0.3)
+    assert model.generator.contact_gamma.item() == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="contact_rate and kept_gate_rate must be > 0"):
+        tiny_config(kept_gate_rate=0.0)
+    with pytest.raises(ValueError, match="reads versions 1 to"):
+        tiny_config(version=CONFIG_VERSION + 1)
 
 
 def test_kept_pool_without_a_mask_reads_the_window_mean_and_stays_strand_symmetric():
@@ -343,7 +404,7 @@ def test_kept_pool_without_a_mask_reads_the_window_mean_and_stays_strand_symmetr
     predictor = Seq2ExpPredictor(tiny_config(kept_pool=True)).eval()
     seq, signals, features = batch(length=64)
     with torch.no_grad():
-        predictor.kept_gate.fill_(1 / predictor.kept_gate_rate)
+        predictor.kept_gate.fill_(1 / predictor.config.kept_gate_rate)
         hidden = predictor.encode(seq, signals)
         expected = predictor.head(torch.cat([hidden[:, 24:40].mean(1), hidden.mean(1), features], -1))[:, 0]
         torch.testing.assert_close(predictor(seq, signals, features), expected, rtol=1e-5, atol=1e-6)

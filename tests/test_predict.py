@@ -1,6 +1,7 @@
 """`seq2exp predict`: expression table, mask bigWig, element BED, plots - all from one model run."""
 
 import json
+import re
 
 import anndata
 import pandas as pd
@@ -189,3 +190,19 @@ def test_cpu_inference_batches_stay_within_the_position_budget(tiny_checkpoint, 
     finally:
         hook.remove()
     assert split == pytest.approx(whole, rel=1e-5, abs=1e-6)
+
+
+def test_data_tracks_in_another_order_than_the_checkpoints_are_refused(tiny_checkpoint, tmp_path, capsys):
+    """predict, ISM, variants and evaluate read a checkpoint through load_run: the data's signal
+    tracks must be the model's, by name and in its order (each channel has its own weights)."""
+    _, run = load_run(str(tiny_checkpoint))
+    tracks = dict(run.data.signals)
+    shuffled = {name: tracks[name] for name in reversed(list(tracks))}
+    with pytest.raises(ValueError, match=re.escape(f"the data: signal tracks {list(shuffled)}, but "
+                                                   f"the model reads {list(tracks)}")):
+        load_run(str(tiny_checkpoint), {"signals": shuffled})
+    renamed = {("atac" if name == "dnase" else name): path for name, path in tracks.items()}
+    code = main(["predict", str(tiny_checkpoint), "--out", str(tmp_path / "p"),
+                 "--data", f"signals={json.dumps(renamed)}"])
+    assert code == 2 and f"but the model reads {list(tracks)}" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -122,7 +122,7 @@ def test_no_import_cycle_between_modules():
 
 def test_no_import_cycle_between_folders():
     """Folders form layers: nn < model < train < adapters < discover < cli (data beside model).
-    The package's ``__init__`` is left out: it only installs gReLU's registration hook."""
+    The package's ``__init__`` is left out: it only holds gReLU's registration, which any layer may call."""
     folders: dict[str, set[str]] = {}
     for module, imported in _internal_graph().items():
         if module == "seq2exp_plugin":

@@ -201,7 +201,8 @@ def test_same_seed_same_bytes(tiny, tiny_same):
 
     files = ["genome.fa", "genome.fa.fai", "genome.sizes", "tss.bed", "expression.tsv",
              "halflife.tsv", "blacklist.bed", "manifest.yaml", "truth/synthA.bed",
-             "truth/synthB.bed", "truth/elements.bed", "truth/expression_terms.tsv"]
+             "truth/synthB.bed", "truth/elements.bed", "truth/expression_terms.tsv",
+             "truth/synthA.crispr.tsv.gz", "truth/synthB.crispr.tsv.gz"]
     files += [f"{c}/{f}" for c in CELLS for f in ("dnase.bw", "h3k27ac.bw", "dnase_reads.bed.gz")]
     for f in files:
         assert (tiny / f).read_bytes() == (tiny_same / f).read_bytes(), f
@@ -294,6 +295,33 @@ def _log_odds(seq: str, probs: np.ndarray, strand: str) -> float:
     if strand == "-":
         idx = 3 - idx[::-1]
     return float(np.log2(probs[idx, np.arange(len(idx))] / 0.25).sum())
+
+
+def test_crispr_truth_is_the_truth_in_the_benchmark_format(tiny):
+    from seq2exp_plugin.data.crispr import CRISPR_COLUMNS, read_crispr
+
+    m = load_manifest(tiny)
+    for cell in CELLS:
+        truth = _truth(m["truth"]["cells"][cell])
+        crispr = read_crispr(m["truth"]["crispr"][cell], sizes=m["genome"]["chroms"])
+        assert list(crispr.columns) == list(CRISPR_COLUMNS)
+        tested = truth[truth["class"] != "promoter"].reset_index(drop=True)
+        assert len(crispr) == len(tested)
+        assert (crispr["chromStart"].to_numpy() == tested["start"].to_numpy()).all()
+        assert (crispr["measuredGeneSymbol"].to_numpy() == tested["gene_id"].to_numpy()).all()
+        assert (crispr["Regulated"].to_numpy() == (tested["class"] == "R_ag").to_numpy()).all()
+        assert crispr["Regulated"].sum() > 0 and (~crispr["Regulated"]).sum() > 0
+        tss = pd.read_csv(m["genes"]["tss"], sep="\t", header=None, index_col=3)[1]
+        assert (crispr["startTSS"].to_numpy() == tss.loc[crispr["measuredGeneSymbol"]].to_numpy()).all()
+        # the effect of a causal element is its share of the gene's expression terms
+        terms = pd.read_csv(m["truth"]["expression_terms"], sep="\t")
+        terms = terms[terms["cell_type"] == cell].set_index("gene_id")
+        pos = crispr["Regulated"].to_numpy()
+        share = tested["effect"][pos].to_numpy() / (terms["promoter"] + terms["enhancers"]).loc[
+            tested["gene_id"][pos]].to_numpy()
+        assert crispr["EffectSize"][pos].to_numpy() == pytest.approx(-share, rel=1e-4)
+        powers = crispr[[f"PowerAtEffectSize{x}" for x in (10, 15, 20, 25, 50)]].to_numpy()
+        assert (np.diff(powers, axis=1) >= 0).all() and 0.3 < (powers[:, 1] >= 0.8).mean() < 0.9
 
 
 def test_motifs_are_planted_in_the_genome(tiny):

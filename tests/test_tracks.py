@@ -70,3 +70,52 @@ def test_pickle_reopen(data_world):
     t2 = pickle.loads(pickle.dumps(t))
     assert t2._opened is None
     np.testing.assert_array_equal(t2.values("chr1", 100, 200), a)
+
+
+def _write_bigwig(path, tracks: dict[str, np.ndarray], size: int) -> None:
+    import pyBigWig
+
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader([(c, size) for c in tracks])
+    for chrom, values in tracks.items():
+        bw.addEntries(chrom, 0, values=values.astype(np.float64), span=1, step=1)
+    bw.close()
+
+
+def test_background_counts_nan_as_no_data_on_every_chromosome(tmp_path):
+    """NaN on part of a chromosome or on all of one: the background is the mean over the bp of
+    the chromosomes holding data, the finite values summed (uncovered bp and NaN count 0)."""
+    size = 20_000
+    a = np.full(12_000, 2.0)
+    b = np.full(15_000, 3.0)
+    b[100:700] = np.nan
+    c = np.full(500, np.nan)  # a chromosome of NaN only: no data
+    _write_bigwig(tmp_path / "nan.bw", {"chr1": a, "chr2": b, "chr3": c}, size)
+    expected = (np.nansum(a) + np.nansum(b)) / (2 * size)  # chr3 holds no data
+    track = BigWigTrack(tmp_path / "nan.bw")
+    assert track.background() == pytest.approx(expected, rel=1e-6)
+    assert (track.values("chr2", 90, 110) == np.r_[np.full(10, 3.0), np.zeros(10)]).all()
+
+
+def test_an_infinite_value_is_refused_with_the_file_and_position(tmp_path, monkeypatch):
+    """pyBigWig cannot write inf, so the handle of a good file is replaced by one that reads it."""
+    _write_bigwig(tmp_path / "inf.bw", {"chr1": np.ones(1000)}, 1000)
+    track = BigWigTrack(tmp_path / "inf.bw")
+
+    class InfiniteAt37:
+        def values(self, chrom, start, end, numpy=True):
+            v = np.ones(end - start)
+            v[37 - start] = np.inf
+            return v
+
+        def stats(self, chrom, start, end, type):
+            return [1.0 if type == "coverage" else np.inf]
+
+        def intervals(self, chrom):
+            return ((0, 37, 1.0), (37, 38, np.inf), (38, 1000, 1.0))
+
+    monkeypatch.setattr(track, "_handle", lambda: InfiniteAt37())
+    with pytest.raises(ValueError, match=r"inf.bw: infinite value at chr1:37 \(0-based\)"):
+        track.values("chr1", 10, 50)
+    with pytest.raises(ValueError, match=r"inf.bw: infinite value at chr1:37 \(0-based\)"):
+        track.background()

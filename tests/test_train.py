@@ -246,6 +246,7 @@ def test_resume_from_any_point_gives_the_same_weights(tiny_synth, tmp_path):
 
 def test_last_checkpoint_holds_the_final_weights(tiny_synth, tmp_path):
     """last.ckpt is rewritten at every validation, improved or not, and at the end."""
+    from seq2exp_plugin.train.checkpoint_io import AtomicCheckpointIO
     from seq2exp_plugin.train.module import load_network
 
     run = load_config(write_config(tiny_synth, tmp_path, **RESUME_RUN))
@@ -255,6 +256,7 @@ def test_last_checkpoint_holds_the_final_weights(tiny_synth, tmp_path):
     live = {k: v for k, v in trainer.lightning_module.state_dict().items()}
     _assert_same_weights(live, checkpoint["state_dict"])
     assert load_network(str(Path(run.out_dir) / "checkpoints" / "last.ckpt")) is not None
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # best.ckpt too: whole or not at all
 
 
 def test_a_run_directory_refuses_another_configuration(tiny_synth, tmp_path):

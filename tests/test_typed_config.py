@@ -1,5 +1,6 @@
 """Configuration checking derived from dataclass fields and type hints (seq2exp_plugin.typed_config)."""
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,3 +68,33 @@ def test_values_are_converted_by_their_hints():
 def test_every_bad_entry_is_named(data, message):
     with pytest.raises(ConfigError, match=message):
         build(Section, data, "train")
+
+
+def test_hic_and_cnn_sections_are_typed_and_stored_as_given():
+    """``data.hic`` / ``cnn`` options are checked like every section, and stored as written
+    (``{}`` stays ``{}``), so configurations and checkpoints of earlier runs read the same."""
+    from seq2exp_plugin.train.config import CnnConfig, HicConfig, RunConfig, given
+
+    run = RunConfig.from_dict({"data": {"hic": {"normalization": "VC", "resolution": "5000"}},
+                               "cnn": {"channels": 8}})
+    assert run.data.hic == HicConfig(normalization="VC", resolution=5000) and run.cnn == CnnConfig(channels=8)
+    assert run.to_dict()["data"]["hic"] == {"normalization": "VC", "resolution": 5000}
+    assert run.to_dict()["cnn"] == {"channels": 8} and given(RunConfig().data.hic) == {}
+    assert RunConfig.from_dict(run.to_dict()) == run
+    with pytest.raises(ConfigError, match=r"^data.hic.normalisation: unknown key"):
+        RunConfig.from_dict({"data": {"hic": {"normalisation": "VC"}}})
+    with pytest.raises(ConfigError, match=r"^data.hic: powerlaw_gamma and pseudocount must be >= 0"):
+        RunConfig.from_dict({"data": {"hic": {"pseudocount": -1}}})
+
+
+def test_hic_options_reach_the_reader_and_cnn_options_the_model():
+    import inspect
+
+    from seq2exp_plugin.data.hic import HiCContacts
+    from seq2exp_plugin.model.baselines import HierarchicalCNN
+    from seq2exp_plugin.train.config import CnnConfig, HicConfig
+
+    reader = set(inspect.signature(HiCContacts).parameters) - {"path", "allow_missing_chroms"}
+    model = set(inspect.signature(HierarchicalCNN).parameters) - {"n_signals", "window", "n_features", "scaling"}
+    assert {f.name for f in dataclasses.fields(HicConfig)} == reader
+    assert {f.name for f in dataclasses.fields(CnnConfig)} == model

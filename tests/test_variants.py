@@ -216,3 +216,13 @@ def test_out_of_window_and_indels_are_reported_and_cli_writes_everything(trained
     assert sorted(res2["variant_id"]) == sorted(inside) and set(res2["gene_id"]) == {plus.gene_id}
     skipped2 = pd.read_csv(out2 / "not_scored.tsv", sep="\t")
     assert set(skipped2["variant_id"]) == {"in_plus", "in_minus", "far", "ins"} - inside
+
+
+def test_a_variant_listed_twice_is_scored_once_with_a_warning(tmp_path):
+    vcf = tmp_path / "twice.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n"
+                   "chr1\t10\trs1\tA\tG\nchr1\t12\t.\tC\tT\n1\t10\trs1_again\tA\tG\nchr1\t10\trs1\tA\tG\n")
+    with pytest.warns(UserWarning, match=r"twice.vcf: 2 duplicate record\(s\) of a variant already listed "
+                                         r"\(e.g. 1:10 A>G\); each variant is scored once"):
+        got = read_variants(vcf)
+    assert got == [Variant("chr1", 10, "A", "G", "rs1"), Variant("chr1", 12, "C", "T", "")]

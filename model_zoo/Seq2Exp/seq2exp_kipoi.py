@@ -10,7 +10,9 @@ import importlib.util
 import os
 import sys
 
-from seq2exp_plugin.adapters.kipoi import Seq2ExpKipoiModel  # noqa: F401
+from seq2exp_plugin.adapters.kipoi import Seq2ExpKipoiModel, install_excepthook  # noqa: F401
+
+install_excepthook()  # kipoi prints our user errors in one line
 
 _MODULE = "seq2exp_kipoi_dataloader"
 _PATH = os.path.join(os.path.dirname(os.path.realpath(__file__)), os.pardir, os.pardir,

@@ -3,9 +3,8 @@
 gReLU builds models by name: ``LightningModel(model_params={"model_type": "Seq2ExpModel", ...})``
 looks ``model_type`` up as an attribute of ``grelu.model.models``. :func:`register` puts
 :class:`Seq2ExpModel`, :class:`Seq2ExpGenerator`, :class:`Seq2ExpPredictor` and the baselines
-there. Importing ``seq2exp_plugin`` registers them as soon as ``grelu.model.models`` is imported
-(a post-import hook in :mod:`seq2exp_plugin.adapters.registry`, so that ``import seq2exp_plugin``
-stays fast - no torch, no gReLU - when gReLU is not used).
+there; call it (or :func:`seq2exp_plugin.register_grelu_models`) before gReLU builds one by
+name. :class:`seq2exp_plugin.train.module.Seq2ExpLightning` does so itself.
 
 gReLU's convention is one input tensor ``(N, channels, L)`` and one output ``(N, tasks, L_out)``.
 These classes keep the model itself in ``.net`` (the library's classes, which take named inputs
@@ -25,7 +24,7 @@ with :func:`bind_locus` (a gReLU ``LightningModel`` around :class:`BoundSignals`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -43,14 +42,30 @@ class _TaskCount:
     n_tasks = 1
 
 
+def _refuse_grelu_training(module: nn.Module, inputs: Any) -> None:
+    """Forward pre-hook of the gReLU faces: a forward pass that records gradients in training
+    mode is gReLU's own training loop (``seq2exp train`` calls the library model in ``.net``),
+    whose loss is ``train_params["loss"]`` alone."""
+    if module.training and torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{type(module).__name__}: gReLU's training loop (train_on_dataset, tune_on_dataset) "
+            "would train it with gReLU's loss alone ('mse': no KL term of eq. 3, no smooth-L1) "
+            "and gReLU's optimizer; train or fine-tune with `seq2exp train` (a run configuration; "
+            "variant retrain to reuse a trained generator). Gradients for attributions: put the "
+            "model in eval mode (model.eval()).")
+
+
 class _GreluModel(nn.Module):
-    """Shared plumbing: the library model in ``.net``, gReLU's ``head.n_tasks``."""
+    """Shared plumbing: the library model in ``.net``, gReLU's ``head.n_tasks``; gReLU's own
+    training loop is refused (:func:`_refuse_grelu_training`)."""
 
     head = _TaskCount()
 
     def __init__(self, **fields: Any) -> None:
         super().__init__()
-        self.config = Seq2ExpConfig.from_dict(fields)
+        # model_params without a version were written before configurations had one
+        self.config = Seq2ExpConfig.from_dict({"version": 1, **fields})
+        self.register_forward_pre_hook(_refuse_grelu_training)
 
     def split(self, x: Tensor, with_mask: bool = False) -> tuple[Tensor, ...]:
         """Stacked channels -> ``seq, signals, features[, mask]``."""
@@ -168,6 +183,7 @@ class BoundSignals(nn.Module):
                 track = track.bool() if name == "blacklist" else track.float()
             self.register_buffer(name, track, persistent=False)
         self.head = model.head
+        self.register_forward_pre_hook(_refuse_grelu_training)
 
     @property
     def length(self) -> int:
@@ -197,15 +213,17 @@ class BoundSignals(nn.Module):
         return prediction[:, None, None]
 
 
-def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor | None = None,
-               mask: Tensor | None = None, task_name: str = "expression"):
+def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequence[str],
+               blacklist: Tensor | None = None, mask: Tensor | None = None,
+               task_name: str = "expression"):
     """A gReLU ``LightningModel`` that reads 4-channel DNA of one locus (see :class:`BoundSignals`).
 
     ``model``: a ``grelu.lightning.LightningModel`` holding one of this module's classes (e.g.
     ``LightningModel.load_from_checkpoint`` of a ``seq2exp train`` checkpoint, or the training
     module itself), or such a class directly. ``signals (n_signals, L)``, ``features
     (n_features,)``, ``blacklist (L,)`` and ``mask (L,)`` are the locus's arrays in the model's
-    window orientation (a window-dataset item's). The result shares the trained weights (a view,
+    window orientation (a window-dataset item's); ``signal_names`` names the rows of
+    ``signals`` (a window dataset's ``signal_names``), checked against the model's tracks. The result shares the trained weights (a view,
     not a copy), is in eval mode, predicts ``(N, 1, 1)`` and works with
     ``grelu.interpret.score.ISM_predict``, ``get_attributions`` and ``predict_on_dataset``. It is
     for in-memory use: its hyper-parameters describe the unbound model, so do not save it.
@@ -218,14 +236,16 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, blacklist: Tensor 
     if not isinstance(face, _GreluModel):
         raise TypeError(f"bind_locus: expected a gReLU LightningModel of a Seq2Exp class or one of "
                         f"{[c.__name__ for c in MODEL_CLASSES]}, got {type(face).__name__}")
+    face.config.check_tracks(signal_names, "bind_locus")
     params = getattr(model, "model_params", None)
     if params is None:
         extra = {"use_signals": face.use_signals} if isinstance(face, Seq2ExpPredictor) else {}
         if isinstance(face, HierarchicalCNN):
             extra = {"window": face.window}
         params = {"model_type": type(face).__name__, **face.config.to_dict(), **extra}
-    # a throwaway build of the unbound class (cheap), then the bound view of the trained weights;
-    # num_workers 0: gReLU's prediction loaders run in this process
+    # a throwaway build of the unbound class (cheap, by name), then the bound view of the trained
+    # weights; num_workers 0: gReLU's prediction loaders run in this process
+    register()
     bound = LightningModel(dict(params), {"task": "regression", "loss": "mse", "num_workers": 0})
     bound.model = BoundSignals(face, signals, features, mask=mask, blacklist=blacklist)
     bound.data_params = {"tasks": {"name": [task_name]}}

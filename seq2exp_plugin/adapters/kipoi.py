@@ -53,9 +53,11 @@ output. Each patch checks for an existing patch first (idempotent); the numpy vi
 where numpy still has the aliases (numpy < 2).
 
 Errors for users (missing weights, a window of the wrong length, unreadable inputs) are
-:class:`Seq2ExpKipoiError`; an uncaught one is printed as ``<program>: error: <message>`` without
-a traceback (an ``excepthook`` that handles only this class and hands every other exception to
-the previous hook), so ``kipoi predict`` fails with the message alone.
+:class:`Seq2ExpKipoiError`, or the package's :data:`~seq2exp_plugin.errors.USER_ERRORS` (a
+damaged checkpoint, an unwritable ``-o``); :func:`install_excepthook` prints an uncaught one as
+``<program>: error: <message>`` without a traceback and hands every other exception (a bug) to
+the previous hook, so ``kipoi predict`` fails with the message alone. Kipoi's entry points (the
+model group's ``seq2exp_kipoi.py`` and the dataloader) install it; importing this module does not.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..atomic import check_writable_file, publish, temporary_beside
+from ..errors import USER_ERRORS
 
 __all__ = [
     "Seq2ExpKipoiError",
@@ -80,6 +83,8 @@ __all__ = [
     "Seq2ExpKipoiModel",
     "KipoiWindows",
     "apply_writer_compat",
+    "inputs_from_checkpoint",
+    "install_excepthook",
     "resolve_input_path",
     "resolve_weights",
     "weights_config_path",
@@ -88,6 +93,9 @@ __all__ = [
 
 #: Set on every object the shim installs (how a second call knows it has nothing to do).
 _COMPAT_FLAG = "_seq2exp_compat"
+
+#: The dataloader's signal channels, in order (``dataloaders/dataloader.yaml``).
+DATALOADER_SIGNALS = ("h3k27ac", "dnase", "hic")
 
 
 # ----------------------------------------------------------------------------------- errors
@@ -115,14 +123,16 @@ class OutputPathError(Seq2ExpKipoiError, OSError):
 
 
 def _excepthook(exc_type, exc, tb, _previous=None):
-    if isinstance(exc, Seq2ExpKipoiError):
+    if isinstance(exc, (Seq2ExpKipoiError, *USER_ERRORS)):
         prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return
     (_previous or sys.__excepthook__)(exc_type, exc, tb)
 
 
-def _install_excepthook() -> None:
+def install_excepthook() -> None:
+    """Report user errors uncaught in this process in one line (see the module docstring); for
+    Kipoi's entry points, which run inside ``kipoi``'s own command."""
     current = sys.excepthook
     if getattr(current, _COMPAT_FLAG, False):
         return
@@ -433,6 +443,12 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
         self.net = module.net.to(self.device).eval()
         self.window = int(self.run_config.data.window)
         self.signal_names = tuple(self.net.config.signals)
+        if self.signal_names != DATALOADER_SIGNALS:
+            raise InputMismatchError(
+                f"Seq2Exp/{self.entry}: {self.weights} reads the signal tracks "
+                f"{list(self.signal_names)} in this order, the Kipoi dataloader gives "
+                f"{list(DATALOADER_SIGNALS)}: its weights must come from a run with data.signals "
+                "h3k27ac, dnase, hic in that order")
         self.n_features = int(self.net.config.n_features)
         self.max_batch = max(1, int(max_batch))
 
@@ -522,6 +538,58 @@ def _table_from_tss_bed(tss_bed, cell_type: str, dnase, h3k27ac, genome, halflif
                                 halflife=halflife, genome=genome)
 
 
+def inputs_from_checkpoint(weights: str | os.PathLike | None, rc_minus_strand: bool | None = None,
+                           blacklist: str | None = None, hic_options: Mapping | None = None
+                           ) -> tuple[bool, str | None, dict | None]:
+    """``(rc_minus_strand, blacklist, hic_options)`` for the dataloader: the ones the checkpoint
+    ``weights`` was trained with (its stored run configuration), so that the windows are read as
+    in training; an argument given (not None) must agree with it, else
+    :class:`DataLoaderInputError` names both. Without ``weights``: the arguments (False, none,
+    the reader's defaults where None)."""
+    if weights is None:
+        return bool(rc_minus_strand), blacklist, None if hic_options is None else dict(hic_options)
+    from ..train.module import read_checkpoint
+
+    data = read_checkpoint(str(weights))["hyper_parameters"]["train_params"]["seq2exp"]["data"]
+    trained = f"{weights} was trained with"
+    rc = bool(data.get("rc_minus_strand", False))
+    if rc_minus_strand is not None and bool(rc_minus_strand) != rc:
+        raise DataLoaderInputError(f"rc_minus_strand={bool(rc_minus_strand)}: {trained} "
+                                   f"rc_minus_strand={rc}; leave the argument out")
+    hic = dict(data.get("hic") or {})
+    if hic_options is not None and dict(hic_options) != hic:
+        raise DataLoaderInputError(f"hic_options {dict(hic_options)}: {trained} the Hi-C options "
+                                   f"{hic} (resolution, normalisation, ...); leave the argument out")
+    return rc, _trained_blacklist(data.get("blacklist"), blacklist, Path(weights).parent, trained), hic
+
+
+def _trained_blacklist(stored: str | None, given: str | None, base: Path, trained: str) -> str | None:
+    """The checkpoint's blacklist (``stored``; relative paths from the checkpoint's folder), or
+    ``given`` where it is the same file's contents or the stored one is not on this machine."""
+    import filecmp
+
+    if stored is None:
+        if given is not None:
+            raise DataLoaderInputError(f"blacklist {given}: {trained} no blacklist; leave the "
+                                       "argument out")
+        return None
+    from ..data.blacklist import BUNDLED, is_bundled
+
+    path = BUNDLED[stored] if is_bundled(stored) else Path(stored).expanduser()
+    path = path if path.is_absolute() else base / path
+    given = str(BUNDLED[given]) if is_bundled(given) else given
+    if given is None:
+        if not path.is_file():
+            raise DataLoaderInputError(f"{trained} the blacklist {stored}, which is not here; "
+                                       f"pass blacklist=<that BED> (the model never reads "
+                                       "blacklisted bases)")
+        return str(path)
+    if path.is_file() and os.path.isfile(given) and not filecmp.cmp(path, given, shallow=False):
+        raise DataLoaderInputError(f"blacklist {given}: {trained} another blacklist, {path}; "
+                                   "leave the argument out")
+    return given
+
+
 class KipoiWindows:
     """The genes of a gene table (or a TSS BED) as Kipoi items.
 
@@ -561,9 +629,8 @@ class KipoiWindows:
                 gene_ids=_gene_id_list(gene_ids), rc_minus_strand=bool(rc_minus_strand),
                 blacklist=blacklist, allow_missing_chroms=bool(allow_missing_chroms),
                 hic_options=dict(hic_options) if hic_options else None)
-        except (ValueError, KeyError, FileNotFoundError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise DataLoaderInputError(msg) from err
+        except USER_ERRORS as err:
+            raise DataLoaderInputError(str(err)) from err
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -601,5 +668,4 @@ def resolve_input_path(path, source_dir: str | None):
     return expanded + sep + suffix
 
 
-_install_excepthook()
 apply_writer_compat()

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..errors import InputError
+
 __all__ = ["read_bed", "open_text"]
 
 
@@ -34,7 +36,7 @@ def open_text(path: str | os.PathLike):
             raise UnicodeDecodeError("utf-8", head, head.index(b"\0"), len(head), "NUL byte")
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a cut last character is fine
     except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a text file ({exc.__class__.__name__}); expected tab-separated text, "
+        raise InputError(f"{path}: not a text file ({exc.__class__.__name__}); expected tab-separated text, "
                          f"plain or gzip") from None
     return opener(path, "rt")
 
@@ -60,7 +62,7 @@ def read_bed(
                 continue
             fields = line.split("\t") if "\t" in line else line.split()
             if len(fields) < ncol:
-                raise ValueError(
+                raise InputError(
                     f"{path}, line {lineno}: expected at least {ncol} columns "
                     f"({' '.join(columns)}), found {len(fields)}: {line[:80]!r}"
                 )
@@ -69,14 +71,14 @@ def read_bed(
                 try:
                     row[i] = int(fields[i])
                 except ValueError:
-                    raise ValueError(
+                    raise InputError(
                         f"{path}, line {lineno}: column {i + 1} ({columns[i]}) is not an "
                         f"integer: {fields[i]!r}"
                     ) from None
             if "start" in columns and "end" in columns:
                 s, e = row[columns.index("start")], row[columns.index("end")]
                 if s < 0 or e < s:
-                    raise ValueError(f"{path}, line {lineno}: invalid interval start={s} end={e}")
+                    raise InputError(f"{path}, line {lineno}: invalid interval start={s} end={e}")
             rows.append(row)
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c in int_columns else object) for c in columns})

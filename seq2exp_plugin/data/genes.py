@@ -40,6 +40,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError, MissingInputError
 from .bed import open_text, read_bed
 from .genome import Genome, normalize_chrom
 from .tracks import BigWigTrack
@@ -104,50 +105,59 @@ def validate_gene_table(adata, source: str = "gene table") -> None:
     obs = adata.obs
     for col in OBS_COLUMNS:
         if col not in obs.columns:
-            raise KeyError(f"{source}: obs column {col!r} missing (schema needs {list(OBS_COLUMNS)})")
+            raise MissingInputError(f"{source}: obs column {col!r} missing (schema needs {list(OBS_COLUMNS)})")
     if not obs.index.is_unique:
         dup = obs.index[obs.index.duplicated()][:5].tolist()
-        raise ValueError(f"{source}: gene ids (obs index) are not unique, e.g. {dup}")
+        raise InputError(f"{source}: gene ids (obs index) are not unique, e.g. {dup}")
     if not (obs["gene_id"].astype(str).values == obs.index.astype(str).values).all():
-        raise ValueError(f"{source}: obs['gene_id'] differs from the obs index")
+        raise InputError(f"{source}: obs['gene_id'] differs from the obs index")
     tss = obs["tss"]
     if not pd.api.types.is_integer_dtype(tss.dtype):
-        raise ValueError(f"{source}: obs column 'tss' must be integer, got {tss.dtype}")
+        raise InputError(f"{source}: obs column 'tss' must be integer, got {tss.dtype}")
     if len(tss) and int(tss.min()) < 0:
         bad = obs.index[tss.values < 0][0]
-        raise ValueError(f"{source}: gene {bad!r} has a negative tss")
+        raise InputError(f"{source}: gene {bad!r} has a negative tss")
     strand = obs["strand"].astype(str)
     bad = ~strand.isin(["+", "-"])
     if bad.any():
         g = obs.index[bad.values][0]
-        raise ValueError(f"{source}: obs column 'strand' must be '+' or '-'; gene {g!r} has {strand[bad].iloc[0]!r}")
+        raise InputError(f"{source}: obs column 'strand' must be '+' or '-'; gene {g!r} has {strand[bad].iloc[0]!r}")
     split = obs["split"].astype(str)
     bad = ~split.isin(SPLITS)
     if bad.any():
         g = obs.index[bad.values][0]
-        raise ValueError(f"{source}: obs column 'split' must be one of {SPLITS}; gene {g!r} has {split[bad].iloc[0]!r}")
+        raise InputError(f"{source}: obs column 'split' must be one of {SPLITS}; gene {g!r} has {split[bad].iloc[0]!r}")
     if adata.X is None or adata.X.shape != (adata.n_obs, adata.n_vars):
-        raise ValueError(f"{source}: X must be (n_genes, n_cell_types) = ({adata.n_obs}, {adata.n_vars})")
+        raise InputError(f"{source}: X must be (n_genes, n_cell_types) = ({adata.n_obs}, {adata.n_vars})")
     if "features" not in adata.obsm:
-        raise KeyError(f"{source}: obsm['features'] missing")
+        raise MissingInputError(f"{source}: obsm['features'] missing")
     feats = adata.obsm["features"]
     if not isinstance(feats, pd.DataFrame):
-        raise ValueError(f"{source}: obsm['features'] must be a pandas DataFrame")
+        raise InputError(f"{source}: obsm['features'] must be a pandas DataFrame")
     needed = list(HALFLIFE_FEATURES) + [promoter_activity_column(c) for c in adata.var_names]
     for col in needed:
         if col not in feats.columns:
-            raise KeyError(f"{source}: obsm['features'] column {col!r} missing")
+            raise MissingInputError(f"{source}: obsm['features'] column {col!r} missing")
+    try:
+        values = feats[needed].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: obsm['features'] must hold numbers only ({needed})") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"{source}: obsm['features'] column {needed[col]!r} is {values[row, col]} for gene "
+                         f"{obs.index[row]!r} ({int(bad[:, col].sum())} genes); features must be finite numbers")
 
 
 def gene_features(adata, cell_type: str) -> np.ndarray:
     """``float32 (n_genes, 9)``: the 8 half-life features then ``promoter_activity:<cell_type>``."""
     if cell_type not in adata.var_names:
-        raise KeyError(f"cell type {cell_type!r} not in the gene table; available: {list(adata.var_names)}")
+        raise MissingInputError(f"cell type {cell_type!r} not in the gene table; available: {list(adata.var_names)}")
     feats = adata.obsm["features"]
     cols = list(HALFLIFE_FEATURES) + [promoter_activity_column(cell_type)]
     missing = [c for c in cols if c not in feats.columns]
     if missing:
-        raise KeyError(f"obsm['features'] column {missing[0]!r} missing")
+        raise MissingInputError(f"obsm['features'] column {missing[0]!r} missing")
     return np.ascontiguousarray(feats[cols].to_numpy(dtype=np.float32))
 
 
@@ -161,7 +171,7 @@ def read_gene_table(path: str | os.PathLike):
     try:
         adata = anndata.read_h5ad(path)
     except OSError as exc:  # h5py: not an HDF5 file, truncated...
-        raise ValueError(f"gene table {path}: not a readable .h5ad file ({exc}); build one with "
+        raise InputError(f"gene table {path}: not a readable .h5ad file ({exc}); build one with "
                          f"`seq2exp genes`") from None
     for col in ("gene_id", "symbol", "chrom", "strand", "split"):
         if col in adata.obs.columns:
@@ -202,10 +212,10 @@ def read_tss_bed(path) -> pd.DataFrame:
         source = "TSS table"
         for col in ("chrom", "start", "end", "gene_id", "strand"):
             if col not in df.columns:
-                raise KeyError(f"{source}: column {col!r} missing")
+                raise MissingInputError(f"{source}: column {col!r} missing")
         for col in ("start", "end"):
             if not pd.api.types.is_integer_dtype(df[col].dtype):
-                raise ValueError(f"{source}: column {col!r} must be integer")
+                raise InputError(f"{source}: column {col!r} must be integer")
     else:
         source = str(path)
         df = read_bed(path, ("chrom", "start", "end", "gene_id", "score", "strand"), what="TSS BED")
@@ -213,7 +223,7 @@ def read_tss_bed(path) -> pd.DataFrame:
     bad = ~strand.isin(["+", "-"])
     if bad.any():
         i = int(np.flatnonzero(bad.values)[0])
-        raise ValueError(f"{source}: gene {df['gene_id'].iloc[i]!r} has strand {strand.iloc[i]!r} (need '+' or '-')")
+        raise InputError(f"{source}: gene {df['gene_id'].iloc[i]!r} has strand {strand.iloc[i]!r} (need '+' or '-')")
     out = pd.DataFrame(
         {
             "gene_id": df["gene_id"].astype(str).values,
@@ -229,7 +239,7 @@ def read_tss_bed(path) -> pd.DataFrame:
 def _check_unique(ids: pd.Series, source: str) -> None:
     dup = ids[ids.duplicated()]
     if len(dup):
-        raise ValueError(f"{source}: duplicated gene_id {dup.iloc[0]!r} ({len(dup)} duplicates)")
+        raise InputError(f"{source}: duplicated gene_id {dup.iloc[0]!r} ({len(dup)} duplicates)")
 
 
 _ATTR = re.compile(r'(\S+)\s+"([^"]*)"')
@@ -249,13 +259,13 @@ def read_gtf(path, features: Sequence[str] = ("gene", "transcript", "exon", "CDS
                 continue
             f = line.rstrip("\n").split("\t")
             if len(f) < 9:
-                raise ValueError(f"{path}, line {lineno}: a GTF line needs 9 tab-separated columns, found {len(f)}")
+                raise InputError(f"{path}, line {lineno}: a GTF line needs 9 tab-separated columns, found {len(f)}")
             if f[2] not in keep:
                 continue
             try:
                 start, end = int(f[3]) - 1, int(f[4])
             except ValueError:
-                raise ValueError(f"{path}, line {lineno}: start/end are not integers: {f[3]!r} {f[4]!r}") from None
+                raise InputError(f"{path}, line {lineno}: start/end are not integers: {f[3]!r} {f[4]!r}") from None
             attrs: dict[str, str] = {}
             tags = []
             for k, v in _ATTR.findall(f[8]):
@@ -264,7 +274,7 @@ def read_gtf(path, features: Sequence[str] = ("gene", "transcript", "exon", "CDS
                 elif k not in attrs:
                     attrs[k] = v
             if "gene_id" not in attrs:
-                raise ValueError(f"{path}, line {lineno}: attribute 'gene_id' missing")
+                raise InputError(f"{path}, line {lineno}: attribute 'gene_id' missing")
             rows.append(
                 (f[0], f[2], start, end, f[6], attrs["gene_id"], attrs.get("transcript_id", ""),
                  attrs.get("gene_name", ""), ";".join(tags))
@@ -292,7 +302,7 @@ def gtf_gene_tss(gtf: pd.DataFrame, source: str = "GTF") -> pd.DataFrame:
     genes = genes.drop_duplicates("gene_id")
     bad = ~genes["strand"].isin(["+", "-"])
     if bad.any():
-        raise ValueError(f"{source}: gene {genes['gene_id'][bad].iloc[0]!r} has no strand")
+        raise InputError(f"{source}: gene {genes['gene_id'][bad].iloc[0]!r} has no strand")
     tss = np.where(genes["strand"].values == "+", genes["start"].values, genes["end"].values - 1)
     sym = genes["gene_name"].astype(str).values
     sym = np.where(sym == "", genes["gene_id"].values, sym)
@@ -338,13 +348,15 @@ def _read_table(obj, what: str) -> tuple[pd.DataFrame, str]:
             with open_text(path) as fh:  # names the file when it is not text
                 df, source = pd.read_csv(fh, sep=sep), str(path)
         except pd.errors.EmptyDataError:
-            raise ValueError(f"{what} {path} is empty (a header line with 'gene_id' expected)") from None
+            raise InputError(f"{what} {path} is empty (a header line with 'gene_id' expected)") from None
         except pd.errors.ParserError as exc:
-            raise ValueError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table "
+            raise InputError(f"{what} {path}: not a {'comma' if sep == ',' else 'tab'}-separated table "
                              f"({exc})") from None
+    if df.empty:
+        raise InputError(f"{source}: no rows, only a header ({list(df.columns)[:10]}); one row per gene expected")
     ids = next((c for c in _GENE_ID_COLUMNS if c in df.columns), None)
     if ids is None:
-        raise KeyError(f"{source}: no gene id column ({' or '.join(map(repr, _GENE_ID_COLUMNS))}); "
+        raise MissingInputError(f"{source}: no gene id column ({' or '.join(map(repr, _GENE_ID_COLUMNS))}); "
                        f"columns: {list(df.columns)[:10]}")
     return df.rename(columns={ids: "gene_id"}), source
 
@@ -358,7 +370,7 @@ def _read_expression(expression, cell_types: Sequence[str] | Mapping[str, str] |
         columns = dict(cell_types) if isinstance(cell_types, Mapping) else {c: c for c in cell_types}
         for cell, column in columns.items():
             if column not in df.columns:
-                raise KeyError(f"{source}: no column {column!r} for cell type {cell!r}; "
+                raise MissingInputError(f"{source}: no column {column!r} for cell type {cell!r}; "
                                f"columns: {list(df.columns)[:20]}")
         symbols = [c for c in _SYMBOL_COLUMNS if c in df.columns and c not in columns.values()]
         df = df[["gene_id", *symbols, *columns.values()]]
@@ -372,19 +384,19 @@ def _read_expression(expression, cell_types: Sequence[str] | Mapping[str, str] |
             break
     cell_types = [c for c in df.columns if c != "gene_id" and c not in _SYMBOL_COLUMNS]
     if not cell_types:
-        raise ValueError(f"{source}: no cell-type columns besides 'gene_id'")
+        raise InputError(f"{source}: no cell-type columns besides 'gene_id'")
     for c in cell_types:
         if "/" in str(c):
-            raise ValueError(f"{source}: cell type {c!r} contains '/', which HDF5 cannot store")
+            raise InputError(f"{source}: cell type {c!r} contains '/', which HDF5 cannot store")
         if not pd.api.types.is_numeric_dtype(df[c].dtype):
-            raise ValueError(f"{source}: column {c!r} is not numeric (raw expression per cell type expected; "
+            raise InputError(f"{source}: column {c!r} is not numeric (raw expression per cell type expected; "
                              f"{_CHOOSE_COLUMNS})")
         vals = df[c].to_numpy(dtype=np.float64)
         if np.nanmin(vals, initial=0.0) < 0:
-            raise ValueError(f"{source}: column {c!r} has negative values (raw, non-log expression expected; "
+            raise InputError(f"{source}: column {c!r} has negative values (raw, non-log expression expected; "
                              f"{_CHOOSE_COLUMNS})")
         if np.isinf(vals).any():  # NaN means not measured; infinity is a broken file
-            raise ValueError(f"{source}: column {c!r} of gene {df['gene_id'][np.isinf(vals)].iloc[0]!r} is infinite")
+            raise InputError(f"{source}: column {c!r} of gene {df['gene_id'][np.isinf(vals)].iloc[0]!r} is infinite")
     return df, source, cell_types, symbols
 
 
@@ -393,12 +405,20 @@ def _read_halflife(halflife) -> tuple[pd.DataFrame, str]:
     df = _current_feature_names(df)
     for col in ("gene_id",) + HALFLIFE_FEATURES:
         if col not in df.columns:
-            raise KeyError(f"{source}: column {col!r} missing")
+            raise MissingInputError(f"{source}: column {col!r} missing")
     for col in HALFLIFE_FEATURES:
         if not pd.api.types.is_numeric_dtype(df[col].dtype):
-            raise ValueError(f"{source}: column {col!r} is not numeric")
+            raise InputError(f"{source}: column {col!r} is not numeric")
     df["gene_id"] = df["gene_id"].astype(str)
     _check_unique(df["gene_id"], source)
+    values = df[list(HALFLIFE_FEATURES)].to_numpy(dtype=np.float64)
+    if np.isinf(values).any():
+        row, col = np.argwhere(np.isinf(values))[0]
+        raise InputError(f"{source}: column {HALFLIFE_FEATURES[col]!r} of gene {df['gene_id'].iloc[row]!r} is infinite")
+    missing = {c: int(n) for c, n in zip(HALFLIFE_FEATURES, np.isnan(values).sum(axis=0)) if n}
+    if missing:
+        warnings.warn(f"{source}: {sum(missing.values())} missing value(s) (empty or n/a) replaced by their "
+                      f"column's mean: {', '.join(f'{c} {n}' for c, n in missing.items())}", stacklevel=3)
     return df, source
 
 
@@ -408,13 +428,13 @@ def assign_split(chroms: Sequence[str], split: Mapping[str, Sequence[str]] | Non
     lookup: dict[str, str] = {}
     for name, chrom_list in split.items():
         if name not in SPLITS:
-            raise ValueError(f"split names must be in {SPLITS}, got {name!r}")
+            raise InputError(f"split names must be in {SPLITS}, got {name!r}")
         if isinstance(chrom_list, str):
             chrom_list = [chrom_list]
         for c in chrom_list:
             key = normalize_chrom(c)
             if key in lookup and lookup[key] != name:
-                raise ValueError(f"chromosome {c!r} is in both {lookup[key]!r} and {name!r} splits")
+                raise InputError(f"chromosome {c!r} is in both {lookup[key]!r} and {name!r} splits")
             lookup[key] = name
     return np.array([lookup.get(normalize_chrom(c), "train") for c in chroms], dtype=object)
 
@@ -574,19 +594,19 @@ def halflife_features_from_gtf(gtf, genome: Genome | str | os.PathLike, gene_ids
 # ----------------------------------------------------------------------------------------------
 def _validate_tracks(tracks, cell_types, expr_source: str = "the expression table"):
     if not isinstance(tracks, Mapping):
-        raise ValueError("tracks must be a mapping {cell_type: {'dnase': path, 'h3k27ac': path}}")
+        raise InputError("tracks must be a mapping {cell_type: {'dnase': path, 'h3k27ac': path}}")
     for ct in cell_types:
         if ct not in tracks:
             chosen = " ".join(f"{c}={c}" for c in tracks if c in cell_types) or "CELL=COLUMN"
-            raise KeyError(f"tracks: no entry for cell type {ct!r}, a column of {expr_source} (tracks for "
+            raise MissingInputError(f"tracks: no entry for cell type {ct!r}, a column of {expr_source} (tracks for "
                            f"{list(tracks)}); give its tracks, or read only the columns of your cell types: "
                            f"--expression-columns {chosen} (cell_types= in Python)")
     for ct, d in tracks.items():
         if not isinstance(d, Mapping):
-            raise ValueError(f"tracks[{ct!r}] must be a mapping with keys 'dnase' and 'h3k27ac'")
+            raise InputError(f"tracks[{ct!r}] must be a mapping with keys 'dnase' and 'h3k27ac'")
         for k in ("dnase", "h3k27ac"):
             if k not in d:
-                raise KeyError(f"tracks[{ct!r}]: key {k!r} missing")
+                raise MissingInputError(f"tracks[{ct!r}]: key {k!r} missing")
             if not Path(d[k]).is_file():
                 raise FileNotFoundError(f"tracks[{ct!r}][{k!r}]: bigWig file not found: {d[k]}")
 
@@ -628,7 +648,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
 
         check_writable_file(out, "output gene table")
     if tss is None and gtf is None:
-        raise ValueError("build_gene_table needs tss (a BED) or gtf")
+        raise InputError("build_gene_table needs tss (a BED) or gtf")
     if gtf is not None and not isinstance(gtf, pd.DataFrame) and not Path(gtf).is_file():
         raise FileNotFoundError(f"GTF not found: {gtf}")
     if genome is not None and not isinstance(genome, Genome):
@@ -637,7 +657,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     extra_cts = [ct for ct in (tracks or {}) if ct not in cell_types]
     for ct in extra_cts:
         if "/" in str(ct):
-            raise ValueError(f"tracks: cell type {ct!r} contains '/', which HDF5 cannot store")
+            raise InputError(f"tracks: cell type {ct!r} contains '/', which HDF5 cannot store")
     _validate_tracks(tracks, cell_types, expr_source)
     all_cts = list(cell_types) + extra_cts
     hl_df = hl_source = None
@@ -678,10 +698,10 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
                           f"{'/'.join(map(str, cell_types))} value in {expr_source}", stacklevel=2)
         genes = genes[keep].reset_index(drop=True)
     if len(genes) == 0:
-        raise ValueError(f"{tss_source}: no genes" + (f" with a value in {expr_source}" if scored_only else ""))
+        raise InputError(f"{tss_source}: no genes" + (f" with a value in {expr_source}" if scored_only else ""))
     neg = genes["tss"].values < 0
     if neg.any():
-        raise ValueError(f"{tss_source}: gene {genes['gene_id'][neg].iloc[0]!r} has a negative TSS")
+        raise InputError(f"{tss_source}: gene {genes['gene_id'][neg].iloc[0]!r} has a negative TSS")
 
     # chromosomes present in the genome and in every track; TSS inside the chromosome
     chroms = genes["chrom"].astype(str).tolist()
@@ -691,7 +711,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
             for k, trk in track_objs[ct].items():
                 if not trk.has_chrom(c):
                     n = chroms.count(c)
-                    raise KeyError(
+                    raise MissingInputError(
                         f"chromosome {c!r} ({n} genes) not found in {trk.path} (tracks[{ct!r}][{k!r}]); "
                         f"available: {list(trk.chrom_sizes)[:8]}; leave that chromosome's genes out of "
                         f"{tss_source} to go on without them"
@@ -700,7 +720,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
                 length = trk.chrom_sizes.get(name) if name is not None else None
                 sel = (genes["chrom"].values == c) & (genes["tss"].values >= (length or np.inf))
                 if sel.any():
-                    raise ValueError(
+                    raise InputError(
                         f"gene {genes['gene_id'][sel].iloc[0]!r}: TSS {int(genes['tss'][sel].iloc[0])} is beyond "
                         f"the end of {c} ({length} bp in the header of {trk.path})"
                     )
@@ -708,7 +728,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
             length = genome.chrom_length(c)  # KeyError names FASTA and chromosome
             sel = (genes["chrom"].values == c) & (genes["tss"].values >= length)
             if sel.any():
-                raise ValueError(
+                raise InputError(
                     f"gene {genes['gene_id'][sel].iloc[0]!r}: TSS {int(genes['tss'][sel].iloc[0])} is beyond "
                     f"the end of {c} ({length} bp in {genome.path})"
                 )
@@ -721,7 +741,7 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
     raw = expr[cell_types].to_numpy(dtype=np.float64)
     X[ok, : len(cell_types)] = np.log10(raw[rows[ok]] + 1.0).astype(np.float32)
     if not ok.any():
-        raise ValueError(f"{expr_source}: no gene_id matches a gene of {tss_source} "
+        raise InputError(f"{expr_source}: no gene_id matches a gene of {tss_source} "
                          f"(e.g. {expr['gene_id'].iloc[0]!r} vs {ids[0]!r})")
     n_unused = len(expr) - len(set(rows[ok].tolist()))
     if n_unused:

@@ -27,6 +27,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
 from .handle import PerProcessHandle
 
 __all__ = [
@@ -75,7 +76,7 @@ def resolve_chrom(name: str, available: Iterable[str] | Mapping[str, object], so
     for cand in chrom_aliases(name):
         if cand in avail:
             return cand
-    raise KeyError(_missing_chrom_message(name, avail, source))
+    raise MissingInputError(_missing_chrom_message(name, avail, source))
 
 
 class ChromNames:
@@ -173,7 +174,7 @@ class Genome(ChromNames, PerProcessHandle):
             raise FileNotFoundError(f"genome FASTA not found: {self.path}")
         is_gz, is_bgzf = _is_gzip(self.path)
         if is_gz and not is_bgzf:
-            raise ValueError(
+            raise InputError(
                 f"{self.path} is gzip-compressed but not with bgzip; random access needs bgzip "
                 f"(zcat {self.path.name} | bgzip > new.fa.gz) or an uncompressed FASTA"
             )
@@ -221,7 +222,7 @@ class Genome(ChromNames, PerProcessHandle):
             try:
                 pyfaidx.Faidx(str(self.path), **kwargs).close()
             except Exception as exc:  # malformed FASTA and the like: name the file
-                raise ValueError(f"cannot index FASTA {self.path}: {exc}") from exc
+                raise InputError(f"cannot index FASTA {self.path}: {exc}") from exc
             if self._bgzf:
                 os.replace(tgzi, gzi)
             os.replace(tfai, fai)

@@ -48,10 +48,13 @@ Handles are opened lazily and reopened after ``fork``/unpickling (DataLoader wor
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
 from .bed import open_text
 from .genome import ChromNames
 from .handle import PerProcessHandle
@@ -82,7 +85,7 @@ def _powerlaw_fit(spec: str) -> tuple[float, float]:
     except (KeyError, ValueError):
         gamma = scale = float("nan")
     if pairs or not (np.isfinite(gamma) and np.isfinite(scale)) or gamma < 0:
-        raise ValueError(f"Hi-C contact {spec!r}: expected powerlaw, powerlaw:<{'|'.join(POWERLAW_FITS)}> "
+        raise InputError(f"Hi-C contact {spec!r}: expected powerlaw, powerlaw:<{'|'.join(POWERLAW_FITS)}> "
                          f"or powerlaw:gamma=G,scale=S with numbers (gamma >= 0)")
     return gamma, scale
 
@@ -111,7 +114,7 @@ def _detect_format(path) -> str:
                      (".bg", "bedgraph"), (".bg.gz", "bedgraph")):
         if low.endswith(suf):
             return fmt
-    raise ValueError(f"cannot tell the Hi-C format of {path} from its name (expected one of {HIC_SUFFIXES}); pass fmt=")
+    raise InputError(f"cannot tell the Hi-C format of {path} from its name (expected one of {HIC_SUFFIXES}); pass fmt=")
 
 
 def is_hic_path(path) -> bool:
@@ -140,6 +143,18 @@ def _missing_resolution(path, resolution: int, available: list[int]) -> str:
             f"data.hic.resolution in a run configuration or --set, resolution= for HiCContacts)")
 
 
+@contextmanager
+def _damage_named(uri: str, errors: type | tuple = Exception) -> Iterator[None]:
+    """Around cooler/h5py reading ``uri``: a damaged or truncated file makes them raise errors of
+    many types, without the file's name (h5py: "Unable to synchronously open object"); report
+    ``errors`` as bad input naming the file."""
+    try:
+        yield
+    except errors as err:
+        raise InputError(f"{uri}: not a readable cooler file (damaged or truncated?): "
+                         f"{type(err).__name__}: {' '.join(str(err).split())[:200]}") from None
+
+
 class _CoolerBackend(PerProcessHandle):
     def __init__(self, path, fmt, resolution, balance):
         fname, group = _split_uri(path)
@@ -147,24 +162,27 @@ class _CoolerBackend(PerProcessHandle):
             import cooler
 
             res = 5000 if resolution is None else int(resolution)
-            groups = cooler.fileops.list_coolers(fname)
+            with _damage_named(fname):
+                groups = cooler.fileops.list_coolers(fname)
             avail = sorted(int(g.rsplit("/", 1)[-1]) for g in groups if g.startswith("/resolutions/"))
             if res not in avail:
-                raise ValueError(_missing_resolution(fname, res, avail))
+                raise InputError(_missing_resolution(fname, res, avail))
             group = f"/resolutions/{res}"
         self.uri = fname if group is None else f"{fname}::{group}"
         self.balance = balance
-        clr = self._handle()
-        self.resolution = int(clr.binsize) if clr.binsize else None
+        with _damage_named(self.uri):
+            clr = self._handle()
+            binsize, chrom_sizes, columns = clr.binsize, clr.chromsizes.items(), list(clr.bins().columns)
+        self.resolution = int(binsize) if binsize else None
         if self.resolution is None:
-            raise ValueError(f"{self.uri}: variable-size bins are not supported")
+            raise InputError(f"{self.uri}: variable-size bins are not supported")
         if resolution is not None and int(resolution) != self.resolution:
-            raise ValueError(f"{self.uri}: resolution is {self.resolution} bp, not {resolution}")
-        self.chrom_sizes = {str(k): int(v) for k, v in clr.chromsizes.items()}
+            raise InputError(f"{self.uri}: resolution is {self.resolution} bp, not {resolution}")
+        self.chrom_sizes = {str(k): int(v) for k, v in chrom_sizes}
         if balance is not False:
             col = "weight" if balance is True else str(balance)
-            if col not in clr.bins().columns:
-                raise KeyError(
+            if col not in columns:
+                raise MissingInputError(
                     f"{self.uri}: balancing weight column {col!r} not found in bins "
                     f"(run `cooler balance` on the file, or read raw counts: data.hic.balance=false in a run "
                     f"configuration or --set, balance=False for HiCContacts)"
@@ -181,8 +199,9 @@ class _CoolerBackend(PerProcessHandle):
     def row(self, chrom, tss_bin, b0, b1):
         res = self.resolution
         n = self.chrom_sizes[chrom]
-        mat = self._handle().matrix(balance=self._weight if self._weight else False, sparse=False)
-        m = mat.fetch((chrom, tss_bin * res, min((tss_bin + 1) * res, n)), (chrom, b0 * res, min(b1 * res, n)))
+        with _damage_named(self.uri, OSError):  # h5py, reading truncated pixels (the rest is checked)
+            mat = self._handle().matrix(balance=self._weight if self._weight else False, sparse=False)
+            m = mat.fetch((chrom, tss_bin * res, min((tss_bin + 1) * res, n)), (chrom, b0 * res, min(b1 * res, n)))
         return np.asarray(m, dtype=np.float64).reshape(-1)[: b1 - b0]
 
 
@@ -190,22 +209,19 @@ class _HictkBackend(PerProcessHandle):
     """``.hic`` files through hictkpy (binary wheels; reads Juicer .hic v6-v9)."""
 
     def __init__(self, path, resolution, normalization):
-        import warnings
-
         import hictkpy
 
-        # DataLoader workers fork; each reopens its own handle (see _handle) and nothing here logs
-        # through hictkpy's logger, the one thing its fork warning is about
-        warnings.filterwarnings("ignore", message="hictkpy: detected a call to fork")
+        # no filter for hictkpy's fork warning: workers do not fork once it is loaded
+        # (worker_start_method), and a fork elsewhere deserves the warning
         self.path = str(path)
         self.normalization = str(normalization).upper()
         self.resolution = 5000 if resolution is None else int(resolution)
         avail = sorted(int(r) for r in hictkpy.MultiResFile(self.path).resolutions())
         if self.resolution not in avail:
-            raise ValueError(_missing_resolution(self.path, self.resolution, avail))
+            raise InputError(_missing_resolution(self.path, self.resolution, avail))
         hic = self._handle()
         if self.normalization != "NONE" and self.normalization not in hic.avail_normalizations():
-            raise ValueError(f"{self.path}: normalization {self.normalization!r} not in the file at "
+            raise InputError(f"{self.path}: normalization {self.normalization!r} not in the file at "
                              f"{self.resolution} bp; available: {['NONE', *hic.avail_normalizations()]} "
                              f"(choose one: data.hic.normalization in a run configuration or --set, "
                              f"normalization= for HiCContacts)")
@@ -238,16 +254,16 @@ class _BedpeBackend:
         c1, s1, e1, c2, s2, e2, cnt = (df[i] for i in range(7))
         widths = np.concatenate([e1 - s1, e2 - s2])
         if len(widths) == 0:
-            raise ValueError(f"{self.path}: no contacts")
+            raise InputError(f"{self.path}: no contacts")
         res = int(widths[0])
         bad = np.flatnonzero(widths != res)
         if len(bad):
-            raise ValueError(
+            raise InputError(
                 f"{self.path}: all bins must have the same width (first row: {res} bp); "
                 f"data row {bad[0] % len(s1) + 1} differs"
             )
         if resolution is not None and int(resolution) != res:
-            raise ValueError(f"{self.path}: resolution is {res} bp, not {resolution}")
+            raise InputError(f"{self.path}: resolution is {res} bp, not {resolution}")
         self.resolution = res
         cis = c1 == c2
         self.chrom_sizes = {}
@@ -289,7 +305,7 @@ def _read_whitespace_table(path, min_cols, int_cols, float_cols, what):
             if n is None:
                 n = len(f)
                 if n < min_cols:
-                    raise ValueError(f"{path}, line {lineno}: a {what} line needs at least {min_cols} columns, found {n}")
+                    raise InputError(f"{path}, line {lineno}: a {what} line needs at least {min_cols} columns, found {n}")
                 cols = [[] for _ in range(n)]
                 # a header line (non-numeric coordinate) is skipped
                 try:
@@ -298,22 +314,22 @@ def _read_whitespace_table(path, min_cols, int_cols, float_cols, what):
                     n = None
                     continue
             if len(f) != n:
-                raise ValueError(f"{path}, line {lineno}: expected {n} columns, found {len(f)}")
+                raise InputError(f"{path}, line {lineno}: expected {n} columns, found {len(f)}")
             for k in range(n):
                 v = f[k]
                 if k in int_cols:
                     try:
                         v = int(v)
                     except ValueError:
-                        raise ValueError(f"{path}, line {lineno}: column {k + 1} is not an integer: {v!r}") from None
+                        raise InputError(f"{path}, line {lineno}: column {k + 1} is not an integer: {v!r}") from None
                 elif k in float_cols:
                     try:
                         v = float(v)
                     except ValueError:
-                        raise ValueError(f"{path}, line {lineno}: column {k + 1} is not a number: {v!r}") from None
+                        raise InputError(f"{path}, line {lineno}: column {k + 1} is not a number: {v!r}") from None
                 cols[k].append(v)
     if n is None:
-        raise ValueError(f"{path}: empty {what} file")
+        raise InputError(f"{path}: empty {what} file")
     out = {}
     for k in range(n):
         if k in int_cols:
@@ -338,13 +354,13 @@ class _BedgraphBackend:
                 tss = t[3].astype(np.int64)
                 val = t[4].astype(np.float64)
             except ValueError:
-                raise ValueError(f"{self.path}: 5-column bedgraph must be 'chrom start end tss value'") from None
+                raise InputError(f"{self.path}: 5-column bedgraph must be 'chrom start end tss value'") from None
         else:
             tss = None
             try:
                 val = t[3].astype(np.float64)
             except ValueError:
-                raise ValueError(f"{self.path}: column 4 (value) is not numeric") from None
+                raise InputError(f"{self.path}: column 4 (value) is not numeric") from None
         self.per_tss = tss is not None
         self.resolution = None
         self.chrom_sizes = {}
@@ -368,7 +384,7 @@ class _BedgraphBackend:
         key = (chrom, int(tss) if self.per_tss else None)
         if key not in self._prof:
             if self.per_tss:
-                raise KeyError(f"{self.path}: no contact profile for TSS {chrom}:{tss}")
+                raise MissingInputError(f"{self.path}: no contact profile for TSS {chrom}:{tss}")
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         s, e, v = self._prof[key]
         keep = (e > start) & (s < end)
@@ -413,15 +429,15 @@ class HiCContacts(ChromNames):
         fname, _ = _split_uri(path)
         self.fmt = fmt or _detect_format(path)
         if self.fmt not in ("cool", "mcool", "hic", "bedpe", "bedgraph", "powerlaw"):
-            raise ValueError(f"unknown Hi-C format {self.fmt!r} for {self.path}")
+            raise InputError(f"unknown Hi-C format {self.fmt!r} for {self.path}")
         if self.fmt != "powerlaw" and not Path(fname).is_file():
             raise FileNotFoundError(f"Hi-C file not found: {fname}")
         if diagonal not in ("keep", "max_neighbors"):
-            raise ValueError(f"diagonal must be 'keep' or 'max_neighbors', got {diagonal!r}")
+            raise InputError(f"diagonal must be 'keep' or 'max_neighbors', got {diagonal!r}")
         if powerlaw_gamma is not None and float(powerlaw_gamma) < 0:
-            raise ValueError("powerlaw_gamma must be >= 0")
+            raise InputError("powerlaw_gamma must be >= 0")
         if float(pseudocount) < 0:
-            raise ValueError("pseudocount must be >= 0")
+            raise InputError("pseudocount must be >= 0")
         self.diagonal = diagonal
         self.powerlaw_gamma = None if powerlaw_gamma is None else float(powerlaw_gamma)
         self.pseudocount = float(pseudocount)
@@ -496,7 +512,7 @@ class HiCContacts(ChromNames):
                 out[max(a - start, 0) : min(b - start, end - start)] = val
             return out
         if not 0 <= tss < n:
-            raise ValueError(f"TSS {chrom}:{tss} is outside the chromosome ({n} bp in {self.path})")
+            raise InputError(f"TSS {chrom}:{tss} is outside the chromosome ({n} bp in {self.path})")
         s, e = max(start, 0), min(end, n)
         if e <= s:
             return out

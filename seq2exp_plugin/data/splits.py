@@ -27,6 +27,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError, MissingInputError
+
 __all__ = ["SPLIT_OPTIONS", "split_labels", "genes_of_split", "read_gene_list", "is_default_split"]
 
 #: The run's ``data`` fields that choose the split.
@@ -49,7 +51,7 @@ def read_gene_list(source: str | Path | Sequence[str], what: str = "gene list") 
         ids = [line.split()[0] for line in path.read_text().splitlines()
                if line.strip() and not line.lstrip().startswith("#")]
         if not ids:
-            raise ValueError(f"{what} {path}: no gene ids")
+            raise InputError(f"{what} {path}: no gene ids")
         return ids
     return [str(g) for g in source]
 
@@ -84,42 +86,42 @@ def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0,
     """"train"/"valid"/"test" per gene (index = gene ids) under the rules of the module docstring;
     ``scored`` (bool per gene: has a target) balances contiguous folds on the scored genes."""
     if folds and fold_column is not None:
-        raise ValueError("data.folds and data.fold_column are exclusive: give one of them")
+        raise InputError("data.folds and data.fold_column are exclusive: give one of them")
     if (folds or fold_column is not None) and (valid_genes or test_genes):
-        raise ValueError("data.folds/fold_column and data.valid_genes/test_genes are exclusive")
+        raise InputError("data.folds/fold_column and data.valid_genes/test_genes are exclusive")
     ids = obs.index.astype(str)
     labels = pd.Series("train", index=ids, dtype=object)
     if folds:
         if int(folds) < 3:
-            raise ValueError(f"data.folds must be >= 3 (a test, a validation and a training fold), got {folds}")
+            raise InputError(f"data.folds must be >= 3 (a test, a validation and a training fold), got {folds}")
         if not 0 <= int(fold) < int(folds):
-            raise ValueError(f"data.fold must be in 0..{int(folds) - 1}, got {fold}")
+            raise InputError(f"data.fold must be in 0..{int(folds) - 1}, got {fold}")
         blocks = contiguous_blocks(genome_order(obs), int(folds), scored)
         labels.iloc[blocks[int(fold)]] = "test"
         labels.iloc[blocks[(int(fold) + 1) % int(folds)]] = "valid"
         return labels
     if fold_column is not None:
         if fold_column not in obs.columns:
-            raise KeyError(f"{source}: obs column {fold_column!r} (data.fold_column) not found; "
+            raise MissingInputError(f"{source}: obs column {fold_column!r} (data.fold_column) not found; "
                            f"columns: {list(obs.columns)}")
         values = obs[fold_column].astype(str).to_numpy()
         distinct = sorted(set(values), key=lambda v: (0, int(v)) if v.lstrip("-").isdigit() else (1, v))
         if len(distinct) < 3:
-            raise ValueError(f"{source}: obs column {fold_column!r} has {len(distinct)} distinct value(s); "
+            raise InputError(f"{source}: obs column {fold_column!r} has {len(distinct)} distinct value(s); "
                              "folds need at least 3 (test, validation, training)")
         if not 0 <= int(fold) < len(distinct):
-            raise ValueError(f"data.fold must be in 0..{len(distinct) - 1} (the values of "
+            raise InputError(f"data.fold must be in 0..{len(distinct) - 1} (the values of "
                              f"{fold_column!r}: {distinct}), got {fold}")
         labels[values == distinct[int(fold)]] = "test"
         labels[values == distinct[(int(fold) + 1) % len(distinct)]] = "valid"
         return labels
     if split_column not in obs.columns:
-        raise KeyError(f"{source}: obs column {split_column!r} (data.split_column) not found; "
+        raise MissingInputError(f"{source}: obs column {split_column!r} (data.split_column) not found; "
                        f"columns: {list(obs.columns)}")
     labels[:] = obs[split_column].astype(str).to_numpy()
     bad = ~labels.isin(_LABELS)
     if bad.any():
-        raise ValueError(f"{source}: obs column {split_column!r} must hold {_LABELS}; gene "
+        raise InputError(f"{source}: obs column {split_column!r} must hold {_LABELS}; gene "
                          f"{labels.index[bad][0]!r} has {labels[bad].iloc[0]!r}")
     known = set(ids)
     for label, listed in (("test", test_genes), ("valid", valid_genes)):
@@ -128,7 +130,7 @@ def split_labels(obs: pd.DataFrame, split_column: str = "split", folds: int = 0,
         genes = read_gene_list(listed, f"data.{label}_genes")
         missing = [g for g in genes if g not in known]
         if missing:
-            raise KeyError(f"data.{label}_genes: gene {missing[0]!r} not in {source} "
+            raise MissingInputError(f"data.{label}_genes: gene {missing[0]!r} not in {source} "
                            f"({len(missing)} of {len(genes)} missing)")
         if label == "test":
             labels[labels == "test"] = "train"

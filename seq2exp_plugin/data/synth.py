@@ -76,6 +76,9 @@ beside ``DIR`` and renamed into place)::
     truth/<cell>.bed       one row per (gene, element overlapping its window): chrom, start,
                            end, name, score, strand, gene_id, class, effect, driver_of, kind,
                            motifs, dnase, h3k27ac, contact, distance (element centre - TSS)
+    truth/<cell>.crispr.tsv.gz  the same pairs (but the gene's own promoter) as a CRISPRi screen
+                           reports them, EPCrisprBenchmark columns (seq2exp_plugin.data.crispr):
+                           Regulated TRUE for R_ag, powers drawn (synth_layout.crispr_truth)
     truth/elements.bed     one row per element: kind, anchor/target gene, planted motifs
                            (name@offset strand), and per cell type open/activity/peak heights
     truth/expression_terms.tsv  gene_id, cell_type, promoter, enhancers, halflife_log10,
@@ -93,18 +96,20 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import atomic_output_dir, check_output_dir
+from ..errors import InputError
 from .synth_files import simulate_reads, write_bigwig, write_cooler, write_genome, write_reads_bed
 from .synth_layout import (CHROMOSOMES, CLASSES, DECOY_MOTIF, JASPAR_RELEASE, PROMOTER_MOTIFS,
                            SHARED_ACTIVATOR, SIGNALS, TRUTH_COLUMNS, Layout, SynthParams, cell_motifs,
-                           expression_terms, halflife, make_layout, truth_table)
+                           crispr_truth, expression_terms, halflife, make_layout, truth_table)
 
 __all__ = ["CLASSES", "SIGNALS", "TRUTH_COLUMNS", "SynthParams", "generate", "load_manifest"]
 
 
 # ------------------------------------------------------------------------------ writers
 def _write_tsv(df: pd.DataFrame, path: Path, header: bool = True) -> None:
+    gz = {"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None  # byte-identical per seed
     df.to_csv(path, sep="\t", index=False, header=header, float_format="%.6g",
-              lineterminator="\n")
+              lineterminator="\n", compression=gz)
 
 
 def _write_truth(path: Path, df: pd.DataFrame) -> None:
@@ -205,6 +210,7 @@ def _write_all(tmp: Path, final: Path, p: SynthParams, build_genes: bool) -> dic
     (tmp / "truth").mkdir()
     for cell, df in truths.items():
         _write_truth(tmp / "truth" / f"{cell}.bed", df)
+        _write_tsv(crispr_truth(df, terms, cell, p.seed), tmp / "truth" / f"{cell}.crispr.tsv.gz")
     _write_tsv(terms, tmp / "truth" / "expression_terms.tsv")
     el = _elements_table(layout)
     with open(tmp / "truth" / "elements.bed", "w") as fh:
@@ -255,6 +261,7 @@ def _write_all(tmp: Path, final: Path, p: SynthParams, build_genes: bool) -> dic
                    for cell in p.cell_types},
         "blacklist": "blacklist.bed",
         "truth": {"cells": {cell: f"truth/{cell}.bed" for cell in p.cell_types},
+                  "crispr": {cell: f"truth/{cell}.crispr.tsv.gz" for cell in p.cell_types},
                   "columns": list(TRUTH_COLUMNS),
                   "classes": list(CLASSES),
                   "elements": "truth/elements.bed",
@@ -316,7 +323,7 @@ def load_manifest(path: str | os.PathLike) -> dict[str, Any]:
     with open(path) as fh:
         m = yaml.safe_load(fh)
     if not isinstance(m, dict) or m.get("format") != "seq2exp-synth":
-        raise ValueError(f"{path} is not a seq2exp synth manifest (format: seq2exp-synth)")
+        raise InputError(f"{path} is not a seq2exp synth manifest (format: seq2exp-synth)")
     root = path.parent
 
     def ab(x: str | None) -> str | None:
@@ -328,6 +335,7 @@ def load_manifest(path: str | os.PathLike) -> dict[str, Any]:
         m["genes"][key] = ab(m["genes"][key])
     m["tracks"] = {cell: {k: ab(v) for k, v in t.items()} for cell, t in m["tracks"].items()}
     m["truth"]["cells"] = {cell: ab(v) for cell, v in m["truth"]["cells"].items()}
+    m["truth"]["crispr"] = {cell: ab(v) for cell, v in m["truth"].get("crispr", {}).items()}
     for key in ("elements", "expression_terms"):
         m["truth"][key] = ab(m["truth"][key])
     m["blacklist"] = ab(m["blacklist"])

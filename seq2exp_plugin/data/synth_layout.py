@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
 
 #: Signal tracks in the order the model reads them (the paper's and the authors' code's).
 SIGNALS = ("h3k27ac", "dnase", "hic")
@@ -60,7 +62,7 @@ TRUTH_COLUMNS = (
 )
 
 # Random streams (one per component, so changing one part leaves the others unchanged).
-_S_LAYOUT, _S_GENOME, _S_EXPR, _S_HALFLIFE, _S_SILENT, _S_CELL = 1, 2, 3, 4, 5, 100
+_S_LAYOUT, _S_GENOME, _S_EXPR, _S_HALFLIFE, _S_SILENT, _S_CRISPR, _S_CELL = 1, 2, 3, 4, 5, 6, 100
 
 
 @dataclass
@@ -153,32 +155,32 @@ class SynthParams:
         self.motifs_per_element = tuple(int(x) for x in self.motifs_per_element)
         self.blacklist_width = tuple(float(x) for x in self.blacklist_width)
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+            raise InputError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.n_genes < len(CHROMOSOMES):
-            raise ValueError(
+            raise InputError(
                 f"n_genes must be >= {len(CHROMOSOMES)} (one per chromosome), got {self.n_genes}")
         if self.window < 4000:
-            raise ValueError(f"window must be >= 4000 bp, got {self.window}")
+            raise InputError(f"window must be >= 4000 bp, got {self.window}")
         if not self.cell_types:
-            raise ValueError("cell_types is empty")
+            raise InputError("cell_types is empty")
         if len(set(self.cell_types)) != len(self.cell_types):
-            raise ValueError(f"cell_types has duplicates: {self.cell_types}")
+            raise InputError(f"cell_types has duplicates: {self.cell_types}")
         for c in self.cell_types:
             if not c or not all(ch.isalnum() or ch in "_-." for ch in c) or c in ("truth",):
-                raise ValueError(f"cell type name {c!r} must be a plain name ([A-Za-z0-9_.-])")
+                raise InputError(f"cell type name {c!r} must be a plain name ([A-Za-z0-9_.-])")
         lo, hi = self.gene_spacing
         if not 0 < lo <= hi < 1:
-            raise ValueError(f"gene_spacing must satisfy 0 < lo <= hi < 1 (windows overlap), got "
+            raise InputError(f"gene_spacing must satisfy 0 < lo <= hi < 1 (windows overlap), got "
                              f"{self.gene_spacing}")
         if self.window // 2 - self.min_tss_distance < self.element_width[1] + 100:
-            raise ValueError(f"window {self.window} leaves no room for elements beyond "
+            raise InputError(f"window {self.window} leaves no room for elements beyond "
                              f"min_tss_distance {self.min_tss_distance}")
         if not 0 <= self.silent_fraction < 1:
-            raise ValueError(f"silent_fraction must be in [0, 1), got {self.silent_fraction}")
+            raise InputError(f"silent_fraction must be in [0, 1), got {self.silent_fraction}")
         if self.hic_resolution is not None and self.hic_resolution < 1:
-            raise ValueError(f"hic_resolution must be positive, got {self.hic_resolution}")
+            raise InputError(f"hic_resolution must be positive, got {self.hic_resolution}")
 
     @property
     def resolution(self) -> int:
@@ -206,7 +208,7 @@ class SynthParams:
     def from_preset(cls, preset: str = "tiny", **overrides: Any) -> "SynthParams":
         """The preset's values, with any non-None ``overrides`` (e.g. ``n_genes``, ``window``)."""
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            raise InputError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         kw = dict(PRESETS[preset])
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(preset=preset, **kw)
@@ -591,3 +593,51 @@ def truth_table(layout: Layout, cell: str) -> pd.DataFrame:
                          effect, driver, el.kind, motifs, float(el.dnase[c]),
                          float(el.h3k27ac[c]), contact, (el.start + el.end) // 2 - g.tss))
     return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+
+
+#: Effect sizes (fraction of expression lost) of the benchmark's power columns.
+POWER_EFFECTS = (10, 15, 20, 25, 50)
+
+
+def crispr_truth(truth: pd.DataFrame, terms: pd.DataFrame, cell: str, seed: int) -> pd.DataFrame:
+    """The truth of one cell type as a CRISPRi screen would report it (EPCrisprBenchmark columns,
+    :data:`seq2exp_plugin.data.crispr.CRISPR_COLUMNS`): one tested pair per (gene, element in its
+    window) except the gene's own promoter.
+
+    Args:
+        truth: :func:`truth_table` of ``cell``.
+        terms: :func:`expression_terms` (the promoter and enhancer terms of each gene).
+        cell: the cell type.
+        seed: the benchmark's seed (the draws below use their own stream).
+
+    Returns:
+        ``Regulated`` TRUE exactly for the gene's ``R_ag`` elements (decoys and inactive
+        elements FALSE), also ``Significant``; ``EffectSize`` = -(the element's term) / (promoter
+        + enhancer terms) for them, the fraction of expression that silencing it removes (noise
+        N(0, 0.02) for the others). Powers: ``1 - exp(-(x / s)^2)`` at effect size ``x`` with a
+        per-pair sensitivity ``s ~ 0.1 * LN(0.5)``, so about 60% of pairs have 80% power at a
+        15% effect (the benchmark's filter of negatives).
+    """
+    from .crispr import CRISPR_COLUMNS
+
+    rng = _rng(seed, _S_CRISPR, list(dict.fromkeys(terms["cell_type"])).index(cell))
+    tested = truth[truth["class"] != "promoter"].reset_index(drop=True)
+    mine = terms[terms["cell_type"] == cell].set_index("gene_id")
+    total = (mine["promoter"] + mine["enhancers"]).reindex(tested["gene_id"]).to_numpy()
+    regulated = (tested["class"] == "R_ag").to_numpy()
+    n = len(tested)
+    effect = np.where(regulated, -tested["effect"].to_numpy() / np.maximum(total, 1e-12), rng.normal(0.0, 0.02, n))
+    padj = np.where(regulated, 10.0 ** -rng.uniform(2, 6, n), rng.uniform(0.05, 1.0, n))
+    sensitivity = 0.1 * rng.lognormal(0.0, 0.5, n)
+    tss = ((tested["start"] + tested["end"]) // 2 - tested["distance"]).to_numpy()
+    out = pd.DataFrame({
+        "chrom": tested["chrom"], "chromStart": tested["start"], "chromEnd": tested["end"],
+        "name": tested["gene_id"] + "|" + tested["chrom"] + ":" + tested["start"].astype(str) + "-"
+        + tested["end"].astype(str) + ":" + tested["name"],
+        "EffectSize": effect, "chrTSS": tested["chrom"], "startTSS": tss, "endTSS": tss + 1,
+        "measuredGeneSymbol": tested["gene_id"], "Significant": np.where(regulated, "TRUE", "FALSE"),
+        "pValueAdjusted": padj,
+        **{f"PowerAtEffectSize{x}": 1.0 - np.exp(-((x / 100) / sensitivity) ** 2) for x in POWER_EFFECTS},
+        "ValidConnection": "TRUE", "CellType": cell, "Reference": f"seq2exp synth seed {seed}",
+        "Regulated": np.where(regulated, "TRUE", "FALSE"), "Dataset": "seq2exp_synth"})
+    return out[list(CRISPR_COLUMNS)]

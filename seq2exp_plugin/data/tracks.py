@@ -2,7 +2,9 @@
 
 ``BigWigTrack(path).values(chrom, start, end)`` returns ``float32 (end - start,)``: the bigWig value
 at every position of ``[start, end)`` (0-based half-open), 0 where the file has no interval or
-stores NaN, and 0 for positions before 0 or past the chromosome end. Chromosome names are matched
+stores NaN (NaN means no data, everywhere: :meth:`BigWigTrack.background` counts it as uncovered),
+and 0 for positions before 0 or past the chromosome end. An infinite value is refused with the
+file and its position. Chromosome names are matched
 through the aliases of :mod:`seq2exp_plugin.data.genome` (``chr1 <-> 1``, ``chrM <-> MT``).
 A chromosome absent from the file raises ``KeyError`` naming the file and the chromosome, unless
 ``allow_missing_chroms=True`` (then the track is all zeros there).
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .genome import ChromNames
 from .handle import PerProcessHandle
 
@@ -46,7 +49,7 @@ class BigWigTrack(ChromNames, PerProcessHandle):
             raise FileNotFoundError(f"bigWig file not found: {self.path}")
         bw = self._handle()
         if not bw.isBigWig():
-            raise ValueError(f"{self.path} is not a bigWig file (bigBed?)")
+            raise InputError(f"{self.path} is not a bigWig file (bigBed?)")
         self.chrom_sizes: dict[str, int] = {str(k): int(v) for k, v in bw.chroms().items()}
 
     def _open(self):
@@ -55,9 +58,9 @@ class BigWigTrack(ChromNames, PerProcessHandle):
         try:
             bw = pyBigWig.open(str(self.path))
         except RuntimeError as exc:
-            raise ValueError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
+            raise InputError(f"cannot open {self.path} as a bigWig file: {exc}") from exc
         if bw is None:
-            raise ValueError(f"cannot open {self.path} as a bigWig file")
+            raise InputError(f"cannot open {self.path} as a bigWig file")
         return bw
 
     def __repr__(self) -> str:
@@ -76,29 +79,56 @@ class BigWigTrack(ChromNames, PerProcessHandle):
         s, e = max(start, 0), min(end, n)
         if e <= s:
             return out
-        vals = self._handle().values(name, s, e, numpy=True)
-        vals = np.nan_to_num(np.asarray(vals, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        vals = np.asarray(self._handle().values(name, s, e, numpy=True), dtype=np.float32)
+        finite = np.isfinite(vals)
+        if not finite.all():
+            infinite = np.flatnonzero(np.isinf(vals))
+            if infinite.size:
+                self._refuse_infinite(name, s + int(infinite[0]))
+            vals[~finite] = 0.0
         out[s - start : e - start] = vals
         return out
+
+    def _refuse_infinite(self, chrom: str, position: int) -> None:
+        raise InputError(f"{self.path}: infinite value at {chrom}:{position} (0-based); a bigWig must "
+                         f"hold finite numbers (NaN is read as no data)")
 
     def background(self) -> float:
         """Genome-wide background: the mean value per bp over the chromosomes that hold data,
         uncovered positions counting as 0 (so files that store zeros and files that omit them
-        agree). From the file's summary levels (pyBigWig ``stats``), hence cheap. Dividing by it
+        agree). From the file's summary levels (pyBigWig ``stats``), hence cheap; a chromosome
+        whose summary is not a finite number (NaN or inf stored there) is summed from its
+        intervals instead, NaN as no data (a chromosome of NaN only holds none). Dividing by it
         puts fold-change, signal p-value and read-depth (RPM) tracks on one scale: fold over the
-        track's own average. ``ValueError`` if the file holds no signal."""
+        track's own average. ``InputError`` if the file holds no signal or an infinite value."""
         bw = self._handle()
         total, length = 0.0, 0
         for name, size in self.chrom_sizes.items():
             covered = bw.stats(name, 0, size, type="coverage")[0]
             if not covered:
                 continue
-            mean = bw.stats(name, 0, size, type="mean")[0] or 0.0
-            total += float(mean) * float(covered) * size
-            length += size
+            mean = bw.stats(name, 0, size, type="mean")[0]
+            if mean is not None and np.isfinite(mean):
+                total += float(mean) * float(covered) * size
+                length += size
+                continue
+            summed = self._finite_sum(name)
+            if summed is not None:
+                total += summed
+                length += size
         if length == 0 or not total > 0:
-            raise ValueError(f"{self.path}: no positive signal to scale by (sum over the genome is {total})")
+            raise InputError(f"{self.path}: no positive signal to scale by (sum over the genome is {total})")
         return total / length
+
+    def _finite_sum(self, chrom: str) -> float | None:
+        """Sum over the bp of ``chrom`` of its finite values (NaN: no data); None if it has none."""
+        intervals = np.asarray(self._handle().intervals(chrom) or np.zeros((0, 3)), dtype=np.float64)
+        starts, ends, vals = intervals.reshape(-1, 3).T
+        infinite = np.flatnonzero(np.isinf(vals))
+        if infinite.size:
+            self._refuse_infinite(chrom, int(starts[infinite[0]]))
+        finite = np.isfinite(vals)
+        return float(((ends - starts) * vals)[finite].sum()) if finite.any() else None
 
     def mean(self, chrom: str, start: int, end: int) -> float:
         """Mean of :meth:`values` over ``[start, end)`` (uncovered/off-chromosome positions count as 0)."""

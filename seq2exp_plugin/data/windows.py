@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
 from .blacklist import Blacklist, IntervalMask
 from .genes import gene_features, read_gene_table, validate_gene_table
 from .genome import Genome, resolve_chrom, reverse_complement_one_hot
@@ -94,9 +95,9 @@ class WindowRecord:
 
     def __post_init__(self):
         if int(self.end) <= int(self.start):
-            raise ValueError(f"gene {self.gene_id!r}: empty window {self.chrom}:{self.start}-{self.end}")
+            raise InputError(f"gene {self.gene_id!r}: empty window {self.chrom}:{self.start}-{self.end}")
         if self.strand not in ("+", "-", "."):
-            raise ValueError(f"gene {self.gene_id!r}: strand must be '+', '-' or '.', got {self.strand!r}")
+            raise InputError(f"gene {self.gene_id!r}: strand must be '+', '-' or '.', got {self.strand!r}")
 
     @classmethod
     def from_item(cls, item: Mapping, rc_minus_strand: bool = False) -> "WindowRecord":
@@ -151,7 +152,7 @@ def open_signal(path, allow_missing_chroms: bool = False, hic_options: Mapping |
         opts = dict(hic_options or {})
         opts.setdefault("allow_missing_chroms", allow_missing_chroms)
         return HiCContacts(path, **opts)
-    raise ValueError(
+    raise InputError(
         f"signal file {path}: unknown type (expected a bigWig .bw/.bigwig or a Hi-C "
         f".cool/.mcool/.hic/.bedpe/.bedgraph file)"
     )
@@ -189,13 +190,13 @@ class WindowExtractor:
         peaks=None,
     ):
         if int(window) <= 0:
-            raise ValueError(f"window must be positive, got {window}")
+            raise InputError(f"window must be positive, got {window}")
         self.window = int(window)
         self.rc_minus_strand = bool(rc_minus_strand)
         self.genome = genome if isinstance(genome, Genome) else Genome(genome)
         signals = {} if signals is None else signals
         if not isinstance(signals, Mapping):
-            raise ValueError("signals must be an ordered mapping name -> path")
+            raise InputError("signals must be an ordered mapping name -> path")
         self.signal_names = tuple(str(k) for k in signals)
         self.signals = [open_signal(p, allow_missing_chroms, hic_options) for p in signals.values()]
         if blacklist is None or isinstance(blacklist, Blacklist):
@@ -229,25 +230,25 @@ class WindowExtractor:
             try:
                 length = self.genome.chrom_length(c)
             except KeyError as exc:
-                raise KeyError(f"gene {first!r} ({n} genes on {c!r}): {exc.args[0]}") from None
+                raise MissingInputError(f"gene {first!r} ({n} genes on {c!r}): {exc.args[0]}") from None
             for name, reader in zip(self.signal_names, self.signals):
                 if not _signal_has_chrom(reader, c):
                     src = getattr(reader, "path", name)
-                    raise KeyError(
+                    raise MissingInputError(
                         f"gene {first!r} ({n} genes on {c!r}): chromosome {c!r} not found in signal "
                         f"{name!r} ({src}); pass allow_missing_chroms=True to use zeros"
                     )
             bad = sel & ((tss < 0) | (tss >= length))
             if bad.any():
                 g = ids[bad][0]
-                raise ValueError(
+                raise InputError(
                     f"gene {g!r}: TSS {int(tss[bad][0])} is outside chromosome {c!r} "
                     f"(length {length} in {self.genome.path})"
                 )
             self._check_signal_lengths(c, sel, tss, ids)
         longest = max(self.genome.chrom_sizes.values(), default=0)
         if self.window > longest:  # windows past a chromosome end are padded, but none can fit anywhere
-            raise ValueError(f"window {self.window:,} bp is longer than every chromosome of {self.genome.path} "
+            raise InputError(f"window {self.window:,} bp is longer than every chromosome of {self.genome.path} "
                              f"(the longest: {longest:,} bp); choose a shorter window")
 
     def _check_signal_lengths(self, chrom: str, sel: np.ndarray, tss: np.ndarray, ids: np.ndarray) -> None:
@@ -262,7 +263,7 @@ class WindowExtractor:
             bad = sel & (tss >= sizes[spelled])
             if bad.any():
                 src = getattr(reader, "path", name)
-                raise ValueError(
+                raise InputError(
                     f"gene {ids[bad][0]!r}: TSS {int(tss[bad][0])} is beyond the end of {chrom!r} in signal "
                     f"{name!r} ({src}: {sizes[spelled]:,} bp); is it of another genome assembly?"
                 )
@@ -330,7 +331,7 @@ class WindowDataset(_TorchDataset):
             source = "gene table"
             validate_gene_table(adata, source)
         if cell_type not in adata.var_names:
-            raise KeyError(f"cell type {cell_type!r} not in {source}; available: {list(adata.var_names)}")
+            raise MissingInputError(f"cell type {cell_type!r} not in {source}; available: {list(adata.var_names)}")
         self.cell_type = str(cell_type)
         obs = adata.obs
         keep = np.ones(adata.n_obs, dtype=bool)
@@ -338,7 +339,7 @@ class WindowDataset(_TorchDataset):
             wanted = [split] if isinstance(split, str) else list(split)
             bad = [s for s in wanted if s not in ("train", "valid", "test")]
             if bad:
-                raise ValueError(f"split must be 'train', 'valid' or 'test', got {bad[0]!r}")
+                raise InputError(f"split must be 'train', 'valid' or 'test', got {bad[0]!r}")
             keep &= obs["split"].astype(str).isin(wanted).to_numpy()
         all_ids = obs.index.astype(str)
         if gene_ids is not None:
@@ -347,10 +348,10 @@ class WindowDataset(_TorchDataset):
             missing = [g for g in gene_ids if g not in pos]
             twice = sorted(g for g, n in Counter(gene_ids).items() if n > 1)
             if twice:
-                raise ValueError(f"gene {twice[0]!r} is requested more than once ({len(twice)} duplicated "
+                raise InputError(f"gene {twice[0]!r} is requested more than once ({len(twice)} duplicated "
                                  f"gene ids); give each gene once")
             if missing:
-                raise KeyError(f"gene {missing[0]!r} not in {source} ({len(missing)} requested genes missing)")
+                raise MissingInputError(f"gene {missing[0]!r} not in {source} ({len(missing)} requested genes missing)")
             order = np.asarray([pos[g] for g in gene_ids], dtype=np.int64)
             order = order[keep[order]]
         else:
@@ -360,7 +361,7 @@ class WindowDataset(_TorchDataset):
         if require_target:
             order = order[np.isfinite(X[order])]
         if len(order) == 0:
-            raise ValueError(f"no genes selected from {source} (split={split!r}, gene_ids given: {gene_ids is not None})")
+            raise InputError(f"no genes selected from {source} (split={split!r}, gene_ids given: {gene_ids is not None})")
         self.gene_ids = np.asarray(all_ids[order], dtype=object)
         self.chroms = obs["chrom"].astype(str).to_numpy(dtype=object)[order]
         self.tss = obs["tss"].to_numpy(dtype=np.int64)[order]

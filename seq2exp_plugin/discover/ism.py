@@ -51,6 +51,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
+
 __all__ = [
     "BASES",
     "Locus",
@@ -75,8 +77,8 @@ METHODS = ("saliency", "inputxgradient", "integratedgradients", "deepshap")
 class Locus:
     """One gene's window as the model reads it (window order), and where it lies.
 
-    ``seq (4, L)``, ``signals (d, L)``, ``features (n,)``, ``blacklist (L,)`` bool, ``mask`` the
-    dataset's peak mask (peak-mask models) or ``None``; ``reverse``: index ``i`` is genomic
+    ``seq (4, L)``, ``signals (d, L)`` (the tracks ``signal_names``), ``features (n,)``,
+    ``blacklist (L,)`` bool, ``mask`` the dataset's peak mask (peak-mask models) or ``None``; ``reverse``: index ``i`` is genomic
     position ``end - 1 - i`` (else ``start + i``)."""
 
     gene_id: str
@@ -90,10 +92,11 @@ class Locus:
     signals: Any
     features: Any
     blacklist: Any
+    signal_names: tuple[str, ...]
     mask: Any = None
 
     @classmethod
-    def from_item(cls, item: dict, rc_minus_strand: bool) -> "Locus":
+    def from_item(cls, item: dict, rc_minus_strand: bool, signal_names: Sequence[str]) -> "Locus":
         import torch
 
         as_tensor = lambda key: None if item.get(key) is None else torch.as_tensor(np.asarray(item[key]))  # noqa: E731
@@ -101,7 +104,7 @@ class Locus:
         return cls(str(item["gene_id"]), str(item["chrom"]), int(item["start"]), int(item["end"]), strand,
                    int(item["tss"]), bool(rc_minus_strand) and strand == "-", as_tensor("seq").float(),
                    as_tensor("signals").float(), as_tensor("features").float(),
-                   as_tensor("blacklist").bool(), as_tensor("mask"))
+                   as_tensor("blacklist").bool(), tuple(signal_names), as_tensor("mask"))
 
     @property
     def length(self) -> int:
@@ -115,7 +118,7 @@ class Locus:
     def window_index(self, position: int) -> int:
         """Window index of a 0-based genomic position inside the window."""
         if not self.start <= position < self.end:
-            raise ValueError(f"gene {self.gene_id!r}: position {position} is outside its window "
+            raise InputError(f"gene {self.gene_id!r}: position {position} is outside its window "
                              f"{self.chrom}:{self.start}-{self.end}")
         return self.end - 1 - position if self.reverse else position - self.start
 
@@ -128,9 +131,10 @@ def load_locus(dataset, gene_id: str) -> Locus:
     """The locus of ``gene_id`` in a window dataset (``KeyError`` naming the gene if absent)."""
     ids = [str(g) for g in dataset.gene_ids]
     if gene_id not in ids:
-        raise KeyError(f"gene {gene_id!r} is not in the gene table ({len(ids)} genes, e.g. {ids[:3]})")
-    return Locus.from_item(dataset[ids.index(gene_id)], getattr(dataset, "rc_minus_strand",
-                                                                dataset.extractor.rc_minus_strand))
+        raise MissingInputError(f"gene {gene_id!r} is not in the gene table ({len(ids)} genes, e.g. {ids[:3]})")
+    return Locus.from_item(dataset[ids.index(gene_id)],
+                           getattr(dataset, "rc_minus_strand", dataset.extractor.rc_minus_strand),
+                           dataset.signal_names)
 
 
 def _net(model):
@@ -173,14 +177,15 @@ def bind(model, locus: Locus, mask_mode: str = "recompute"):
     from ..model.seq2exp import Seq2ExpModel
 
     if mask_mode not in ("recompute", "fixed"):
-        raise ValueError(f"mask_mode must be 'recompute' or 'fixed', got {mask_mode!r}")
+        raise InputError(f"mask_mode must be 'recompute' or 'fixed', got {mask_mode!r}")
     mask = locus.mask
     net = _net(model)
     if isinstance(net, Seq2ExpModel):
         # recompute: no mask bound, the generator runs on every sequence; fixed: the mask the
         # predictor reads for the reference window
         mask = _reference_generator_output(net, locus).mask[0].float() if mask_mode == "fixed" else None
-    bound = bind_locus(model, locus.signals, locus.features, blacklist=locus.blacklist, mask=mask)
+    bound = bind_locus(model, locus.signals, locus.features, locus.signal_names,
+                       blacklist=locus.blacklist, mask=mask)
     predict = bound.predict_on_dataset
 
     def predict_on_dataset(dataset, **kwargs):
@@ -244,16 +249,16 @@ def ism_effects(bound, seq, positions: Sequence[int], batch_size: int = 64,
     seq = torch.as_tensor(seq).float()
     positions = [int(p) for p in positions]
     if not positions:
-        raise ValueError("ism_effects: no positions to mutate")
+        raise InputError("ism_effects: no positions to mutate")
     length = seq.shape[-1]
     bad = [p for p in positions if not 0 <= p < length]
     if bad:
-        raise ValueError(f"ism_effects: position {bad[0]} outside the window of {length} bp")
+        raise InputError(f"ism_effects: position {bad[0]} outside the window of {length} bp")
     ref_idx = seq.argmax(0).numpy()
     is_n = (seq.sum(0) == 0).numpy()
     if is_n[positions].any():
         p = positions[int(np.flatnonzero(is_n[positions])[0])]
-        raise ValueError(f"ism_effects: the reference base at window index {p} is N")
+        raise InputError(f"ism_effects: the reference base at window index {p} is N")
     t0 = time.perf_counter()
     with torch.no_grad():
         device = next(bound.parameters(), seq).device
@@ -304,7 +309,7 @@ def attributions(bound, seqs, method: str = "deepshap", n_shuffles: int = 20, se
     from ..adapters.grelu import deepshap_ops
 
     if method not in METHODS:
-        raise ValueError(f"attribution method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"attribution method must be one of {METHODS}, got {method!r}")
     seqs = torch.as_tensor(seqs).float()
     if seqs.ndim == 2:
         seqs = seqs[None]
@@ -313,7 +318,7 @@ def attributions(bound, seqs, method: str = "deepshap", n_shuffles: int = 20, se
         cfg = getattr(net, "config", None)
         if cfg is not None and (cfg.generator.rc_equivariant or cfg.predictor.rc_equivariant
                                 or cfg.mask.packed):
-            raise ValueError("deepshap: not available for RC-equivariant or packed models (they do "
+            raise InputError("deepshap: not available for RC-equivariant or packed models (they do "
                              "not keep the sequence/reference pairing along the batch); use "
                              "integratedgradients")
         kwargs.setdefault("additional_nonlinear_ops", deepshap_ops(ig_nodes))
@@ -363,7 +368,7 @@ def select_elements(score: np.ndarray, top_elements: int = 5, bp_budget: int = 5
     score = original.copy()
     length = score.shape[-1]
     if top_elements < 0 or bp_budget < 0:
-        raise ValueError("top_elements and bp_budget must be >= 0")
+        raise InputError("top_elements and bp_budget must be >= 0")
     if exclude is not None:
         score[exclude] = 0.0
     scorable = np.ones(length, dtype=bool) if scorable is None else np.asarray(scorable, dtype=bool)
@@ -450,7 +455,7 @@ def ism_gene(model, locus: Locus, score: np.ndarray, mask_mode: str = "recompute
     elements = select_elements(score, scorable=scorable, **select)
     positions = sorted({p for el in elements for p in el.positions})
     if not positions:
-        raise ValueError(f"gene {locus.gene_id!r}: no positions to mutate (no element called at these "
+        raise InputError(f"gene {locus.gene_id!r}: no positions to mutate (no element called at these "
                          f"settings; max mask score outside the promoter "
                          f"{_max_outside(score, select.get('exclude')):.3f}); lower --threshold or use "
                          f"--top-fraction / --promoter-bp")

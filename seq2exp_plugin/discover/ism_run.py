@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import atomic_output_dir, check_output_dir
+from ..errors import InputError
 from .ism import BASES, ISMResult, SelectedElement, ism_gene, load_locus, reference_mask
 
 
@@ -160,9 +161,9 @@ def run_ism(checkpoint: str, gene_ids: Sequence[str], out_dir: str | os.PathLike
     from .regions import read_chrom_sizes
 
     if not gene_ids:
-        raise ValueError("give at least one gene (--gene)")
+        raise InputError("give at least one gene (--gene)")
     if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
     out_dir = check_output_dir(out_dir, force, "--out")
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, None, gene_ids=list(gene_ids))
@@ -170,7 +171,7 @@ def run_ism(checkpoint: str, gene_ids: Sequence[str], out_dir: str | os.PathLike
     net = module.net
     promoter_keep = int(net.config.mask.promoter_keep) if hasattr(net, "config") else 0
     if mask_mode == "fixed" and not hasattr(net, "generator"):
-        raise ValueError(f"{checkpoint}: --mask-mode fixed needs a Seq2Exp model (this is {type(net).__name__})")
+        raise InputError(f"{checkpoint}: --mask-mode fixed needs a Seq2Exp model (this is {type(net).__name__})")
 
     results: list[ISMResult] = []
     t0 = time.perf_counter()
@@ -178,7 +179,7 @@ def run_ism(checkpoint: str, gene_ids: Sequence[str], out_dir: str | os.PathLike
     for locus in tqdm(loci, desc="ISM genes", unit="gene", disable=not progress or len(loci) == 1):
         score = reference_mask(module, locus)
         if score is None:
-            raise ValueError(f"{checkpoint}: a {run.variant} model has no mask to select elements from; "
+            raise InputError(f"{checkpoint}: a {run.variant} model has no mask to select elements from; "
                              f"ISM restricted to elements needs a Seq2Exp or peak-mask model")
         length = locus.length
         exclude = central_slice(length, promoter_keep) if promoter_keep else None

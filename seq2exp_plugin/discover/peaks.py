@@ -45,6 +45,7 @@ import numpy as np
 
 from ..atomic import atomic_output_dir
 from ..data.blacklist import IntervalMask
+from ..errors import InputError
 
 __all__ = [
     "INSTALL_HINT",
@@ -121,13 +122,13 @@ def macs3_genome_size(genome: str | os.PathLike | None = None, size: str | int |
         try:
             v = float(s)
         except ValueError:
-            raise ValueError(f"genome size must be a number or one of {', '.join(_GENOME_SHORTCUTS)}; "
+            raise InputError(f"genome size must be a number or one of {', '.join(_GENOME_SHORTCUTS)}; "
                              f"got {size!r}") from None
         if not np.isfinite(v) or v < 1:
-            raise ValueError(f"genome size must be positive, got {size!r}")
+            raise InputError(f"genome size must be positive, got {size!r}")
         return str(int(round(v)))
     if genome is None:
-        raise ValueError("give the genome (FASTA, .fai or .sizes) or a genome size for MACS3 -g")
+        raise InputError("give the genome (FASTA, .fai or .sizes) or a genome size for MACS3 -g")
     from .regions import read_chrom_sizes
 
     return str(sum(read_chrom_sizes(genome).values()))
@@ -183,7 +184,7 @@ def _read_format(paths: Sequence[Path], fmt: str | None) -> str:
     if fmt is not None:
         f = str(fmt).upper()
         if f not in _READ_FORMATS:
-            raise ValueError(f"read format must be one of {', '.join(_READ_FORMATS)}, got {fmt!r}")
+            raise InputError(f"read format must be one of {', '.join(_READ_FORMATS)}, got {fmt!r}")
         return f
     names = [p.name.lower() for p in paths]
     if all(n.endswith(".bam") for n in names):
@@ -218,23 +219,23 @@ def call_peaks_on_reads(
     ctrl_l = ([] if control is None else [Path(control)] if isinstance(control, (str, os.PathLike))
               else [Path(c) for c in control])
     if not reads_l:
-        raise ValueError("no read files given")
+        raise InputError("no read files given")
     for p in reads_l + ctrl_l:
         if not p.is_file():
             raise FileNotFoundError(f"reads file not found: {p}")
         if p.stat().st_size == 0:  # MACS3 answers an empty file with its own traceback
-            raise ValueError(f"reads file {p} is empty")
+            raise InputError(f"reads file {p} is empty")
     fmt_s = _read_format(reads_l + ctrl_l, fmt)
     gsize = macs3_genome_size(genome, genome_size)
     if pvalue is None and (qvalue is None or not 0.0 < float(qvalue) <= 1.0):
-        raise ValueError(f"q-value cut-off must be in (0, 1], got {qvalue}")
+        raise InputError(f"q-value cut-off must be in (0, 1], got {qvalue}")
     if pvalue is not None and not 0.0 < float(pvalue) <= 1.0:
-        raise ValueError(f"p-value cut-off must be in (0, 1], got {pvalue}")
+        raise InputError(f"p-value cut-off must be in (0, 1], got {pvalue}")
     if int(extsize) < 1:
-        raise ValueError(f"extsize must be >= 1, got {extsize}")
+        raise InputError(f"extsize must be >= 1, got {extsize}")
     keep = str(keep_dup)
     if keep not in ("all", "auto") and not keep.isdigit():
-        raise ValueError(f"keep_dup must be 'all', 'auto' or a number, got {keep_dup!r}")
+        raise InputError(f"keep_dup must be 'all', 'auto' or a number, got {keep_dup!r}")
     out = Path(out)
     find_macs3()  # fail early, before any work, when MACS3 is missing
     args = ["callpeak", "-t", *[str(p.resolve()) for p in reads_l]]
@@ -270,9 +271,9 @@ def bigwig_to_bedgraph(bigwig: str | os.PathLike, bedgraph: str | os.PathLike, d
     try:
         bw = pyBigWig.open(str(bigwig))
     except RuntimeError as exc:
-        raise ValueError(f"cannot open {bigwig} as a bigWig file: {exc}") from None
+        raise InputError(f"cannot open {bigwig} as a bigWig file: {exc}") from None
     if bw is None or not bw.isBigWig():
-        raise ValueError(f"{bigwig} is not a bigWig file")
+        raise InputError(f"{bigwig} is not a bigWig file")
     n_lines = 0
     try:
         with open(bedgraph, "w") as fh:
@@ -314,9 +315,9 @@ def call_peaks_on_signal(
     if not bigwig.is_file():
         raise FileNotFoundError(f"bigWig file not found: {bigwig}")
     if not np.isfinite(float(cutoff)):
-        raise ValueError(f"cutoff must be a finite number, got {cutoff}")
+        raise InputError(f"cutoff must be a finite number, got {cutoff}")
     if int(min_length) < 1 or int(max_gap) < 0:
-        raise ValueError(f"min_length must be >= 1 and max_gap >= 0 (got {min_length}, {max_gap})")
+        raise InputError(f"min_length must be >= 1 and max_gap >= 0 (got {min_length}, {max_gap})")
     out = Path(out)
     find_macs3()
     args = ["bdgpeakcall", "-i", "signal.bdg", "-c", repr(float(cutoff)), "-l", str(int(min_length)),

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..atomic import atomic_file
 from ..data.blacklist import IntervalMask
+from ..errors import InputError
 from .regions import WindowRecord, call_elements, elements_to_genomic
 
 __all__ = ["CLASS_COLORS", "gene_figure", "plot_gene", "downsample_max"]
@@ -52,7 +53,7 @@ def downsample_max(values: np.ndarray, max_points: int) -> tuple[np.ndarray, int
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     n = v.size
     if max_points < 1:
-        raise ValueError(f"max_points must be >= 1, got {max_points}")
+        raise InputError(f"max_points must be >= 1, got {max_points}")
     if n <= max_points:
         return v, 1
     b = int(math.ceil(n / max_points))

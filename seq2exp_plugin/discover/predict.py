@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_output_dir, check_output_dir, write_json
+from ..errors import InputError
 from ..train.evaluate import GenePrediction, load_run, predict_dataset
 from ..train.fit import make_dataset
 from ..train.metrics import regression_metrics
@@ -70,11 +71,11 @@ def predict_to_directory(
     ``on_gene`` sees each gene's prediction (with its mask score) as it is made."""
     out = check_output_dir(out, force, "--out")
     if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
+        raise InputError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
     truth, peaks = _read_annotations(truth, peaks)
     module, run = load_run(checkpoint, data_overrides)
     if len(run.data.cell_types) > 1:
-        raise ValueError(f"{checkpoint} was trained on cell types {run.data.cell_types}: predict one at "
+        raise InputError(f"{checkpoint} was trained on cell types {run.data.cell_types}: predict one at "
                          "a time with --data cell_type=NAME")
     dataset = make_dataset(run, split, gene_ids=gene_ids)
     cell = run.data.cell_type

@@ -45,6 +45,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..data.genome import normalize_chrom
+from ..errors import InputError, MissingInputError
 from .regions import WindowRecord
 
 __all__ = [
@@ -102,7 +103,7 @@ def read_truth(path: str | os.PathLike):
     df.columns = names
     for col in ("gene_id", "class"):
         if col not in df.columns:
-            raise ValueError(f"truth BED {path}: no {col!r} column (expected the seq2exp synth truth format)")
+            raise InputError(f"truth BED {path}: no {col!r} column (expected the seq2exp synth truth format)")
     df["gene_id"] = df["gene_id"].astype(str)
     df["class"] = df["class"].astype(str)
     return df
@@ -133,12 +134,12 @@ def gene_windows(genes, window: int | None = None, rc_minus_strand: bool = False
         tss = [None] * len(df)
     elif "tss" in df.columns:
         if window is None:
-            raise ValueError("genes are given by TSS: the window length is needed")
+            raise InputError("genes are given by TSS: the window length is needed")
         tss = df["tss"].astype(int).tolist()
         starts = [t - int(window) // 2 for t in tss]
         ends = [s + int(window) for s in starts]
     else:
-        raise KeyError("genes table needs 'start'/'end' or 'tss' columns")
+        raise MissingInputError("genes table needs 'start'/'end' or 'tss' columns")
     return [WindowRecord(g, str(c), s, e, st, bool(rc_minus_strand) and st == "-", t)
             for g, c, s, e, st, t in zip(ids, df["chrom"].astype(str), starts, ends, strands, tss)]
 
@@ -169,7 +170,7 @@ def truth_labels(
     known = set(df["class"].unique()) | set(CLASSES)
     for c in (*positive_classes, *exclude_classes):
         if c not in known:
-            raise ValueError(f"class {c!r} is not a truth class (known: {sorted(known)})")
+            raise InputError(f"class {c!r} is not a truth class (known: {sorted(known)})")
     pos_set, exc_set = set(positive_classes), set(exclude_classes)
     by_gene = {}
     for g, sub in df.groupby("gene_id", sort=False):
@@ -262,7 +263,7 @@ def _pool(scores: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) ->
         ys.append(lab[keep].astype(np.int8))
         ss.append(sc[keep])
     if not ys:
-        raise ValueError("no genes to evaluate")
+        raise InputError("no genes to evaluate")
     return np.concatenate(ys), np.concatenate(ss)
 
 
@@ -316,7 +317,7 @@ def recovery_metrics(
     }
     if kept_fraction is not None:
         if not 0.0 < float(kept_fraction) <= 1.0:
-            raise ValueError(f"kept_fraction must be in (0, 1], got {kept_fraction}")
+            raise InputError(f"kept_fraction must be in (0, 1], got {kept_fraction}")
         out["at_fraction"] = _at_fraction(y, s, kept_fraction)
     if threshold is not None:
         kept = s >= float(threshold)

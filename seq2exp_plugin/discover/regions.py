@@ -43,6 +43,7 @@ import numpy as np
 from ..atomic import publish, temporary_beside
 from ..data.genome import resolve_chrom
 from ..data.windows import WindowRecord, window_to_genomic
+from ..errors import InputError
 
 __all__ = [
     "WindowRecord",
@@ -98,11 +99,11 @@ def read_chrom_sizes(path: str | os.PathLike | Mapping[str, int]) -> dict[str, i
                 if n <= 0:
                     raise ValueError
             except ValueError:
-                raise ValueError(f"{path}, line {lineno}: expected 'name length' (a .fai/.sizes "
+                raise InputError(f"{path}, line {lineno}: expected 'name length' (a .fai/.sizes "
                                  f"table), found {line.rstrip()[:80]!r}") from None
             sizes[fields[0]] = n
     if not sizes:
-        raise ValueError(f"{path}: no chromosome sizes found")
+        raise InputError(f"{path}: no chromosome sizes found")
     return sizes
 
 
@@ -121,7 +122,7 @@ def top_fraction_threshold(score: np.ndarray, fraction: float) -> float:
     (ties may keep a little more). NaN positions are not counted."""
     score = np.asarray(score, dtype=np.float64).ravel()
     if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"top fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"top fraction must be in (0, 1], got {fraction}")
     finite = score[np.isfinite(score)]
     if finite.size == 0:
         return math.inf
@@ -141,13 +142,13 @@ def _kept_runs(score: np.ndarray, threshold: float | None, top_fraction: float |
     if score.ndim != 1:
         raise ValueError(f"scores must be one-dimensional, got shape {score.shape}")
     if min_gap < 0 or min_length < 1:
-        raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+        raise InputError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
     if top_fraction is not None:
         thr = top_fraction_threshold(score, top_fraction)
     elif threshold is not None:
         thr = float(threshold)
     else:
-        raise ValueError("give a threshold or a top_fraction")
+        raise InputError("give a threshold or a top_fraction")
     with np.errstate(invalid="ignore"):
         keep = score >= thr  # NaN is never kept
     starts, ends = _runs(keep)
@@ -303,7 +304,7 @@ class MaskWriter(_AllOrNothing):
         self._bw = pyBigWig.open(str(self._tmp), "w")
         if self._bw is None:
             self._tmp.unlink(missing_ok=True)
-            raise OSError(f"pyBigWig cannot create {self._tmp}")
+            raise OSError(f"pyBigWig cannot create {self.path} (writing {self._tmp.name} beside it)")
         self._bw.addHeader([(c, int(self.sizes[c])) for c in sorted(self.sizes)], maxZooms=10)
 
     def __repr__(self) -> str:
@@ -416,13 +417,13 @@ class ElementWriter(_AllOrNothing):
         self.path = Path(path)
         _check_target(self.path, force)
         if top_fraction is None and threshold is None:
-            raise ValueError("give a threshold or a top_fraction")
+            raise InputError("give a threshold or a top_fraction")
         if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
-            raise ValueError(f"top fraction must be in (0, 1], got {top_fraction}")
+            raise InputError(f"top fraction must be in (0, 1], got {top_fraction}")
         if threshold is not None and top_fraction is None and not 0.0 < float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
+            raise InputError(f"threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
         if int(min_gap) < 0 or int(min_length) < 1:
-            raise ValueError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+            raise InputError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
         self.threshold = threshold
         self.top_fraction = top_fraction
         self.min_gap = int(min_gap)

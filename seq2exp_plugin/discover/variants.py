@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -36,6 +37,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..atomic import atomic_output_dir, check_output_dir
+from ..errors import InputError, MissingInputError
 
 __all__ = ["Variant", "read_variants", "check_reference", "pair_variants", "variant_effects",
            "run_variants", "RESULT_COLUMNS"]
@@ -103,20 +105,37 @@ def _is_vcf(path: Path) -> bool:
 
 
 def read_variants(path) -> list[Variant]:
-    """Variants of a VCF or a TSV table (see the module docstring), in file order."""
+    """Variants of a VCF or a TSV table (see the module docstring), in file order; a variant
+    listed twice (same chromosome, position and alleles, whatever its id) is kept once, with a
+    warning."""
+    from ..data.genome import normalize_chrom
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"variants file not found: {path}")
     try:
-        return _read_vcf(path) if _is_vcf(path) else _read_table(path)
+        variants = _read_vcf(path) if _is_vcf(path) else _read_table(path)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text VCF or TSV (plain or gzip)") from None
+        raise InputError(f"{path}: not a text VCF or TSV (plain or gzip)") from None
+    first: dict[tuple, Variant] = {}
+    repeated = []
+    for v in variants:
+        key = (normalize_chrom(v.chrom), v.pos, v.ref, v.alt)
+        if key in first:
+            repeated.append(v)
+        else:
+            first[key] = v
+    if repeated:
+        v = repeated[0]
+        warnings.warn(f"{path}: {len(repeated)} duplicate record(s) of a variant already listed "
+                      f"(e.g. {v.chrom}:{v.pos} {v.ref}>{v.alt}); each variant is scored once", stacklevel=2)
+    return list(first.values())
 
 
 def _allele(value: str, what: str, where: str) -> str:
     value = str(value).strip().upper()
     if not value:
-        raise ValueError(f"{where}: empty {what} allele")
+        raise InputError(f"{where}: empty {what} allele")
     return value
 
 
@@ -131,15 +150,15 @@ def _read_vcf(path: Path) -> list[Variant]:
             fields = line.rstrip("\n\r").split("\t")
             where = f"{path}, line {lineno}"
             if len(fields) < 5:
-                raise ValueError(f"{where}: a VCF record needs CHROM POS ID REF ALT (tab-separated), "
+                raise InputError(f"{where}: a VCF record needs CHROM POS ID REF ALT (tab-separated), "
                                  f"found {len(fields)} fields")
             chrom, pos, vid, ref, alts = fields[:5]
             try:
                 pos = int(pos)
             except ValueError:
-                raise ValueError(f"{where}: POS is not an integer: {pos!r}") from None
+                raise InputError(f"{where}: POS is not an integer: {pos!r}") from None
             if pos < 1:
-                raise ValueError(f"{where}: POS must be >= 1 (1-based), got {pos}")
+                raise InputError(f"{where}: POS must be >= 1 (1-based), got {pos}")
             ref = _allele(ref, "REF", where)
             vid = "" if vid == "." else vid
             alt_list = alts.split(",")
@@ -158,11 +177,11 @@ def _read_table(path: Path) -> list[Variant]:
         with open_text(path) as fh:
             df = pd.read_csv(fh, sep="\t", dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty variant table (a header line chrom, pos, ref, alt expected)") from None
+        raise InputError(f"{path}: empty variant table (a header line chrom, pos, ref, alt expected)") from None
     cols = {c.lower().lstrip("#"): c for c in df.columns}
     missing = [c for c in ("chrom", "pos", "ref", "alt") if c not in cols]
     if missing:
-        raise KeyError(f"{path}: variant table needs columns chrom, pos (1-based), ref, alt; missing "
+        raise MissingInputError(f"{path}: variant table needs columns chrom, pos (1-based), ref, alt; missing "
                        f"{missing} (found {list(df.columns)})")
     id_col = cols.get("id", cols.get("variant_id", cols.get("name")))
     out = []
@@ -172,9 +191,9 @@ def _read_table(path: Path) -> list[Variant]:
         try:
             pos = int(rec[cols["pos"]])
         except ValueError:
-            raise ValueError(f"{where}: pos is not an integer: {rec[cols['pos']]!r}") from None
+            raise InputError(f"{where}: pos is not an integer: {rec[cols['pos']]!r}") from None
         if pos < 1:
-            raise ValueError(f"{where}: pos must be >= 1 (1-based), got {pos}")
+            raise InputError(f"{where}: pos must be >= 1 (1-based), got {pos}")
         out.append(Variant(str(rec[cols["chrom"]]), pos, _allele(rec[cols["ref"]], "ref", where),
                            _allele(rec[cols["alt"]], "alt", where), str(rec[id_col]) if id_col else ""))
     return out
@@ -192,9 +211,9 @@ def check_reference(variants: Iterable[Variant], genome) -> None:
         try:
             chrom = genome.resolve(v.chrom)
         except KeyError as err:
-            raise KeyError(f"variant {v.label}: {err.args[0]}") from None
+            raise MissingInputError(f"variant {v.label}: {err.args[0]}") from None
         if v.end > genome.chrom_sizes[chrom]:
-            raise ValueError(f"variant {v.label}: {v.chrom}:{v.pos} {v.ref} runs past the end of {chrom} "
+            raise InputError(f"variant {v.label}: {v.chrom}:{v.pos} {v.ref} runs past the end of {chrom} "
                              f"({genome.chrom_sizes[chrom]} bp in {genome.path})")
         found = genome.sequence(chrom, v.start, v.end).upper()
         if found != v.ref:
@@ -202,7 +221,7 @@ def check_reference(variants: Iterable[Variant], genome) -> None:
     if bad:
         v, found = bad[0]
         more = f" ({len(bad) - 1} more variants mismatch too)" if len(bad) > 1 else ""
-        raise ValueError(f"variant {v.label}: reference allele {v.ref} does not match the genome "
+        raise InputError(f"variant {v.label}: reference allele {v.ref} does not match the genome "
                          f"{genome.path}, which has {found} at {v.chrom}:{v.pos}{more}")
 
 
@@ -223,7 +242,7 @@ def pair_variants(variants: Sequence[Variant], genes: Sequence[_Gene], genome, m
     its bases (``mode="auto"``) or with the nearest such TSS only (``"nearest"``); the others with
     a reason."""
     if mode not in ("auto", "nearest"):
-        raise ValueError(f"window-genes mode must be 'auto' or 'nearest', got {mode!r}")
+        raise InputError(f"window-genes mode must be 'auto' or 'nearest', got {mode!r}")
     by_chrom: dict[str, list[_Gene]] = {}
     for g in genes:
         by_chrom.setdefault(genome.resolve(g.chrom), []).append(g)
@@ -270,7 +289,7 @@ def variant_effects(net, dataset, variants: Sequence[Variant], gene_ids: Sequenc
     from ..model.batch import cpu_rows_per_call, predict_batch
 
     if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
     extractor = dataset.extractor
     genome = extractor.genome
     half = dataset.window // 2
@@ -385,7 +404,7 @@ def run_variants(checkpoint: str, variants_path, out_dir, gene_ids: Sequence[str
     t0 = time.perf_counter()
     variants = read_variants(variants_path)
     if not variants:
-        raise ValueError(f"{variants_path}: no variants")
+        raise InputError(f"{variants_path}: no variants")
     module, run = load_run(checkpoint, data_overrides)
     dataset = make_dataset(run, None, gene_ids=list(gene_ids) if gene_ids else None)
     check_reference(variants, dataset.extractor.genome)

@@ -11,12 +11,21 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..errors import InputError
 from ..nn.config import StackConfig
 
-__all__ = ["DEFAULT_SIGNALS", "MaskConfig", "Seq2ExpConfig", "StackConfig", "preset"]
+__all__ = ["CONFIG_VERSION", "DEFAULT_SIGNALS", "MaskConfig", "Seq2ExpConfig", "StackConfig",
+           "preset"]
 
 #: Signal tracks in the order the model reads them (the paper's and the authors' code's).
 DEFAULT_SIGNALS = ("h3k27ac", "dnase", "hic")
+
+#: The version of the configuration this code writes (``Seq2ExpConfig.version``):
+#: 1 (no ``version`` key): signal constants as tuples in the order of ``signals``; the kept
+#: gate did not exist before some version-1 checkpoints (their state dicts lack it).
+#: 2: signal constants by track name; the contact and kept-gate rates in the configuration;
+#: a state dict missing a parameter is an error.
+CONFIG_VERSION = 2
 
 
 @dataclass
@@ -36,10 +45,13 @@ class MaskConfig:
     top_fraction: float = 0.1
     #: b_min: floor added to softplus outputs (alpha1, beta1) and to each signal.
     b_min: float = 1.0
-    #: w_i, weights of the signal tracks in alpha2/beta2 (one per signal, same order).
-    signal_weights: tuple[float, ...] = (0.4, 0.4, 0.2)
-    #: c_i, per-track constants of beta2 = sum_i w_i (c_i + b_min) k.
-    signal_beta: tuple[float, ...] = (1.5, 0.2, 1.0)
+    #: w_i, weights of the signal tracks in alpha2/beta2, by track name (the model's signals
+    #: may come in any order, and each needs one).
+    signal_weights: dict[str, float] = field(
+        default_factory=lambda: {"h3k27ac": 0.4, "dnase": 0.4, "hic": 0.2})
+    #: c_i, per-track constants of beta2 = sum_i w_i (c_i + b_min) k, by track name.
+    signal_beta: dict[str, float] = field(
+        default_factory=lambda: {"h3k27ac": 1.5, "dnase": 0.2, "hic": 1.0})
     #: k, overall scale of the signal Beta.
     signal_scale: float = 10.0
     #: The sparse prior r(m) = Beta(alpha3, beta3) (eq. 7).
@@ -82,19 +94,14 @@ class MaskConfig:
     sample: bool = True
 
     def __post_init__(self) -> None:
-        self.signal_weights = tuple(float(w) for w in self.signal_weights)
-        self.signal_beta = tuple(float(c) for c in self.signal_beta)
+        self.signal_weights = {str(k): float(w) for k, w in self.signal_weights.items()}
+        self.signal_beta = {str(k): float(c) for k, c in self.signal_beta.items()}
         if self.mode not in ("soft", "hard", "top"):
             raise ValueError(f"MaskConfig.mode must be 'soft', 'hard' or 'top', got {self.mode!r}")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"MaskConfig.top_fraction must be in (0, 1], got {self.top_fraction}")
         if self.posterior not in ("paper", "sum"):
             raise ValueError(f"MaskConfig.posterior must be 'paper' or 'sum', got {self.posterior!r}")
-        if len(self.signal_weights) != len(self.signal_beta):
-            raise ValueError(
-                f"MaskConfig.signal_weights ({len(self.signal_weights)}) and signal_beta "
-                f"({len(self.signal_beta)}) need one value per signal track"
-            )
         if self.posterior == "paper" and self.b_min < 1.0:
             # alpha1 = softplus(.) + b_min > 1 is what keeps alpha1 + alpha2 - 1 > 0 for any input.
             raise ValueError(
@@ -104,10 +111,8 @@ class MaskConfig:
             )
         if self.b_min < 0 or self.signal_scale <= 0:
             raise ValueError("MaskConfig: b_min must be >= 0 and signal_scale > 0")
-        if min(self.signal_weights, default=1.0) < 0 or min(self.signal_beta, default=1.0) < 0:
+        if min([*self.signal_weights.values(), *self.signal_beta.values()], default=0.0) < 0:
             raise ValueError("MaskConfig: signal_weights and signal_beta must be >= 0")
-        if sum(w * (c + self.b_min) for w, c in zip(self.signal_weights, self.signal_beta)) <= 0:
-            raise ValueError("MaskConfig: beta2 = sum_i w_i (c_i + b_min) k must be > 0")
         if self.prior_alpha <= 0 or self.prior_beta <= 0:
             raise ValueError("MaskConfig: prior_alpha and prior_beta must be > 0")
         if not 0.0 < self.threshold < 1.0:
@@ -123,6 +128,26 @@ class MaskConfig:
             raise ValueError(f"MaskConfig.promoter_keep must be >= 0 bp, got {self.promoter_keep}")
         if self.packed and self.promoter_keep < 1:
             raise ValueError("MaskConfig.packed needs promoter_keep >= 1 (the pooled centre must be kept)")
+
+    def signal_constants(self, names: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(w_i, c_i)`` of the tracks ``names``, in that order (the signals' channel order).
+
+        Raises an InputError naming the first track without a weight or constant, and how to
+        give it one."""
+        for table in ("signal_weights", "signal_beta"):
+            missing = [name for name in names if name not in getattr(self, table)]
+            if missing:
+                raise InputError(
+                    f"mask.{table} has no value for the signal track {missing[0]!r} (it has "
+                    f"{sorted(getattr(self, table))}); give every track one by name, e.g. "
+                    f"--set model.mask.signal_weights.{missing[0]}=0.2 "
+                    f"model.mask.signal_beta.{missing[0]}=1.0")
+        weights = tuple(self.signal_weights[name] for name in names)
+        constants = tuple(self.signal_beta[name] for name in names)
+        if sum(w * (c + self.b_min) for w, c in zip(weights, constants)) <= 0:
+            raise InputError(f"mask: beta2 = sum_i w_i (c_i + b_min) k over the signals "
+                             f"{list(names)} must be > 0")
+        return weights, constants
 
 
 @dataclass
@@ -223,9 +248,23 @@ class Seq2ExpConfig:
     position_table: int = 0
     #: Fitted input/output scaling (identity by default; ``seq2exp train`` fits it).
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    #: ``contact_exponent``: gamma = contact_rate x its parameter. Adam moves a parameter by
+    #: about one learning rate per step whatever the scale of its gradient: the Mamba weights
+    #: need steps of that size, the one exponent has to travel O(1) within a run (at rate 1 it
+    #: reached 0.03 in 400 steps).
+    contact_rate: float = 30.0
+    #: ``kept_pool``: the kept sum's gate is kept_gate_rate x its parameter; the factor sets
+    #: how many Adam steps the gate needs to open.
+    kept_gate_rate: float = 10.0
+    #: The configuration's version (:data:`CONFIG_VERSION`): what a checkpoint written with it
+    #: holds, so that loading serves each older version exactly and nothing else.
+    version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
         self.signals = tuple(self.signals)
+        if not 1 <= self.version <= CONFIG_VERSION:
+            raise ValueError(f"Seq2ExpConfig.version {self.version}: this seq2exp-plugin reads "
+                             f"versions 1 to {CONFIG_VERSION} (written by a newer release?)")
         if isinstance(self.generator, dict):
             self.generator = StackConfig(**self.generator)
         if isinstance(self.predictor, dict):
@@ -235,11 +274,11 @@ class Seq2ExpConfig:
         if isinstance(self.scaling, dict):
             self.scaling = ScalingConfig(**self.scaling)
         self.scaling.check(len(self.signals), self.n_features)
-        if len(self.mask.signal_weights) != len(self.signals):
-            raise ValueError(
-                f"Seq2ExpConfig: {len(self.signals)} signals {list(self.signals)} but "
-                f"{len(self.mask.signal_weights)} mask.signal_weights"
-            )
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError(f"Seq2ExpConfig.signals: a track named twice in {list(self.signals)}")
+        self.mask.signal_constants(self.signals)
+        if self.contact_rate <= 0 or self.kept_gate_rate <= 0:
+            raise ValueError("Seq2ExpConfig: contact_rate and kept_gate_rate must be > 0")
         if self.n_features < 0 or self.pool_width < 1:
             raise ValueError("Seq2ExpConfig: n_features must be >= 0 and pool_width >= 1")
         if self.signal_transform not in ("identity", "log1p"):
@@ -287,16 +326,46 @@ class Seq2ExpConfig:
     def n_signals(self) -> int:
         return len(self.signals)
 
+    def check_tracks(self, names: Any, source: str) -> None:
+        """Raise unless ``names`` are this model's signal tracks in its channel order: weights,
+        constants and embeddings are per channel, so tracks in another order (or others) would
+        each be read as another track. ``source`` says where ``names`` come from."""
+        if tuple(names) != self.signals:
+            raise InputError(f"{source}: signal tracks {list(names)}, but the model reads "
+                             f"{list(self.signals)} (by name, in that order); give the tracks "
+                             "under those names in that order")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML/JSON-safe dictionary (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Seq2ExpConfig":
-        """Every key and value checked against the fields (names, type hints) first."""
+        """Every key and value checked against the fields (names, type hints) first; a
+        version-1 dictionary's signal constants are read by position, as it was written."""
         from ..typed_config import build
 
-        return build(cls, data, "model")
+        return build(cls, _named_signal_constants(data), "model")
+
+
+def _named_signal_constants(data: Any) -> Any:
+    """Version 1 stored the signal constants as tuples in the order of ``signals``: the same
+    dictionary with them by name (what that checkpoint computed)."""
+    if not isinstance(data, dict) or data.get("version", CONFIG_VERSION) != 1:
+        return data
+    mask = data.get("mask")
+    if not isinstance(mask, dict):
+        return data
+    signals = list(data.get("signals", DEFAULT_SIGNALS))
+    named = {}
+    for key in ("signal_weights", "signal_beta"):
+        value = mask.get(key)
+        if isinstance(value, (list, tuple)):
+            if len(value) != len(signals):
+                raise InputError(f"model.mask.{key}: {len(value)} values for the {len(signals)} "
+                                 f"signals {signals}")
+            named[key] = dict(zip(signals, value))
+    return {**data, "mask": {**mask, **named}}
 
 
 def _plain(value: Any) -> Any:
@@ -373,7 +442,7 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
                     "contact_exponent": "hic", "kept_pool": True},
     }
     if name not in presets:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+        raise InputError(f"unknown preset {name!r}; choose from {sorted(presets)}")
     if name == "hard-public":
         warnings.warn("preset 'hard-public' is deprecated: it is not the authors' hard run "
                       "(use 'public-hard')", DeprecationWarning, stacklevel=2)

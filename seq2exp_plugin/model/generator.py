@@ -20,11 +20,6 @@ from .mask import (BetaMean, MaskDistribution, MaskOutput, make_mask, posterior,
 from .scaling import InputScaling
 
 
-#: gamma = CONTACT_RATE * parameter. Adam moves a parameter by about one learning rate per
-#: step whatever the scale of its gradient: the Mamba weights need steps of that size, the one
-#: exponent has to travel O(1) within a run (at rate 1 it reached 0.03 in 400 steps).
-CONTACT_RATE = 30.0
-
 
 class Seq2ExpGenerator(nn.Module):
     """DNA ``(B, 4, L)`` + signals ``(B, d, L)`` -> the mask distribution and the mask.
@@ -43,7 +38,7 @@ class Seq2ExpGenerator(nn.Module):
         self.positions = PositionTable(cfg.position_table, d_model) if cfg.position_table else None
         self.backbone = BiMambaStack(cfg.generator)
         self.head = nn.Linear(d_model, 2)
-        #: ``Seq2ExpConfig.contact_exponent``: gamma = CONTACT_RATE * this parameter, 0 at start
+        #: ``Seq2ExpConfig.contact_exponent``: gamma = contact_rate * this parameter, 0 at start
         #: (the contact does not enter yet)
         self.contact_gamma_raw = nn.Parameter(torch.zeros(())) if cfg.contact_exponent else None
         if self.config.mask.sequence_term == "multiplicative":
@@ -60,7 +55,9 @@ class Seq2ExpGenerator(nn.Module):
     @property
     def contact_gamma(self) -> Tensor | None:
         """The learned exponent of the relative contact (``Seq2ExpConfig.contact_exponent``)."""
-        return None if self.contact_gamma_raw is None else CONTACT_RATE * self.contact_gamma_raw
+        if self.contact_gamma_raw is None:
+            return None
+        return self.config.contact_rate * self.contact_gamma_raw
 
     def encode(self, seq: Tensor, signals: Tensor | None = None) -> Tensor:
         """``(B, 4, L)`` one-hot (and ``(B, d, L)`` signals if the generator reads them) ->
@@ -89,7 +86,7 @@ class Seq2ExpGenerator(nn.Module):
             contact = contact.to(alpha1.dtype).clamp_min(0)
             relative = (contact + 1e-6) / (contact.mean(-1, keepdim=True) + 1e-6)
             alpha1 = alpha1 * torch.exp(self.contact_gamma * torch.log(relative))
-        alpha2, beta2 = signal_beta(signals, self.config.mask, dtype=alpha1.dtype)
+        alpha2, beta2 = signal_beta(signals, self.config.mask, self.config.signals, dtype=alpha1.dtype)
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)
 
     def forward(self, seq: Tensor, signals: Tensor, blacklist: Tensor | None = None) -> MaskOutput:

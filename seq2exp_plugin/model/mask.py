@@ -104,25 +104,23 @@ def beta_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def signal_beta(signals: Tensor, config: MaskConfig,
+def signal_beta(signals: Tensor, config: MaskConfig, names: tuple[str, ...],
                 dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``,
-    in :func:`beta_dtype` of ``dtype`` (default the signals' dtype).
+    """Eq. 9 with a fixed weighted mix of tracks: ``alpha2, beta2`` from signals ``(B, d, L)``
+    whose channels are the tracks ``names`` (each track's constants are taken by its name), in
+    :func:`beta_dtype` of ``dtype`` (default the signals' dtype).
 
     Signals are coverage-like and enter as Beta weights, so negative values (possible in some
     fold-change tracks) count as 0.
     """
-    if signals.shape[1] != len(config.signal_weights):
-        raise ValueError(
-            f"signal Beta: {signals.shape[1]} signal tracks given, "
-            f"{len(config.signal_weights)} signal_weights configured"
-        )
+    if signals.shape[1] != len(names):
+        raise ValueError(f"signal Beta: {signals.shape[1]} signal tracks given for the "
+                         f"{len(names)} named {list(names)}")
+    weights, constants = config.signal_constants(tuple(names))
     signals = signals.to(beta_dtype(signals.dtype if dtype is None else dtype))
-    weights = signals.new_tensor(config.signal_weights).view(1, -1, 1)
-    alpha2 = config.signal_scale * (weights * (signals.clamp_min(0) + config.b_min)).sum(1)
-    beta2_value = config.signal_scale * sum(
-        w * (c + config.b_min) for w, c in zip(config.signal_weights, config.signal_beta)
-    )
+    w = signals.new_tensor(weights).view(1, -1, 1)
+    alpha2 = config.signal_scale * (w * (signals.clamp_min(0) + config.b_min)).sum(1)
+    beta2_value = config.signal_scale * sum(wi * (c + config.b_min) for wi, c in zip(weights, constants))
     return alpha2, torch.full_like(alpha2, beta2_value)
 
 

@@ -86,9 +86,6 @@ class Seq2ExpPredictor(nn.Module):
     #: caches) and one call becomes slower than several (``benchmarks/bench_speed.py
     #: --packed``). On a GPU the whole batch is one call.
     cpu_packed_positions: int | None = 32_768
-    #: The kept sum's gate is this times its parameter: Adam moves a parameter by about the
-    #: learning rate per step, so the factor sets how many steps the gate needs to open.
-    kept_gate_rate: float = 10.0
 
     def __init__(self, config: Seq2ExpConfig | None = None, use_signals: bool = True) -> None:
         super().__init__()
@@ -163,12 +160,14 @@ class Seq2ExpPredictor(nn.Module):
         else:
             m = mask.unsqueeze(-1).to(hidden.dtype)
             kept = self.kept_product(torch.cat([hidden, m], dim=-1)).sum(-2) / self.config.pool_width
-        return self.kept_gate_rate * self.kept_gate * kept
+        return self.config.kept_gate_rate * self.kept_gate * kept
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # checkpoints written before the gate existed read the kept sum as it was: gate open
-        if self.kept_gate is not None and prefix + "kept_gate" not in state_dict:
-            state_dict[prefix + "kept_gate"] = torch.full((), 1 / self.kept_gate_rate)
+        # version-1 checkpoints written before the gate existed read the kept sum as it was:
+        # gate open. From version 2 on, a missing gate is a missing parameter (an error).
+        if (self.config.version == 1 and self.kept_gate is not None
+                and prefix + "kept_gate" not in state_dict):
+            state_dict[prefix + "kept_gate"] = torch.full((), 1 / self.config.kept_gate_rate)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _pool_packed(self, seq: Tensor, signals: Tensor, mask: Tensor) -> Tensor:

@@ -23,7 +23,8 @@ from .predictor import Seq2ExpPredictor
 class Seq2ExpOutput:
     #: Predicted log10(expression + 1), ``(batch,)``.
     expression: Tensor
-    mask: MaskOutput
+    #: None for a model without a generator (a baseline, or a predictor given its mask).
+    mask: MaskOutput | None
 
 
 class Seq2ExpModel(nn.Module):
@@ -60,10 +61,11 @@ class Seq2ExpModel(nn.Module):
 
 def seq2exp_loss(output: Seq2ExpOutput, target: Tensor, kl_weight: float,
                  task_loss: Literal["smooth_l1", "mse"] = "smooth_l1") -> dict[str, Tensor]:
-    """Eq. 3: ``{"loss": total, "task": task term, "kl": unweighted KL}``.
+    """Eq. 3: ``{"loss": total, "task": task term, "kl": unweighted KL}`` (KL 0 without a mask).
 
-    Computed in float32 at least: under bf16 autocast the prediction is bfloat16, and rounding
-    the targets to it would cost them three significant digits."""
+    The one loss of training, validation and the benchmarks. Computed in float32 at least:
+    under bf16 autocast the prediction is bfloat16, and rounding the targets to it would cost
+    them three significant digits."""
     dtype = torch.promote_types(output.expression.dtype, torch.float32)
     expression, target = output.expression.to(dtype), target.to(dtype)
     if task_loss == "smooth_l1":
@@ -72,5 +74,5 @@ def seq2exp_loss(output: Seq2ExpOutput, target: Tensor, kl_weight: float,
         task = F.mse_loss(expression, target)
     else:
         raise ValueError(f"task_loss must be 'smooth_l1' or 'mse', got {task_loss!r}")
-    kl = output.mask.kl
+    kl = output.mask.kl if output.mask is not None else task.new_zeros(())
     return {"loss": task + kl_weight * kl, "task": task, "kl": kl}

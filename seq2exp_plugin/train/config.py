@@ -25,12 +25,13 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from ..data.blacklist import is_bundled
 from ..data.hic import is_powerlaw
+from ..errors import InputError
 from ..model.config import preset
 from ..typed_config import ConfigError, build
 
@@ -52,6 +53,54 @@ SCALING_MODES = ("auto", "none")
 #: reads the inputs as the authors did (``scaling: none``: raw bigWig values, raw features,
 #: log10(expression + 1)) unless the run sets ``scaling``.
 PAPER_PRESETS = ("soft", "hard", "hard-packed", "hard-public", "public-soft", "public-hard")
+
+
+@dataclass
+class HicConfig:
+    """Options of the Hi-C contact-to-TSS extraction (:class:`seq2exp_plugin.data.hic.HiCContacts`,
+    which documents each); None leaves the reader's default."""
+
+    resolution: int | None = None
+    balance: bool | str | None = None
+    normalization: str | None = None
+    diagonal: Literal["keep", "max_neighbors"] | None = None
+    powerlaw_gamma: float | None = None
+    powerlaw_ref: float | None = None
+    pseudocount: float | None = None
+    log1p: bool | None = None
+    fmt: Literal["cool", "mcool", "hic", "bedpe", "bedgraph"] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.resolution or 1) < 1 or (self.powerlaw_ref or 1) <= 0:
+            raise InputError(f"resolution must be >= 1 and powerlaw_ref > 0 "
+                             f"(got {self.resolution}, {self.powerlaw_ref})")
+        if (self.powerlaw_gamma or 0) < 0 or (self.pseudocount or 0) < 0:
+            raise InputError(f"powerlaw_gamma and pseudocount must be >= 0 "
+                             f"(got {self.powerlaw_gamma}, {self.pseudocount})")
+
+
+@dataclass
+class CnnConfig:
+    """Options of the hierarchical-cnn baseline (:class:`seq2exp_plugin.model.baselines.HierarchicalCNN`);
+    None leaves the model's default."""
+
+    bin_size: int | None = None
+    channels: int | None = None
+    n_blocks: int | None = None
+    kernel_size: int | None = None
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.bin_size or 1, self.channels or 1, self.kernel_size or 1) < 1 or (self.n_blocks or 0) < 0:
+            raise InputError("bin_size, channels and kernel_size must be >= 1 and n_blocks >= 0")
+        if not 0 <= (self.dropout or 0) < 1:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def given(section) -> dict[str, Any]:
+    """The options of a :class:`HicConfig` / :class:`CnnConfig` that are set, as keyword
+    arguments (what the configuration stores: a section written ``{}`` stays ``{}``)."""
+    return {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
 
 
 @dataclass
@@ -81,7 +130,7 @@ class DataConfig:
     #: A track without a gene's chromosome reads as zeros there instead of stopping.
     allow_missing_chroms: bool = False
     #: Options of the Hi-C contact-to-TSS extraction (see seq2exp_plugin.data.hic).
-    hic: dict[str, Any] = field(default_factory=dict)
+    hic: HicConfig = field(default_factory=HicConfig)
     #: Data-loading worker processes (0: load in the main process).
     num_workers: int = 2
     #: Gene-level splits (seq2exp_plugin.data.splits): the obs column of train/valid/test
@@ -101,12 +150,12 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.num_workers < 0:
-            raise ValueError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
+            raise InputError(f"window must be >= 1 and num_workers >= 0 (got {self.window}, {self.num_workers})")
         self.cell_types = [str(c) for c in self.cell_types]
         if len(set(self.cell_types)) != len(self.cell_types):
-            raise ValueError(f"data.cell_types names a cell type twice: {self.cell_types}")
+            raise InputError(f"data.cell_types names a cell type twice: {self.cell_types}")
         if len(self.cell_types) > 1 and self.signals and not any("{cell_type}" in str(v) for v in self.signals.values()):
-            raise ValueError("data.cell_types: every cell type would read the same signals; write "
+            raise InputError("data.cell_types: every cell type would read the same signals; write "
                              "{cell_type} in the signal paths that differ between them (e.g. "
                              "'{cell_type}/dnase.bw')")
 
@@ -190,33 +239,33 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
         if self.loss not in LOSSES:
-            raise ValueError(f"train.loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}")
+            raise InputError(f"train.loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}")
         if not self.cross_celltype_weight >= 0:
-            raise ValueError(f"train.cross_celltype_weight must be >= 0, got {self.cross_celltype_weight}")
+            raise InputError(f"train.cross_celltype_weight must be >= 0, got {self.cross_celltype_weight}")
         if self.max_steps < 1 or self.batch_size < 1 or (self.val_every_steps or 1) < 1:
-            raise ValueError("train.max_steps, batch_size and val_every_steps must be >= 1")
+            raise InputError("train.max_steps, batch_size and val_every_steps must be >= 1")
         if self.epochs is not None and not 0 < self.epochs < 1e6:
-            raise ValueError(f"train.epochs must be > 0 (passes over the training genes), got {self.epochs}")
+            raise InputError(f"train.epochs must be > 0 (passes over the training genes), got {self.epochs}")
         if self.epochs is None:  # else the number of training genes decides (for_genes)
             self.val_every_steps = self.val_every_steps or 1_000
             if self.warmup_steps is None:
                 self.warmup_steps = self.max_steps // 10
         if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be between 0 and "
+            raise InputError(f"train.warmup_steps ({self.warmup_steps}) must be between 0 and "
                              f"train.max_steps ({self.max_steps}); leave it out to warm up over "
                              "10% of max_steps")
         if self.lr <= 0 or self.warmup_start_lr <= 0 or self.min_lr < 0:
-            raise ValueError("train.lr and warmup_start_lr must be > 0 and min_lr >= 0")
+            raise InputError("train.lr and warmup_start_lr must be > 0 and min_lr >= 0")
         if self.generator_lr_scale <= 0:
-            raise ValueError(f"train.generator_lr_scale must be > 0, got {self.generator_lr_scale}")
+            raise InputError(f"train.generator_lr_scale must be > 0, got {self.generator_lr_scale}")
         if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("train.weight_decay and grad_clip must be >= 0")
+            raise InputError("train.weight_decay and grad_clip must be >= 0")
         if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
+            raise InputError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
         if self.num_nodes < 1 or (isinstance(self.devices, int) and self.devices < 1):
-            raise ValueError("train.num_nodes and devices must be >= 1")
+            raise InputError("train.num_nodes and devices must be >= 1")
         if not 0 <= self.seed < 2**32:
-            raise ValueError(f"train.seed must be in [0, 2**32), got {self.seed}")
+            raise InputError(f"train.seed must be in [0, 2**32), got {self.seed}")
 
     def for_genes(self, n_train: int) -> "TrainConfig":
         """This recipe on ``n_train`` training genes: with ``epochs``, its step count, warm-up
@@ -227,7 +276,7 @@ class TrainConfig:
         max_steps = max(1, math.ceil(self.epochs * n_train / self.batch_size))
         warmup = max_steps // 10 if self.warmup_steps is None else self.warmup_steps
         if warmup > max_steps:
-            raise ValueError(f"train.warmup_steps ({warmup}) exceeds the {max_steps} steps of "
+            raise InputError(f"train.warmup_steps ({warmup}) exceeds the {max_steps} steps of "
                              f"{self.epochs:g} passes over {n_train} training genes")
         return dataclasses.replace(self, max_steps=max_steps, warmup_steps=warmup,
                                    val_every_steps=self.val_every_steps or steps_per_pass)
@@ -246,8 +295,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     #: retrain: the checkpoint whose generator is frozen.
     generator_checkpoint: str | None = None
-    #: hierarchical-cnn: keyword options of HierarchicalCNN (channels, dropout, ...).
-    cnn: dict[str, Any] = field(default_factory=dict)
+    #: hierarchical-cnn: options of the CNN (channels, dropout, ...).
+    cnn: CnnConfig = field(default_factory=CnnConfig)
     #: The run's folder: checkpoints, logs, the resolved configuration.
     out_dir: str = "runs/seq2exp"
     #: "auto": fit the input/target scaling on the training genes at the start of training and
@@ -258,16 +307,17 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.data = build(DataConfig, self.data, "data")
         self.train = build(TrainConfig, self.train, "train")
+        self.cnn = build(CnnConfig, self.cnn, "cnn")
         if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
+            raise InputError(f"unknown variant {self.variant!r}; choose from {sorted(VARIANTS)}")
         if self.preset is None:
             self.preset = "learned" if self.variant == "seq2exp" else "soft"
         if self.variant == "retrain" and not self.generator_checkpoint:
-            raise ValueError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
+            raise InputError("variant 'retrain' needs generator_checkpoint (a trained Seq2Exp checkpoint)")
         if self.scaling is not None and self.scaling not in SCALING_MODES:
-            raise ValueError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
+            raise InputError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
-            raise ValueError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
+            raise InputError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
         try:  # every variant's model is built from it: check names, types and ranges now
             model = preset(self.preset, **self.model_overrides())
         except (TypeError, ValueError) as err:
@@ -280,7 +330,7 @@ class RunConfig:
         """What training needs beyond a valid configuration (a model of several cell types
         evaluates one of them with the same configuration)."""
         if self.train.loss == "hybrid" and len(self.data.cell_types) < 2:
-            raise ValueError("train.loss 'hybrid' compares each gene's cell types: it needs data.cell_types "
+            raise InputError("train.loss 'hybrid' compares each gene's cell types: it needs data.cell_types "
                              f"with at least two, got {self.data.cell_types or [self.data.cell_type]}")
 
     def paper_run(self) -> bool:
@@ -305,7 +355,9 @@ class RunConfig:
         return overrides
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["data"]["hic"], out["cnn"] = given(self.data.hic), given(self.cnn)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
@@ -324,37 +376,44 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         with open(path) as fh:
             raw = yaml.safe_load(fh)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise InputError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a YAML text file") from None
+        raise InputError(f"{path}: not a YAML text file") from None
     if raw is None:
-        raise ValueError(f"{path}: the configuration is empty (see seq2exp_plugin.train.config for its keys)")
+        raise InputError(f"{path}: the configuration is empty (see seq2exp_plugin.train.config for its keys)")
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+        raise InputError(f"{path}: expected a YAML mapping at the top level")
     for key, value in (overrides or {}).items():
         section, _, name = key.rpartition(".")
         target = raw
         for part in filter(None, section.split(".")):
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                raise ValueError(f"{path}: {key}: {part} is not a section (a mapping)")
+                raise InputError(f"{path}: {key}: {part} is not a section (a mapping)")
         target[name] = value
     base = path.resolve().parent
-    data = raw.get("data", {})
-    if isinstance(data, dict):  # anything else is reported by the validation below
-        for name in _PATH_FIELDS:
-            if isinstance(data.get(name), str) and data[name] and not (name == "blacklist" and is_bundled(data[name])):
-                data[name] = str(_resolve(base, data[name]))
-        if isinstance(data.get("signals"), dict):
-            data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) and not is_powerlaw(v) else v
-                               for k, v in data["signals"].items()}
+    if isinstance(raw.get("data"), dict):  # anything else is reported by the validation below
+        raw["data"] = resolve_data_paths(raw["data"], base)
     for name in ("generator_checkpoint", "out_dir"):
         if isinstance(raw.get(name), str) and raw[name]:
             raw[name] = str(_resolve(base, raw[name]))
     try:
         return RunConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise InputError(f"{path}: {err}") from None
+
+
+def resolve_data_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A ``data`` section with its relative file paths taken from ``base`` (a YAML file's
+    folder, or the folder of a checkpoint that stores them relative to itself)."""
+    data = dict(data)
+    for name in _PATH_FIELDS:
+        if isinstance(data.get(name), str) and data[name] and not (name == "blacklist" and is_bundled(data[name])):
+            data[name] = str(_resolve(base, data[name]))
+    if isinstance(data.get("signals"), dict):
+        data["signals"] = {k: str(_resolve(base, v)) if isinstance(v, str) and not is_powerlaw(v) else v
+                           for k, v in data["signals"].items()}
+    return data
 
 
 def _resolve(base: Path, value: str) -> Path:

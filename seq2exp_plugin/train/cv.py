@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
 from .config import PAPER_EPOCHS, VARIANTS, RunConfig
 
 #: What ``seq2exp cv`` trains by default: the model and the project's baselines.
@@ -67,7 +68,7 @@ def run_from_files(out_dir: str | Path, genome: str, tss: str, expression: str, 
             raise FileNotFoundError(f"{what} not found: {path}")
     missing = [name for name in ("dnase", "h3k27ac") if name not in signals]
     if missing:
-        raise ValueError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
+        raise InputError(f"--signals needs a {missing[0]!r} bigWig (promoter activity is "
                          f"sqrt(DNase x H3K27ac)); got {list(signals)}")
     genes = Path(out_dir) / "genes.h5ad"  # its folder is made when the table is written
     build_gene_table(tss=tss, expression=expression, cell_types={cell_type: expression_column or cell_type},
@@ -99,13 +100,13 @@ def n_folds(base: RunConfig, folds: int | None) -> int:
     """K: ``folds``, or the number of distinct values of ``data.fold_column``."""
     if base.data.fold_column is None:
         if folds is None or folds < 3:
-            raise ValueError(f"cross-validation needs --folds >= 3 (or data.fold_column), got {folds}")
+            raise InputError(f"cross-validation needs --folds >= 3 (or data.fold_column), got {folds}")
         return int(folds)
     from ..data.genes import read_gene_table
 
     obs = read_gene_table(base.data.genes).obs
     if base.data.fold_column not in obs.columns:
-        raise KeyError(f"{base.data.genes}: obs column {base.data.fold_column!r} (data.fold_column) not found")
+        raise MissingInputError(f"{base.data.genes}: obs column {base.data.fold_column!r} (data.fold_column) not found")
     return int(obs[base.data.fold_column].astype(str).nunique())
 
 
@@ -116,6 +117,27 @@ def fold_run(base: RunConfig, variant: str, fold: int, folds: int, out_dir: str 
         data["folds"] = int(folds)
     return RunConfig.from_dict({**base.to_dict(), "variant": variant, "data": data,
                                 "out_dir": str(Path(out_dir) / f"fold{fold}" / variant)})
+
+
+def check_folds(base: RunConfig, runs: Sequence[RunConfig]) -> None:
+    """Refuse, before any training, folds that leave a split of some fold with fewer than 2
+    genes with a measured target (the scaling, model selection and test metrics need 2)."""
+    from ..data.genes import read_gene_table
+    from ..data.splits import SPLIT_OPTIONS, split_labels
+
+    table = read_gene_table(base.data.genes)
+    if base.data.cell_type not in table.var_names:
+        raise MissingInputError(f"{base.data.genes}: cell type {base.data.cell_type!r} not in the gene table; "
+                                f"available: {list(table.var_names)}")
+    measured = np.isfinite(np.asarray(table[:, base.data.cell_type].X, dtype=np.float64).ravel())
+    for run in runs:
+        labels = split_labels(table.obs, source=base.data.genes, **{k: getattr(run.data, k) for k in SPLIT_OPTIONS})
+        for split in ("train", "valid", "test"):
+            n = int(((labels == split).to_numpy() & measured).sum())
+            if n < 2:
+                raise InputError(f"{base.data.genes}: {len(runs)} folds of {int(measured.sum())} genes with a "
+                                 f"measured target leave {n} {split} gene(s) in fold {run.data.fold}; every split "
+                                 f"needs at least 2: use fewer folds")
 
 
 def evaluate_fold(checkpoint: str | Path) -> tuple[dict[str, float], int, float]:
@@ -146,9 +168,10 @@ def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = Non
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
+        raise InputError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
     k = n_folds(base, folds)
     runs = [fold_run(base, v, i, k, out_dir) for i in range(k) for v in variants]  # all checked first
+    check_folds(base, [run for run in runs if run.variant == variants[0]])
     results = []
     for run in runs:
         fit(run)

@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..data.windows import WindowRecord, loader_workers
+from ..errors import InputError
 from ..model.batch import cpu_rows_per_call, given_mask, predict_batch
-from .config import RunConfig
+from .config import RunConfig, resolve_data_paths
 from .metrics import METRIC_NAMES, celltype_metrics, regression_metrics
 
 
@@ -46,9 +47,12 @@ class GenePrediction:
 
 
 def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
-    """``(module, run config)`` of a checkpoint, data paths optionally replaced; a ``cell_type``
-    among them replaces the run's ``cell_types`` too (a model of several cell types predicting
-    one, held out or not)."""
+    """``(module, run config)`` of a checkpoint, data paths optionally replaced; relative paths
+    stored in the checkpoint (a bundled one) are taken from its folder; a ``cell_type`` among
+    the replacements replaces the run's ``cell_types`` too (a model of several cell types
+    predicting one, held out or not)."""
+    from pathlib import Path
+
     from .module import load_module
 
     module = load_module(checkpoint)
@@ -56,14 +60,15 @@ def load_run(checkpoint: str, data_overrides: dict[str, Any] | None = None):
     window = (data_overrides or {}).get("window")
     if window is not None and window != run.data.window:
         # the same rule as the Kipoi model: the network only knows the window it was trained on
-        raise ValueError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
+        raise InputError(f"{checkpoint} was trained on {run.data.window:,} bp windows; "
                          f"--data window={window} asks for another length (drop it, or train on that window)")
-    if data_overrides:
-        data = {**run.to_dict()["data"], **{k: v for k, v in data_overrides.items() if v is not None}}
-        if data_overrides.get("cell_type") is not None and data_overrides.get("cell_types") is None:
-            data["cell_types"] = []  # one cell type, seen in training or not (its own signals)
-        run = RunConfig.from_dict({**run.to_dict(), "data": data})
-    return module, run
+    data = {**resolve_data_paths(run.to_dict()["data"], Path(checkpoint).resolve().parent),
+            **{k: v for k, v in (data_overrides or {}).items() if v is not None}}
+    if (data_overrides or {}).get("cell_type") is not None and (data_overrides or {}).get("cell_types") is None:
+        data["cell_types"] = []  # one cell type, seen in training or not (its own signals)
+    # before the run configuration is rebuilt: its model section would name the tracks first
+    module.model.config.check_tracks(data["signals"], f"{checkpoint}: the data")
+    return module, RunConfig.from_dict({**run.to_dict(), "data": data})
 
 
 @torch.no_grad()

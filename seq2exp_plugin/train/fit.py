@@ -22,8 +22,10 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..data.windows import loader_workers
-from ..atomic import write_text
-from .config import PAPER_EPOCHS, RunConfig, TrainConfig
+from ..atomic import check_writable_dir, write_text
+from ..errors import InputError
+from .config import PAPER_EPOCHS, RunConfig, TrainConfig, given
+from .progress import quiet_lightning, step_log
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -46,11 +48,11 @@ class StepBatchSampler(Sampler[list[int]]):
                  start_step: int = 0, rank: int = 0, world: int = 1,
                  groups: Sequence[Sequence[int]] | None = None) -> None:
         if n_examples < 1:
-            raise ValueError("the training split has no genes")
+            raise InputError("the training split has no genes")
         self.groups = None if groups is None else [list(g) for g in groups]
         per_step = batch_size if groups is None else max(1, batch_size // max(map(len, self.groups)))
         if per_step % world:
-            raise ValueError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes"
+            raise InputError(f"train.batch_size ({batch_size}) must be a multiple of the {world} processes"
                              + ("" if groups is None else " times the cell types"))
         self.n = n_examples if groups is None else len(self.groups)
         self.batch_size, self.seed = per_step, seed
@@ -93,7 +95,7 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
         genes=d.genes, genome=d.genome, signals=d.signals_of(cell), cell_type=cell,
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
         blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
-        hic_options=d.hic or None, peaks=d.peaks, require_target=require_target,
+        hic_options=given(d.hic) or None, peaks=d.peaks, require_target=require_target,
     ) for cell in d.celltypes()}
     return CellTypesDataset(datasets) if len(datasets) > 1 else datasets[d.cell_type]
 
@@ -200,6 +202,7 @@ def run_inputs(run: RunConfig) -> list[str]:
     return lines
 
 
+@quiet_lightning()
 def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     """Train ``run``; returns the Lightning trainer (ridge regression: the checkpoint path, as
     it is fitted in closed form; a finished run: None, nothing is done). ``resume=False``
@@ -209,13 +212,15 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    from .checkpoint_io import AtomicCheckpointIO
     from .module import Seq2ExpLightning, freeze_generator
-    from .progress import quiet_lightning, step_log
     from .run_dir import finished_step, prepare
     from .scaling import with_fitted_scaling
 
     quiet_lightning()
     run.check_trainable()
+    check_writable_dir(run.out_dir, "out_dir")  # before the data are read (prepare checks the rest)
+
     for line in run_inputs(run):
         print(f"seq2exp train: {line}", flush=True)
     # the scaling and the step count first: the run directory stores (and compares) the run
@@ -239,7 +244,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     ckpt_dir = out_dir / "checkpoints"
     valid_set = make_dataset(run, "valid", require_target=True)
     if len(valid_set) == 0:
-        raise ValueError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
+        raise InputError(f"{run.data.genes}: no genes in the 'valid' split for model selection")
 
     pl.seed_everything(run.train.seed, workers=True, verbose=False)
     module = Seq2ExpLightning.from_run_config(run)
@@ -278,6 +283,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         enable_model_summary=False,
         default_root_dir=out_dir,
         deterministic=False,
+        plugins=[AtomicCheckpointIO()],
     )
     with warnings.catch_warnings():  # the step sampler resumes mid-epoch exactly (see StepBatchSampler)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")

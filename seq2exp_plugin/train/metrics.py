@@ -17,18 +17,21 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics import PearsonCorrCoef, SpearmanCorrCoef
 
+from ..errors import InputError
+
 METRIC_NAMES = ("mse", "mae", "pearson", "spearman")
 
 
 def expression_metrics() -> MetricCollection:
-    # Spearman keeps every prediction to rank them: that is the point, one value per gene.
-    warnings.filterwarnings("ignore", message=".*will save all targets and predictions", category=UserWarning)
-    return MetricCollection({
-        "mse": MeanSquaredError(),
-        "mae": MeanAbsoluteError(),
-        "pearson": PearsonCorrCoef(),
-        "spearman": SpearmanCorrCoef(),
-    })
+    with warnings.catch_warnings():
+        # Spearman keeps every prediction to rank them: that is the point, one value per gene.
+        warnings.filterwarnings("ignore", message=".*will save all targets and predictions", category=UserWarning)
+        return MetricCollection({
+            "mse": MeanSquaredError(),
+            "mae": MeanAbsoluteError(),
+            "pearson": PearsonCorrCoef(),
+            "spearman": SpearmanCorrCoef(),
+        })
 
 
 class SplitMetrics(torch.nn.Module):
@@ -80,7 +83,7 @@ def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, 
     prediction, target = np.asarray(prediction, float), np.asarray(target, float)
     keep = ~np.isnan(target)
     if keep.sum() < 2:
-        raise ValueError(f"need at least 2 genes with a known target, got {int(keep.sum())}")
+        raise InputError(f"need at least 2 genes with a known target, got {int(keep.sum())}")
     metrics = expression_metrics()
     metrics.update(torch.from_numpy(prediction[keep]), torch.from_numpy(target[keep]))
     return {k: float(v) for k, v in metrics.compute().items()}

@@ -6,8 +6,9 @@ gReLU's ``model_params`` / ``train_params`` hyper-parameters and ``model.*`` wei
 gReLU's own prediction tools), and :func:`load_network` gives back the library model.
 
 What it changes: batches are the window dataset's dicts; the loss is eq. 3 (task loss + weighted
-KL; with ``train.loss: hybrid`` the task loss adds the cross-cell-type term); AdamW with the paper's schedule; the paper's validation metrics; and per-step seeding so
-that a resumed run ends with the same weights as an uninterrupted one.
+KL; with ``train.loss: hybrid`` the task loss adds the cross-cell-type term); AdamW with the
+paper's schedule; the paper's validation metrics; and per-step seeding so that a resumed run
+ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-# gReLU builds the model by name (model_params["model_type"]); the names resolve because
-# `import seq2exp_plugin` registers the classes the moment gReLU loads (adapters.registry).
 from grelu.lightning import LightningModel
 
+from .. import register_grelu_models
+from ..errors import InputError
 from ..model.batch import given_mask, predict_batch
-from ..model.seq2exp import Seq2ExpModel
+from ..model.seq2exp import Seq2ExpModel, Seq2ExpOutput, seq2exp_loss
 from .celltype_loss import cross_celltype_loss, gene_index
 from .config import RunConfig
 from .metrics import SplitMetrics
@@ -35,6 +35,7 @@ class Seq2ExpLightning(LightningModel):
     :class:`RunConfig` as a dict; build one with :meth:`from_run_config`."""
 
     def __init__(self, model_params: dict[str, Any], train_params: dict[str, Any]) -> None:
+        register_grelu_models()  # gReLU builds the model by name (model_params["model_type"])
         super().__init__(model_params, train_params)
         self.run_config = RunConfig.from_dict(train_params["seq2exp"])
         self.data_params["tasks"] = {"name": ["expression" if len(self.run_config.data.cell_types) > 1
@@ -46,9 +47,14 @@ class Seq2ExpLightning(LightningModel):
         from .variants import model_params
 
         train_params = {
-            # what gReLU's own __init__ reads: a one-task regression, logged
+            # what gReLU's own __init__ reads: a one-task regression, logged; its "mse" only
+            # gives the identity output (gReLU's training loop is refused by the model classes)
             "task": "regression", "loss": "mse", "logger": "csv",
             "lr": run.train.lr, "batch_size": run.train.batch_size,
+            # what training really used (gReLU reads neither)
+            "objective": f"seq2exp_loss: {run.train.loss} + mask.kl_weight x KL (eq. 3; no KL "
+                         "without a generator)",
+            "optimizer": "adamw",
             "seq2exp": run.to_dict(),
         }
         return cls(model_params(run), train_params)
@@ -62,17 +68,15 @@ class Seq2ExpLightning(LightningModel):
         """Eq. 3 on one batch: ``{"loss", "task", "kl", "prediction", "mask"}``."""
         cfg = self.run_config
         prediction, mask = predict_batch(self.net, batch)
-        target = batch["target"].to(prediction.dtype)
-        if cfg.train.loss == "smooth_l1":
-            task = F.smooth_l1_loss(prediction, target)
-        else:
-            task = F.mse_loss(prediction, target)
-        if cfg.train.loss == "hybrid":
-            task = task + cfg.train.cross_celltype_weight * cross_celltype_loss(
-                prediction, target, gene_index(batch["gene_id"]))
-        kl = mask.kl if mask is not None else task.new_zeros(())
         kl_weight = self.net.config.mask.kl_weight if mask is not None else 0.0
-        return {"loss": task + kl_weight * kl, "task": task, "kl": kl, "prediction": prediction,
+        hybrid = cfg.train.loss == "hybrid"
+        losses = seq2exp_loss(Seq2ExpOutput(prediction, mask), batch["target"], kl_weight,
+                              "mse" if hybrid else cfg.train.loss)
+        if hybrid:  # the MSE plus the cross-cell-type term, in float32 as the rest
+            term = cfg.train.cross_celltype_weight * cross_celltype_loss(
+                prediction.float(), batch["target"].float(), gene_index(batch["gene_id"]))
+            losses = {**losses, "loss": losses["loss"] + term, "task": losses["task"] + term}
+        return {**losses, "prediction": prediction,
                 "mask": mask.mask if mask is not None else given_mask(self.net, batch)}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -115,17 +119,20 @@ class Seq2ExpLightning(LightningModel):
 
 
 def read_checkpoint(path: str) -> dict:
-    """The contents of a ``seq2exp train`` checkpoint (tensors memory-mapped), or a ValueError
+    """The contents of a ``seq2exp train`` checkpoint (tensors memory-mapped), or an InputError
     "not a seq2exp checkpoint: <path>: <why>" for anything else (empty, truncated, random
     bytes, a bare state_dict, another model's checkpoint)."""
     import os
     import zipfile
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {path} is a folder; give a .ckpt file in it "
+                                f"(`seq2exp train` writes OUT/checkpoints/best.ckpt)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
 
-    def refuse(why: str) -> ValueError:
-        return ValueError(f"not a seq2exp checkpoint: {path}: {why}")
+    def refuse(why: str) -> InputError:
+        return InputError(f"not a seq2exp checkpoint: {path}: {why}")
 
     if os.path.getsize(path) == 0:
         raise refuse("the file is empty")
@@ -162,10 +169,10 @@ def freeze_generator(net: Seq2ExpModel, checkpoint: str) -> None:
     """Seq2Exp-retrain: copy a trained model's generator into ``net`` and freeze it."""
     trained = load_network(checkpoint)
     if not isinstance(trained, Seq2ExpModel):
-        raise ValueError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
+        raise InputError(f"{checkpoint}: retrain needs a Seq2Exp checkpoint, got {type(trained).__name__}")
     try:
         net.generator.load_state_dict(trained.generator.state_dict())
     except RuntimeError as err:
-        raise ValueError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
+        raise InputError(f"{checkpoint}: its generator does not fit this configuration: {err}") from None
     net.generator.requires_grad_(False)
     net.generator.eval()

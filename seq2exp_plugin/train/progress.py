@@ -6,23 +6,35 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
+_LIGHTNING_LOGS = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
 
 
-def quiet_lightning() -> None:
-    """Drop Lightning's "Tip: ... litlogger" line, the ``LeafSpec`` deprecation warning its
-    pytree helper raises under recent torch, and its "checkpoint directory exists" warning on a
-    resumed run (none is actionable by a user of this tool: resuming is how a rerun works)."""
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
 
-    class _NoTips(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "Tip:" not in str(record.msg)
 
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        log = logging.getLogger(name)
-        if not any(type(f).__name__ == "_NoTips" for f in log.filters):
-            log.addFilter(_NoTips())
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Within the block (also a decorator), drop Lightning's "Tip: ... litlogger" line, the
+    ``LeafSpec`` deprecation warning its pytree helper raises under recent torch, and its
+    "checkpoint directory exists" warning on a resumed run (none is actionable by a user of this
+    tool: resuming is how a rerun works). Filters and logging are as before afterwards."""
+    tips = _NoTips()
+    logs = [logging.getLogger(name) for name in _LIGHTNING_LOGS]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        for log in logs:
+            log.addFilter(tips)
+        try:
+            yield
+        finally:
+            for log in logs:
+                log.removeFilter(tips)
 
 
 def step_log(every: int, total: int):

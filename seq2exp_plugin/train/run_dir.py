@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..atomic import check_writable_dir
+from ..errors import InputError
 from .config import RunConfig
 
 #: Keys that change how a run is executed, not what it computes: free to differ on resume.
@@ -53,7 +54,7 @@ def prepare(run: RunConfig, restart: bool = False) -> Path | None:
             stored = None
         new = yaml.safe_load(yaml.safe_dump(run.to_dict()))
         if not isinstance(stored, dict):
-            raise ValueError(f"{stored_path}: unreadable; cannot tell whether {out} holds this run "
+            raise InputError(f"{stored_path}: unreadable; cannot tell whether {out} holds this run "
                              f"(use --restart to start over)")
         try:  # a field added since the run was stored counts with its default value
             stored = yaml.safe_load(yaml.safe_dump(RunConfig.from_dict(stored).to_dict()))
@@ -63,7 +64,7 @@ def prepare(run: RunConfig, restart: bool = False) -> Path | None:
         if differ:
             shown = ", ".join(f"{k} ({_get(stored, k)!r} -> {_get(new, k)!r})" for k in differ[:8])
             more = f" and {len(differ) - 8} more" if len(differ) > 8 else ""
-            raise ValueError(f"{out} holds a run with a different configuration: {shown}{more}; "
+            raise InputError(f"{out} holds a run with a different configuration: {shown}{more}; "
                              f"use another out_dir, or --restart to delete that run and start over")
     return last
 

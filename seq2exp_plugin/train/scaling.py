@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .config import RunConfig
 
 #: Features whose training values stay >= 0 and exceed this are log1p-transformed.
@@ -70,7 +71,7 @@ def fit_target_scaling(targets: np.ndarray) -> dict[str, float]:
     y = np.asarray(targets, dtype=np.float64)
     y = y[np.isfinite(y)]
     if y.size < 2:
-        raise ValueError(f"the training split has {y.size} gene(s) with a target; need at least 2")
+        raise InputError(f"the training split has {y.size} gene(s) with a target; need at least 2")
     low, high = float(y.min()), float(y.max())
     margin = TARGET_MARGIN * (high - low)
     std = float(y.std())

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model.batch import given_mask, predict_batch  # noqa: F401 (their former home)
 from ..model.config import preset
-from .config import RunConfig
+from .config import RunConfig, given
 
 #: Width (bp) of the promoter the promoter-ridge baseline reads (the gene table's promoter-
 #: activity window, TSS +/- 500 bp).
@@ -34,7 +34,7 @@ def model_params(run: RunConfig) -> dict[str, Any]:
     if run.variant in ("seq-only", "seq-signals", "peak-mask"):
         return {"model_type": "Seq2ExpPredictor", "use_signals": run.variant != "seq-only", **fields}
     if run.variant == "hierarchical-cnn":
-        return {"model_type": "HierarchicalCNN", "window": run.data.window, "cnn": dict(run.cnn), **fields}
+        return {"model_type": "HierarchicalCNN", "window": run.data.window, "cnn": given(run.cnn), **fields}
     if run.variant == "ridge":
         return {"model_type": "ExpectoRidge", **fields}
     if run.variant == "promoter-ridge":

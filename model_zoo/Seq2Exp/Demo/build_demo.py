@@ -11,7 +11,9 @@ Runtime: dominated by 100 CPU training steps (about 7.5 CPU-minutes; 15 min wall
    the provenance paths inside ``genes.h5ad`` are made relative to that folder.
 2. ``Demo/train.yaml`` is written (a small model of the ``learned`` preset; paths relative to it) and
    ``seq2exp train`` runs it for a short CPU run in a temporary folder.
-3. Its ``best.ckpt`` (lowest validation MSE) becomes ``Demo/best.ckpt``.
+3. Its ``best.ckpt`` (lowest validation MSE) becomes ``Demo/best.ckpt``, without absolute paths:
+   the data paths relative to ``Demo/``, no run folder, no training state (loops, callbacks,
+   optimizer), so the entry works from any copy of the repository.
 4. ``kipoi test Seq2Exp/Demo --source dir -o ...`` (from model_zoo/) writes the inputs and
    predictions of the dataloader's example genes to ``Demo/test_expect.h5``, the entry's
    ``test.expect``; a final ``kipoi test Seq2Exp/Demo --source dir`` checks the entry against it.
@@ -76,6 +78,27 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> Non
     subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, check=True)
 
 
+def relative(value, folder: Path):
+    """``value`` (nested dicts, lists) with every path under ``folder`` made relative to it."""
+    prefix = str(folder.resolve()) + os.sep
+    if isinstance(value, dict):
+        return {k: relative(v, folder) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(relative(v, folder) for v in value)
+    if isinstance(value, str) and value.startswith(prefix):
+        return value[len(prefix):]
+    return value
+
+
+def absolute_paths(value) -> list[str]:
+    """The strings in ``value`` (nested dicts, lists; keys too) that are absolute paths."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in absolute_paths(k) + absolute_paths(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in absolute_paths(v)]
+    return [value] if isinstance(value, str) and os.path.isabs(value) else []
+
+
 def relative_provenance(table: Path) -> None:
     """Rewrite the absolute paths that ``seq2exp synth`` records in the gene table's
     ``uns["seq2exp"]`` as paths relative to the table's folder (the repository stays portable)."""
@@ -83,18 +106,34 @@ def relative_provenance(table: Path) -> None:
 
     from seq2exp_plugin.data.genes import write_gene_table
 
-    prefix = str(table.parent.resolve()) + os.sep
     adata = anndata.read_h5ad(table)
-
-    def rel(x):
-        if isinstance(x, dict):
-            return {k: rel(v) for k, v in x.items()}
-        if isinstance(x, str) and x.startswith(prefix):
-            return x[len(prefix):]
-        return x
-
-    adata.uns["seq2exp"] = rel(dict(adata.uns.get("seq2exp", {})))
+    adata.uns["seq2exp"] = relative(dict(adata.uns.get("seq2exp", {})), table.parent)
     write_gene_table(adata, table)
+
+
+#: What inference reads from a checkpoint (Lightning's loop, callback and optimizer states hold
+#: the training folder's paths and serve only a resumed run).
+PORTABLE_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "state_dict", "hparams_name",
+                 "hyper_parameters", "data_params", "performance")
+
+
+def portable_checkpoint(trained: Path, bundled: Path) -> None:
+    """Write ``trained`` as the bundled checkpoint: its stored data paths relative to the
+    checkpoint's folder (``load_run`` and the Kipoi dataloader read them from there), no run
+    folder, and no other path of the machine that built it."""
+    import torch
+
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    kept = {k: checkpoint[k] for k in PORTABLE_KEYS if k in checkpoint}
+    run = kept["hyper_parameters"]["train_params"]["seq2exp"]
+    run["data"] = relative(run["data"], bundled.parent)
+    run["out_dir"] = "."
+    left = absolute_paths(kept)
+    if left:
+        raise SystemExit(f"{trained}: absolute paths left in the checkpoint: {left[:3]}")
+    tmp = bundled.with_name(f".{bundled.name}.tmp")
+    torch.save(kept, tmp)
+    os.replace(tmp, bundled)
 
 
 def write_train_config(window: int, cell_type: str) -> Path:
@@ -163,8 +202,7 @@ def main(argv=None) -> int:
         best = out / "checkpoints" / "best.ckpt"
         if not best.is_file():
             raise SystemExit(f"training wrote no {best}")
-        shutil.copyfile(best, DEMO / ".best.ckpt.tmp")
-        os.replace(DEMO / ".best.ckpt.tmp", DEMO / "best.ckpt")
+        portable_checkpoint(best, DEMO / "best.ckpt")
         if args.keep_run:
             shutil.copytree(out, args.keep_run, dirs_exist_ok=True)
     timings["train"] = time.perf_counter() - t1
