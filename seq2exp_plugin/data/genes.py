@@ -78,9 +78,6 @@ HALFLIFE_FEATURES = (
     "UTR3GC",
     "ORFEXONDENSITY",
 )
-#: Feature columns renamed since tables were first written (old -> current): gene tables and
-#: half-life files under the old name read as before, with the same values.
-RENAMED_FEATURES = {"ORFEXONDENSITY_log10zscore": "ORFEXONDENSITY"}
 PROMOTER_HALF_WIDTH = 500
 DEFAULT_SPLIT = {"valid": ["chr3", "chr21"], "test": ["chr22", "chrX"]}
 OBS_COLUMNS = ("gene_id", "symbol", "chrom", "tss", "strand", "split")
@@ -176,16 +173,8 @@ def read_gene_table(path: str | os.PathLike):
     for col in ("gene_id", "symbol", "chrom", "strand", "split"):
         if col in adata.obs.columns:
             adata.obs[col] = adata.obs[col].astype(str).astype(object)
-    if isinstance(adata.obsm.get("features"), pd.DataFrame):
-        adata.obsm["features"] = _current_feature_names(adata.obsm["features"])
     validate_gene_table(adata, str(path))
     return adata
-
-
-def _current_feature_names(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with the columns of :data:`RENAMED_FEATURES` under their current names."""
-    old = {a: b for a, b in RENAMED_FEATURES.items() if a in df.columns and b not in df.columns}
-    return df.rename(columns=old) if old else df
 
 
 def write_gene_table(adata, out: str | os.PathLike) -> Path:
@@ -402,7 +391,6 @@ def _read_expression(expression, cell_types: Sequence[str] | Mapping[str, str] |
 
 def _read_halflife(halflife) -> tuple[pd.DataFrame, str]:
     df, source = _read_table(halflife, "half-life feature table")
-    df = _current_feature_names(df)
     for col in ("gene_id",) + HALFLIFE_FEATURES:
         if col not in df.columns:
             raise MissingInputError(f"{source}: column {col!r} missing")
