@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seq2exp_plugin.data.gene_sources import assign_split, read_tss_bed
 from seq2exp_plugin.data.genes import (
     HALFLIFE_FEATURES,
-    assign_split,
     build_gene_table,
     gene_features,
     read_gene_table,
-    read_tss_bed,
     validate_gene_table,
 )
 

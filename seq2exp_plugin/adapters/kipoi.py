@@ -296,7 +296,8 @@ def _table_from_tss_bed(tss_bed, cell_type: str, dnase, h3k27ac, genome, halflif
     (zeros without it), promoter activity from the DNase and H3K27ac bigWigs."""
     import pandas as pd
 
-    from ..data.genes import build_gene_table, read_tss_bed
+    from ..data.gene_sources import read_tss_bed
+    from ..data.genes import build_gene_table
     from ..data.tracks import is_bigwig_path
 
     for name, path in (("dnase", dnase), ("h3k27ac", h3k27ac)):
