@@ -216,7 +216,7 @@ def _add_train_parser(subparsers) -> None:
     p.add_argument("config", help="YAML run configuration (see seq2exp_plugin.train.config)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override configuration entries, e.g. train.max_steps=100 out_dir=runs/x")
-    p.add_argument("--restart", "--no-resume", dest="restart", action="store_true",
+    p.add_argument("--restart", dest="restart", action="store_true",
                    help="start over: delete the checkpoints and logs a previous run left in out_dir "
                         "(needed to reuse an out_dir with a different configuration)")
     p.add_argument("--folds", type=_count(3), default=None, metavar="K",

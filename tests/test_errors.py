@@ -57,7 +57,7 @@ def test_input_errors_are_still_the_builtin_errors():
 
 
 def test_kipoi_reports_input_errors_in_one_line_and_bugs_with_their_traceback(capsys):
-    from seq2exp_plugin.adapters.kipoi import _excepthook
+    from seq2exp_plugin.adapters.kipoi_patches import _excepthook
 
     seen = []
     _excepthook(errors.InputError, errors.InputError("not a seq2exp checkpoint: x.cool"), None,

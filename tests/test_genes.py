@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seq2exp_plugin.data.gene_sources import assign_split, read_tss_bed
 from seq2exp_plugin.data.genes import (
     HALFLIFE_FEATURES,
-    assign_split,
     build_gene_table,
     gene_features,
     read_gene_table,
-    read_tss_bed,
     validate_gene_table,
 )
 
@@ -176,10 +175,9 @@ def test_halflife_table(data_world):
                          halflife=hl.drop(columns=["UTR3GC"]))
 
 
-def test_halflife_file_as_epinformer_writes_it_and_the_old_column_name(data_world, tmp_path):
+def test_halflife_file_as_epinformer_writes_it(data_world, tmp_path):
     """EPInformer's mRNA_halflife_features.csv (the paper's features): comma-separated, extra
-    columns, raw ORFEXONDENSITY. Files and gene tables written with the project's former name
-    ORFEXONDENSITY_log10zscore read as before, values unchanged."""
+    columns, raw ORFEXONDENSITY; a file without that column is refused naming it."""
     values = {c: [0.1 * k, 0.2 * k, 0.3 * k] for k, c in enumerate(HALFLIFE_FEATURES, start=1)}
     epinformer = pd.DataFrame({"chrom": ["1", "1", "2"], "TSS": [1000, 5000, 9000], "gene_id": ["G1", "G2", "G3"],
                                "Gene name": ["A", "B", "C"], "Gene description": ["a, b", "c", "d"], **values})
@@ -188,14 +186,9 @@ def test_halflife_file_as_epinformer_writes_it_and_the_old_column_name(data_worl
         table = build_gene_table(data_world.tss_bed, data_world.expression, data_world.tracks,
                                  halflife=tmp_path / "mRNA_halflife_features.csv", out=tmp_path / "new.h5ad")
     assert table.obsm["features"].loc["G3", "ORFEXONDENSITY"] == pytest.approx(2.4)
-    old = epinformer.rename(columns={"ORFEXONDENSITY": "ORFEXONDENSITY_log10zscore"})
-    with pytest.warns(UserWarning, match="2 genes missing"):
-        legacy = build_gene_table(data_world.tss_bed, data_world.expression, data_world.tracks, halflife=old)
-    pd.testing.assert_frame_equal(legacy.obsm["features"], table.obsm["features"])
-    legacy.obsm["features"] = legacy.obsm["features"].rename(columns={"ORFEXONDENSITY": "ORFEXONDENSITY_log10zscore"})
-    legacy.write_h5ad(tmp_path / "old.h5ad")  # a table an earlier version wrote
-    pd.testing.assert_frame_equal(read_gene_table(tmp_path / "old.h5ad").obsm["features"],
-                                  read_gene_table(tmp_path / "new.h5ad").obsm["features"])
+    renamed = epinformer.rename(columns={"ORFEXONDENSITY": "ORFEXONDENSITY_log10zscore"})
+    with pytest.raises(ValueError, match="ORFEXONDENSITY"):
+        build_gene_table(data_world.tss_bed, data_world.expression, data_world.tracks, halflife=renamed)
 
 
 GTF = """\

@@ -246,7 +246,8 @@ def test_k562_without_weights_stops_at_once_with_the_training_command(env, tmp_p
 
 def test_inputs_that_do_not_fit_the_checkpoint_are_named(direct, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
-    from seq2exp_plugin.adapters.kipoi import InputMismatchError, Seq2ExpKipoiModel, _excepthook
+    from seq2exp_plugin.adapters.kipoi import InputMismatchError, Seq2ExpKipoiModel
+    from seq2exp_plugin.adapters.kipoi_patches import _excepthook
 
     model = Seq2ExpKipoiModel(weights=str(DEMO / "best.ckpt"), entry="Demo", device="cpu", max_batch=2)
     item = direct["dataset"].get_numpy(0)
@@ -387,7 +388,7 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
 def test_shim_writers_write_whole_files_or_none(writers, tmp_path):
     """-o is checked before anything runs; output appears when kipoi closes the writer; a
     failed run (the writer never closed) leaves no file, not even an empty one."""
-    from seq2exp_plugin.adapters import kipoi as adapter
+    from seq2exp_plugin.adapters import kipoi_patches as adapter
 
     with pytest.raises(adapter.OutputPathError, match="output file .* is a folder"):
         writers.get_writer(str(tmp_path), _metadata_schema())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seq2exp_plugin.discover.plots import CLASS_COLORS, downsample_max, plot_gene
-from seq2exp_plugin.discover.regions import WindowRecord
+from seq2exp_plugin.data.windows import WindowRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 
 import pytest
 import torch
@@ -251,14 +250,9 @@ def test_sharing_is_validated():
         Seq2ExpConfig(position_table=8, generator={"rc_equivariant": True})
 
 
-def test_hard_public_is_a_deprecated_name_for_its_old_configuration():
-    with pytest.warns(DeprecationWarning, match="public-hard"):
-        cfg = preset("hard-public")
-    assert (cfg.mask.posterior, cfg.mask.b_min, cfg.mask.packed) == ("sum", 0.0, True)
-    assert not (cfg.shared_embedding or cfg.shared_stack or cfg.position_table)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        preset("public-hard")
+def test_an_unknown_preset_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"unknown preset 'hard-public'; choose from \[.*'public-hard'"):
+        preset("hard-public")
 
 
 def test_float64_model_keeps_float64_beta_parameters():

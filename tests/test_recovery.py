@@ -20,7 +20,7 @@ from seq2exp_plugin.discover.recovery import (
     track_scores,
     truth_labels,
 )
-from seq2exp_plugin.discover.regions import WindowRecord
+from seq2exp_plugin.data.windows import WindowRecord
 
 
 def _ap_reference(y, s):

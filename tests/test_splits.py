@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from seq2exp_plugin.cli import main
-from seq2exp_plugin.data.genes import RENAMED_FEATURES
 from seq2exp_plugin.data.splits import genome_order, split_labels
 from seq2exp_plugin.train.config import PAPER_EPOCHS, load_config
 from seq2exp_plugin.train.cv import FoldResult, format_results, run_from_files, write_results
@@ -160,7 +159,7 @@ def test_cv_from_files_takes_the_public_sources_conventions(tiny_synth, tmp_path
                             2: tss[1] + 10_000, 3: tss[3], 4: 0, 5: tss[5]})
     xpresso.to_csv(tmp_path / "promoters.bed", sep="\t", header=False, index=False)
     expression = pd.read_csv(tiny_synth / "expression.tsv", sep="\t")
-    halflife = pd.read_csv(tiny_synth / "halflife.tsv", sep="\t").rename(columns=RENAMED_FEATURES)
+    halflife = pd.read_csv(tiny_synth / "halflife.tsv", sep="\t")
     epinformer = pd.DataFrame({"ENSID": expression["gene_id"] + ".7", "Gene name": "G, a gene",
                                **halflife.drop(columns="gene_id"),
                                "synthA_CAGE_128*3_sum": expression["synthA"], "synthB_CAGE_128*3_sum": expression["synthB"],

@@ -38,7 +38,7 @@ def _write_bigwig(path: Path, sizes: dict, chrom: str, positions: np.ndarray, va
 
 
 def _elements_bed_rows(result: ISMResult, chrom: str, chrom_size: int) -> list[tuple]:
-    from .regions import window_to_genomic
+    from ..data.windows import window_to_genomic
 
     loc = result.locus
     pos_index = {int(p): k for k, p in enumerate(result.positions)}

@@ -15,7 +15,7 @@ The TSS is a dashed vertical line through every panel with an arrow in the direc
 transcription. Long windows are downsampled for drawing by the **maximum** over bins of
 ``ceil(L / max_points)`` bp (a narrow peak stays visible at 200 kb); intervals are drawn at least
 one pixel wide. Arrays are given in window order, as the model sees them, with the
-:class:`~seq2exp_plugin.discover.regions.WindowRecord` saying whether the window was reversed.
+:class:`~seq2exp_plugin.data.windows.WindowRecord` saying whether the window was reversed.
 The file is written under a temporary name and renamed.
 """
 
@@ -31,7 +31,8 @@ import numpy as np
 from ..atomic import atomic_file
 from ..data.blacklist import IntervalMask
 from ..errors import InputError
-from .regions import WindowRecord, call_elements, elements_to_genomic
+from ..data.windows import WindowRecord
+from .regions import call_elements, elements_to_genomic
 
 __all__ = ["CLASS_COLORS", "gene_figure", "plot_gene", "downsample_max"]
 

@@ -45,8 +45,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..data.genome import normalize_chrom
+from ..data.windows import WindowRecord
 from ..errors import InputError, MissingInputError
-from .regions import WindowRecord
 
 __all__ = [
     "POSITIVE_CLASSES",

@@ -42,16 +42,14 @@ import numpy as np
 
 from ..atomic import publish, temporary_beside
 from ..data.genome import resolve_chrom
-from ..data.windows import WindowRecord, window_to_genomic
+from ..data.windows import WindowRecord
 from ..errors import InputError
 
 __all__ = [
-    "WindowRecord",
     "Element",
     "read_chrom_sizes",
     "call_elements",
     "top_fraction_threshold",
-    "window_to_genomic",
     "elements_to_genomic",
     "MaskWriter",
     "write_mask_bigwig",

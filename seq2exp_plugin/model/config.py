@@ -7,7 +7,6 @@ The defaults are the paper's soft run (docs/model.md maps them to its equations)
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -406,9 +405,6 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
       prediction does not depend on the rest of its batch (theirs zero-pad the batch to its
       longest sequence and scan the padding; ours keeps the padding out of every state).
 
-    ``hard-public`` (deprecated): the earlier attempt at their hard run, mask settings only;
-    kept so that configurations written with it rebuild the same model. Use ``public-hard``.
-
     ``learned`` (the default of ``seq2exp train``; not the paper, see docs/model.md, "The
     learned preset"): a hard mask whose kept share has a target (8%) instead of the
     per-position KL; the generator reads DNA and signals and its factors scale the signal Beta
@@ -422,7 +418,6 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
         "soft": {},
         "hard": {"mask": hard_prior},
         "hard-packed": {"mask": {**hard_prior, "packed": True}},
-        "hard-public": {"mask": {**hard_prior, "posterior": "sum", "b_min": 0.0, "packed": True}},
         "public-soft": {
             "mask": {"posterior": "sum", "promoter_over_blacklist": True},
             "generator": {"caduceus_init": True}, "predictor": {"caduceus_init": True},
@@ -443,9 +438,6 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     }
     if name not in presets:
         raise InputError(f"unknown preset {name!r}; choose from {sorted(presets)}")
-    if name == "hard-public":
-        warnings.warn("preset 'hard-public' is deprecated: it is not the authors' hard run "
-                      "(use 'public-hard')", DeprecationWarning, stacklevel=2)
     data = Seq2ExpConfig().to_dict()
     _merge(data, presets[name])
     _merge(data, overrides)

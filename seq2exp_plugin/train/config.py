@@ -52,7 +52,7 @@ SCALING_MODES = ("auto", "none")
 #: Model presets that reproduce the paper's or the authors' runs: a Seq2Exp run with one of them
 #: reads the inputs as the authors did (``scaling: none``: raw bigWig values, raw features,
 #: log10(expression + 1)) unless the run sets ``scaling``.
-PAPER_PRESETS = ("soft", "hard", "hard-packed", "hard-public", "public-soft", "public-hard")
+PAPER_PRESETS = ("soft", "hard", "hard-packed", "public-soft", "public-hard")
 
 
 @dataclass

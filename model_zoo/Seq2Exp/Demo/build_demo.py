@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     config = write_train_config(window, cell_type)
     with tempfile.TemporaryDirectory(prefix="seq2exp-demo-") as tmp:
         out = Path(tmp) / "run"
-        run([sys.executable, "-m", "seq2exp_plugin.cli", "train", config, "--no-resume",
+        run([sys.executable, "-m", "seq2exp_plugin.cli", "train", config, "--restart",
              "--set", f"out_dir={out}", *step_overrides(args.steps)], env=env)
         best = out / "checkpoints" / "best.ckpt"
         if not best.is_file():
