@@ -1,5 +1,8 @@
 """The ``seq2exp`` command line: one subcommand per task, each thin (parse, call, report).
 
+One file of about 800 lines on purpose: a parser and a runner per command, no logic of their own,
+so every command's options can be read (and the README's command table generated) in one place.
+
 Adding a command: write ``_add_<name>_parser(subparsers)`` (which ends with
 ``parser.set_defaults(func=_run_<name>)``) and ``_run_<name>(args) -> int``, and list the
 adder in :data:`_PARSERS`. Library imports go inside ``_run_<name>`` so ``seq2exp --help``
