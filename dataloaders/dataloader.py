@@ -14,8 +14,8 @@ from kipoi.data import Dataset
 from kipoi.specs import DataLoaderDescription
 
 from seq2exp_plugin.adapters.kipoi import (DATALOADER_SIGNALS, KipoiWindows, inputs_from_checkpoint,
-                                           install_excepthook, resolve_input_path,
-                                           resolve_weights)
+                                           resolve_input_path, resolve_weights)
+from seq2exp_plugin.adapters.kipoi_patches import install_excepthook
 
 install_excepthook()  # kipoi prints our user errors in one line
 

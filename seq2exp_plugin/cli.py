@@ -1,5 +1,8 @@
 """The ``seq2exp`` command line: one subcommand per task, each thin (parse, call, report).
 
+One file of about 800 lines on purpose: a parser and a runner per command, no logic of their own,
+so every command's options can be read (and the README's command table generated) in one place.
+
 Adding a command: write ``_add_<name>_parser(subparsers)`` (which ends with
 ``parser.set_defaults(func=_run_<name>)``) and ``_run_<name>(args) -> int``, and list the
 adder in :data:`_PARSERS`. Library imports go inside ``_run_<name>`` so ``seq2exp --help``
@@ -86,6 +89,22 @@ def _report(command: str, t0: float) -> None:
 
 
 # ----------------------------------------------------------------------------------- synth
+def _add_out_dir(p, default: str | None = None) -> None:
+    """``--out`` (an output folder, written atomically: it must not exist or be empty) and
+    ``--force`` (replace a non-empty one)."""
+    if default is None:
+        p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    else:
+        p.add_argument("--out", default=default, help=f"output directory (default {default})")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+
+
+def _add_data_overrides(p, example: str) -> None:
+    """``--data KEY=VALUE ...``: data entries of the checkpoint's run to replace."""
+    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                   help=f"replace data entries of the checkpoint, e.g. {example}")
+
+
 def _add_synth_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "synth",
@@ -94,7 +113,7 @@ def _add_synth_parser(subparsers) -> None:
                     "expression, half-life features, gene table and per-cell-type ground truth "
                     "(promoter / R_ag / decoy / inactive elements), described by manifest.yaml.",
     )
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    _add_out_dir(p)
     p.add_argument("--preset", choices=("tiny", "bench"), default="tiny",
                    help="tiny: 20 genes, 8 kb windows (seconds); bench: 2,000 genes, 200 kb")
     p.add_argument("--genes", type=int, default=None, help="number of genes (preset default)")
@@ -108,7 +127,6 @@ def _add_synth_parser(subparsers) -> None:
                    help="share of genes silent in each cell type (no promoter or enhancer "
                         "signal, expression 0), as in real RNA-seq; default 0")
     p.add_argument("--no-gene-table", action="store_true", help="do not write genes.h5ad")
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
     p.set_defaults(func=_run_synth)
 
 
@@ -253,8 +271,7 @@ def _add_evaluate_parser(subparsers) -> None:
     which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes instead")
     which.add_argument("--genes-file", default=None, metavar="FILE",
                        help="the genes listed in FILE (one id per line) instead")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad window=20000")
+    _add_data_overrides(p, "genes=other.h5ad window=20000")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--truth", default=None,
                    help="ground-truth BED (seq2exp synth truth/<cell>.bed): also report what the "
@@ -414,8 +431,7 @@ def _add_peaks_parser(subparsers) -> None:
     src.add_argument("--reads", nargs="+", metavar="FILE",
                      help="DNase reads/cut sites (BED, BAM, ...; plain or gzip): callpeak mode")
     src.add_argument("--bigwig", metavar="FILE", help="a signal bigWig: bdgpeakcall mode")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    _add_out_dir(p)
     g = p.add_argument_group("callpeak (--reads)")
     g.add_argument("--control", nargs="+", metavar="FILE", default=None, help="control reads (optional)")
     g.add_argument("--format", default=None, help="MACS3 -f (default: BED for .bed[.gz], BAM for .bam, "
@@ -477,7 +493,7 @@ def _add_predict_parser(subparsers) -> None:
                     "and .h5ad, mask.<cell>.bw (per-bp mask score), elements.<cell>.bed (discovered "
                     "elements), plots/<gene>.png and summary.json; it is written atomically.")
     p.add_argument("checkpoint")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    _add_out_dir(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
     which.add_argument("--split", choices=("train", "valid", "test"), default=None,
@@ -493,13 +509,11 @@ def _add_predict_parser(subparsers) -> None:
 
 def _add_mask_run_options(p) -> None:
     """The options `predict` and `links` share: data overrides, element calls, batching, --force."""
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genes=other.h5ad")
+    _add_data_overrides(p, "genes=other.h5ad")
     p.add_argument("--min-gap", type=_count(0), default=0, help="merge called elements closer than this (bp)")
     p.add_argument("--min-length", type=_count(1), default=1, help="drop called elements shorter than this (bp)")
     p.add_argument("--batch-size", type=_count(1), default=1)
     p.add_argument("--num-workers", type=_count(0), default=0)
-    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -532,7 +546,7 @@ def _add_links_parser(subparsers) -> None:
                        help="the genes of one split of the run (all: every gene of the table)")
     which.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID", help="these genes")
     which.add_argument("--genes-file", default=None, metavar="FILE", help="the genes listed in FILE (one id per line)")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    _add_out_dir(p)
     p.add_argument("--elements", default=None, metavar="BED",
                    help="candidate elements (BED3+; default: the runs of bases the mask keeps)")
     p.add_argument("--threshold", type=_fraction, default=0.5,
@@ -573,7 +587,7 @@ def _add_benchmark_links_parser(subparsers) -> None:
     p.add_argument("predictions", nargs="+", metavar="[NAME=]PRED",
                    help="predictions files (gzipped or plain TSV); score column Score, else ABC.Score")
     p.add_argument("--crispr", required=True, metavar="FILE", help="the CRISPR benchmark (EPCrisprBenchmark TSV)")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    _add_out_dir(p)
     p.add_argument("--extra-columns", nargs="+", default=[], metavar="COLUMN",
                    help="also score these columns of the predictions files that have them (e.g. powerlaw.Score)")
     p.add_argument("--dnase", default=None, metavar="BW", help="DNase bigWig (DNase and ABC-like baselines)")
@@ -592,7 +606,6 @@ def _add_benchmark_links_parser(subparsers) -> None:
     p.add_argument("--power-column", default="PowerAtEffectSize15",
                    help="drop negatives whose power in this column is below --min-power (default PowerAtEffectSize15)")
     p.add_argument("--min-power", type=float, default=0.8, help="(default 0.8; 0 keeps every negative)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_run_benchmark_links)
 
 
@@ -630,7 +643,7 @@ def _add_ism_parser(subparsers) -> None:
                     "OUT/<gene>.element<k>.png and OUT/summary.json (with the cost), atomically.")
     p.add_argument("checkpoint")
     p.add_argument("--gene", nargs="+", required=True, metavar="GENE_ID", help="gene id(s) of the gene table")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    _add_out_dir(p)
     p.add_argument("--top-elements", type=_count(1), default=5, help="at most this many elements (default 5)")
     p.add_argument("--bp-budget", type=_count(0), default=500,
                    help="bases mutated in the elements at most (default 500; 3 model calls each)")
@@ -647,9 +660,7 @@ def _add_ism_parser(subparsers) -> None:
     p.add_argument("--device", type=_device(gpu_index_only=True), default="cpu",
                    help="cpu, or a GPU index for gReLU's trainer (default cpu)")
     p.add_argument("--plot-elements", type=_count(0), default=1, help="PNG for the top N elements (default 1)")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genome=other.fa")
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    _add_data_overrides(p, "genome=other.fa")
     p.set_defaults(func=_run_ism)
 
 
@@ -690,7 +701,7 @@ def _add_variants_parser(subparsers) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--variants", required=True, metavar="VCF_OR_TSV",
                    help="a VCF (.vcf/.vcf.gz) or a TSV with columns chrom, pos (1-based), ref, alt [, id]")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    _add_out_dir(p)
     p.add_argument("--genes", nargs="+", default=None, metavar="GENE_ID",
                    help="candidate genes (default: every gene of the checkpoint's gene table)")
     p.add_argument("--window-genes", choices=("auto", "nearest"), default="auto",
@@ -699,9 +710,7 @@ def _add_variants_parser(subparsers) -> None:
     p.add_argument("--h5ad", action="store_true", help="also write variants x genes as OUT/variants.h5ad")
     p.add_argument("--batch-size", type=_count(1), default=16)
     p.add_argument("--device", type=_device(gpu_index_only=False), default="cpu", help="torch device (default cpu)")
-    p.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="replace data entries of the checkpoint, e.g. genome=other.fa")
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    _add_data_overrides(p, "genome=other.fa")
     p.set_defaults(func=_run_variants)
 
 
@@ -729,10 +738,9 @@ def _add_demo_parser(subparsers) -> None:
         description="Runs `seq2exp predict` with the Demo weights on every bundled demo gene "
                     "(expression, mask bigWig, element BED, plots with the ground truth) and "
                     "scores how well the mask finds the causal elements, next to DNase alone.")
-    p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    _add_out_dir(p, default="demo_out")
     p.add_argument("--zoo", default=None, help="the model_zoo folder (default: this checkout's)")
     p.add_argument("--plots", type=_count(0), default=12, help="plot at most this many genes (12)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_run_demo)
 
 

@@ -10,7 +10,8 @@ import importlib.util
 import os
 import sys
 
-from seq2exp_plugin.adapters.kipoi import Seq2ExpKipoiModel, install_excepthook  # noqa: F401
+from seq2exp_plugin.adapters.kipoi import Seq2ExpKipoiModel  # noqa: F401
+from seq2exp_plugin.adapters.kipoi_patches import install_excepthook
 
 install_excepthook()  # kipoi prints our user errors in one line
 

@@ -43,20 +43,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import USER_ERRORS
-from .kipoi_patches import (DataLoaderInputError, InputMismatchError, MissingWeightsError, OutputPathError,
-                            Seq2ExpKipoiError, apply_writer_compat, install_excepthook)
+from .kipoi_patches import (DataLoaderInputError, InputMismatchError, MissingWeightsError, Seq2ExpKipoiError,
+                            apply_writer_compat)
 
 __all__ = [
-    "Seq2ExpKipoiError",
-    "MissingWeightsError",
-    "InputMismatchError",
-    "DataLoaderInputError",
-    "OutputPathError",
     "Seq2ExpKipoiModel",
     "KipoiWindows",
-    "apply_writer_compat",
     "inputs_from_checkpoint",
-    "install_excepthook",
     "resolve_input_path",
     "resolve_weights",
     "weights_config_path",

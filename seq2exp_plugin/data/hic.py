@@ -1,5 +1,8 @@
 """Hi-C contact between every position of a window and the gene's TSS (the model's third signal).
 
+(Over 500 lines on purpose: every contact source - cooler, .hic, BEDPE, bedGraph rows, the power
+law - gives the same track through one class, with one set of options and one transform.)
+
 ``HiCContacts(path).contact_to_tss(chrom, tss, start, end)`` returns ``float32 (end - start,)``:
 for each position ``p`` of ``[start, end)``, the (processed) contact between the bin holding ``p``
 and the bin holding ``tss``. Positions off the chromosome are 0. Chromosome names go through the

@@ -1,6 +1,9 @@
 """The synthetic benchmark's generative model: parameters, where elements and genes lie, what
 drives each gene's expression, and the ground truth per gene and cell type.
 
+(Over 500 lines on purpose: the generative model is one piece - layout, expression and truth
+are drawn from the same random streams, so splitting it would scatter one model's parameters.)
+
 :mod:`seq2exp_plugin.data.synth` describes the model and writes it out;
 :mod:`seq2exp_plugin.data.synth_files` renders the genome and the signal tracks.
 """

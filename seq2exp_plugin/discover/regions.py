@@ -1,5 +1,8 @@
 """From per-gene mask scores to genome-browser files: a bigWig of the soft mask and a BED of elements.
 
+(Over 500 lines on purpose: calling elements and the two streaming writers share one coordinate
+convention, the window-to-genome mapping described here.)
+
 A gene's scores are an array over its window (what the generator returns, one value per bp).
 :class:`WindowRecord` says where that window lies: ``chrom``, ``start``, ``end`` (0-based
 half-open), ``strand`` and ``reverse`` - whether the window was reverse-complemented (the

@@ -1,5 +1,8 @@
 """The selective scan of Mamba-1, with interchangeable backends.
 
+(Over 500 lines on purpose: the one reference recurrence, its custom backward and the dispatch to
+every backend stay together, so that each backend is checked against the same definition.)
+
 One public function, :func:`selective_scan`, with the argument conventions of
 ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``::
 
