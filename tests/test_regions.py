@@ -15,9 +15,9 @@ from seq2exp_plugin.discover.regions import (
     read_chrom_sizes,
     read_elements_bed,
     top_fraction_threshold,
-    window_to_genomic,
     write_mask_bigwig,
 )
+from seq2exp_plugin.data.windows import window_to_genomic
 
 
 # ------------------------------------------------------------------------------- elements
