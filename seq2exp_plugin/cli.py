@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import resource
+import shutil
 import sys
 import time
 import traceback
@@ -378,7 +379,7 @@ def _add_cv_parser(subparsers) -> None:
 def _run_cv(args: argparse.Namespace) -> int:
     from .atomic import check_writable_dir
     from .train.config import load_config
-    from .train.cv import DEFAULT_VARIANTS, cross_validate, format_results, run_from_files
+    from .train.cv import DEFAULT_VARIANTS, cross_validate, fold_runs, format_results, run_from_files
 
     t0 = time.perf_counter()
     check_writable_dir(args.out, "--out")
@@ -386,18 +387,26 @@ def _run_cv(args: argparse.Namespace) -> int:
     if args.fold_column:
         settings["data.fold_column"] = args.fold_column
     files = (args.genome, args.tss, args.expression, args.cell_type, args.signals)
-    if args.config is not None:
-        if any(files) or args.halflife or args.gtf:
-            raise InputError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
-                             "(with --halflife or --gtf)")
-        base = load_config(args.config, {**settings, "out_dir": str(Path(args.out).resolve())})
-    else:
-        if not all(files):
-            raise InputError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
-        signals = _parse_named(args.signals, "--signals")
-        base = run_from_files(args.out, args.genome, args.tss, args.expression, signals,
-                              args.cell_type, halflife=args.halflife, settings=settings,
-                              expression_column=args.expression_column, gtf=args.gtf)
+    if args.config is not None and (any(files) or args.halflife or args.gtf):
+        raise InputError("give either CONFIG or --genome/--tss/--expression/--cell-type/--signals "
+                         "(with --halflife or --gtf)")
+    if args.config is None and not all(files):
+        raise InputError("without CONFIG, --genome, --tss, --expression, --cell-type and --signals are required")
+    fresh = not Path(args.out).exists()
+    try:  # every input and every fold checked before any training
+        if args.config is not None:
+            base = load_config(args.config, {**settings, "out_dir": str(Path(args.out).resolve())})
+        else:
+            base = run_from_files(args.out, args.genome, args.tss, args.expression,
+                                  _parse_named(args.signals, "--signals"), args.cell_type,
+                                  halflife=args.halflife, settings=settings,
+                                  expression_column=args.expression_column, gtf=args.gtf)
+        runs = fold_runs(base, args.out, None if args.fold_column else args.folds,
+                         args.variants or DEFAULT_VARIANTS)
+    except BaseException:
+        if fresh:  # refused (or stopped) before any training: no folder left behind
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
 
     def report(result) -> None:
         m = result.metrics
@@ -407,8 +416,7 @@ def _run_cv(args: argparse.Namespace) -> int:
               f"{m['pearson']:.4f}, Spearman {m['spearman']:.4f}{across} ({result.n_test} test "
               f"{'examples' if across else 'genes'})", flush=True)
 
-    results = cross_validate(base, args.out, None if args.fold_column else args.folds,
-                             args.variants or DEFAULT_VARIANTS, on_result=report)
+    results = cross_validate(runs, args.out, on_result=report)
     print(format_results(results))
     print(f"seq2exp cv: wrote {args.out}/cv.md, cv.tsv, cv.json")
     _report("cv", t0)

@@ -99,6 +99,30 @@ def test_cv_from_files_writes_the_table(tiny_synth, tmp_path, capsys, caplog, re
     assert run.train.epochs is None  # train.max_steps was given: that is the length
 
 
+def test_cv_refused_before_training_leaves_no_folder(tiny_synth, tmp_path, capsys):
+    """Too many folds for the genes: refused with exit 2 before any training, and the output
+    folder the run would have made (gene table, base.yaml) is not left behind."""
+    cell = tiny_synth / "synthA"
+    out = tmp_path / "cv"
+    code = main(["cv", "--out", str(out), "--folds", "12", "--variants", "ridge",
+                 "--genome", str(tiny_synth / "genome.fa"), "--tss", str(tiny_synth / "tss.bed"),
+                 "--expression", str(tiny_synth / "expression.tsv"), "--cell-type", "synthA",
+                 "--halflife", str(tiny_synth / "halflife.tsv"),
+                 "--signals", f"h3k27ac={cell / 'h3k27ac.bw'}", f"dnase={cell / 'dnase.bw'}", f"hic={cell / 'hic.cool'}",
+                 "--set", f"data.window={TINY_WINDOW}"])
+    assert code == 2 and "every split needs at least 2: use fewer folds" in capsys.readouterr().err
+    assert not out.exists()
+    kept = tmp_path / "mine"
+    (kept / "notes.txt").parent.mkdir()
+    (kept / "notes.txt").write_text("user data\n")
+    assert main(["cv", "--out", str(kept), "--folds", "12", "--variants", "ridge", "--genome",
+                 str(tiny_synth / "genome.fa"), "--tss", str(tiny_synth / "tss.bed"), "--expression",
+                 str(tiny_synth / "expression.tsv"), "--cell-type", "synthA", "--halflife",
+                 str(tiny_synth / "halflife.tsv"), "--signals", f"h3k27ac={cell / 'h3k27ac.bw'}",
+                 f"dnase={cell / 'dnase.bw'}", f"hic={cell / 'hic.cool'}"]) == 2
+    assert (kept / "notes.txt").read_text() == "user data\n"  # a folder the user had stays
+
+
 def test_cv_from_files_trains_the_papers_passes_unless_told(tiny_synth, tmp_path):
     cell = tiny_synth / "synthA"
     files = dict(genome=str(tiny_synth / "genome.fa"), tss=str(tiny_synth / "tss.bed"),

@@ -160,18 +160,25 @@ def evaluate_fold(checkpoint: str | Path) -> tuple[dict[str, float], int, float]
     return metrics, len(test), max(outside, 0.0)
 
 
-def cross_validate(base: RunConfig, out_dir: str | Path, folds: int | None = None,
-                   variants: Sequence[str] = DEFAULT_VARIANTS,
-                   on_result: Callable[[FoldResult], None] | None = None) -> list[FoldResult]:
-    """Train and evaluate every (fold, variant); write the tables into ``out_dir``."""
-    from .fit import fit
-
+def fold_runs(base: RunConfig, out_dir: str | Path, folds: int | None = None,
+              variants: Sequence[str] = DEFAULT_VARIANTS) -> list[RunConfig]:
+    """Every (fold, variant) run of a cross-validation, all checked before any is trained: the
+    variants exist, each run's configuration is valid and every split of every fold has genes
+    with a target."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise InputError(f"unknown variant {unknown[0]!r}; choose from {sorted(VARIANTS)}")
     k = n_folds(base, folds)
-    runs = [fold_run(base, v, i, k, out_dir) for i in range(k) for v in variants]  # all checked first
+    runs = [fold_run(base, v, i, k, out_dir) for i in range(k) for v in variants]
     check_folds(base, [run for run in runs if run.variant == variants[0]])
+    return runs
+
+
+def cross_validate(runs: Sequence[RunConfig], out_dir: str | Path,
+                   on_result: Callable[[FoldResult], None] | None = None) -> list[FoldResult]:
+    """Train and evaluate every run of :func:`fold_runs`; write the tables into ``out_dir``."""
+    from .fit import fit
+
     results = []
     for run in runs:
         fit(run)
