@@ -32,14 +32,28 @@ from .scaling import InputScaling
 
 
 def bin_signals(signals: Tensor, bin_size: int) -> Tensor:
-    """Mean of ``(B, d, L)`` signals over consecutive ``bin_size``-bp bins: ``(B, d, L // bin_size)``."""
+    """Mean of signals over consecutive ``bin_size``-bp bins (a trailing partial bin is dropped).
+
+    Args:
+        signals: signal tracks ``(batch, n_signals, L)``.
+        bin_size: bin width, in bp.
+
+    Returns:
+        Binned signals ``(batch, n_signals, L // bin_size)``.
+    """
     if signals.shape[-1] < bin_size:
         raise ValueError(f"window of {signals.shape[-1]} bp is shorter than one {bin_size}-bp bin")
     return F.avg_pool1d(signals, bin_size)
 
 
 class ResidualConvBlock(nn.Module):
-    """``x + Conv(GELU(BatchNorm(x)))``."""
+    """Residual convolution block ``x + Dropout(Conv(GELU(BatchNorm(x))))``, length kept.
+
+    Args:
+        channels: number of input and output channels.
+        kernel_size: convolution width, in bins.
+        dropout: dropout probability.
+    """
 
     def __init__(self, channels: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
@@ -49,11 +63,25 @@ class ResidualConvBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Args: x ``(batch, channels, n_bins)``. Returns: ``(batch, channels, n_bins)``."""
         return x + self.dropout(self.conv(self.act(self.norm(x))))
 
 
 class HierarchicalCNN(nn.Module):
-    """Chromatin-to-expression CNN on 128-bp binned signals: ``(signals, features) -> (B,)``."""
+    """Chromatin-to-expression CNN on 128-bp binned signals: ``(signals, features) -> (batch,)``.
+
+    Args:
+        n_signals: number of signal tracks.
+        window: window length, in bp.
+        n_features: number of extra gene features.
+        bin_size: bin width, in bp.
+        channels: convolution channels.
+        n_blocks: residual blocks, each followed by max pooling (fewer if the window is short,
+            so that at least one bin remains).
+        kernel_size: convolution width, in bins.
+        dropout: dropout probability in the residual blocks.
+        scaling: the fitted input/output scaling; None: the identity.
+    """
 
     n_tasks = 1
 
@@ -73,6 +101,15 @@ class HierarchicalCNN(nn.Module):
         self.linear = nn.Linear(channels * (n_bins >> n_blocks) + n_features, 1)
 
     def forward(self, signals: Tensor, features: Tensor) -> Tensor:
+        """Predict expression from raw signals (the fitted scaling is applied here).
+
+        Args:
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+            features: raw extra gene features ``(batch, n_features)``.
+
+        Returns:
+            Predicted expression on the target scale, ``(batch,)``.
+        """
         signals, features = self.scaling.signals(signals), self.scaling.features(features)
         x = torch.log1p(bin_signals(signals.clamp_min(0), self.bin_size))
         x = self.blocks(self.stem(x)).flatten(1)
@@ -88,7 +125,13 @@ def spatial_basis_features(signals: Tensor, bin_size: int = 128,
     """ExPecto-style features: for each signal, ``sum_bins log1p(s_bin) * exp(-decay * |bins
     from the TSS|)``, upstream and downstream of the window centre separately.
 
-    ``(B, d, L)`` -> ``(B, d * 2 * len(decays))``.
+    Args:
+        signals: signal tracks ``(batch, n_signals, L)``.
+        bin_size: bin width, in bp.
+        decays: decay rates of the exponential bases, per bin.
+
+    Returns:
+        Features ``(batch, n_signals * 2 * len(decays))``, float32.
     """
     binned = torch.log1p(bin_signals(signals.clamp_min(0), bin_size)).double()
     n_bins = binned.shape[-1]
@@ -109,6 +152,14 @@ class ExpectoRidge(nn.Module):
     Fitted in closed form by scikit-learn (:meth:`fit`: standardisation + ``Ridge``, penalty
     chosen on validation genes); the fitted map is stored as one ``Linear`` layer with the
     standardisation folded in, so it saves, loads and predicts like the other models.
+
+    Args:
+        n_signals: number of signal tracks.
+        n_features: number of extra gene features.
+        bin_size: bin width, in bp.
+        decays: decay rates of the exponential bases, per bin.
+        promoter_width: width of the central promoter, in bp; None: the spatial bases.
+        scaling: the fitted input/output scaling; None: the identity.
     """
 
     n_tasks = 1
@@ -127,7 +178,15 @@ class ExpectoRidge(nn.Module):
     def design(self, signals: Tensor, features: Tensor) -> Tensor:
         """The regression inputs (after the fitted input scaling): basis features of the
         signals (or, with ``promoter_width``, their log1p mean over the central promoter), then
-        the gene features."""
+        the gene features.
+
+        Args:
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+            features: raw extra gene features ``(batch, n_features)``.
+
+        Returns:
+            Design rows ``(batch, n_inputs + n_features)``.
+        """
         signals, features = self.scaling.signals(signals), self.scaling.features(features)
         if self.promoter_width:
             centre = signals[..., central_slice(signals.shape[-1], self.promoter_width)]
@@ -137,11 +196,30 @@ class ExpectoRidge(nn.Module):
         return torch.cat([basis, features.to(basis.dtype)], dim=1)
 
     def forward(self, signals: Tensor, features: Tensor) -> Tensor:
+        """Predict expression with the fitted linear map.
+
+        Args:
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+            features: raw extra gene features ``(batch, n_features)``.
+
+        Returns:
+            Predicted expression on the target scale, ``(batch,)``.
+        """
         return self.scaling.output(self.linear(self.design(signals, features)).squeeze(-1))
 
     def fit(self, x: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndarray] | None = None,
             alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)) -> "ExpectoRidge":
-        """Fit on design rows ``x`` (see :meth:`design`) and targets ``y``."""
+        """Fit on design rows ``x`` (see :meth:`design`) and targets ``y``, in place.
+
+        Args:
+            x: design rows ``(n_genes, n_inputs + n_features)``.
+            y: targets on the network's standardised scale, ``(n_genes,)``.
+            valid: validation ``(x, y)`` that choose the penalty; None: penalty 1.
+            alphas: candidate ridge penalties.
+
+        Returns:
+            This model, fitted (the chosen penalty in the ``alpha`` buffer).
+        """
         from sklearn.linear_model import Ridge
         from sklearn.preprocessing import StandardScaler
 

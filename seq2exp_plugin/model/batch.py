@@ -25,15 +25,35 @@ CPU_INFERENCE_POSITIONS = 2**18
 
 
 def cpu_rows_per_call(length: int, device: torch.device | str) -> int | None:
-    """How many windows of ``length`` bp one no-gradient model call on the CPU takes (at least
-    one); None where no limit applies (a GPU, or gradients being recorded)."""
+    """How many windows of ``length`` bp one no-gradient model call on the CPU takes.
+
+    Args:
+        length: window length, in bp.
+        device: the device the model runs on.
+
+    Returns:
+        Windows per call (at least one); None where no limit applies (a GPU, or gradients being
+        recorded).
+    """
     if torch.device(device).type != "cpu" or torch.is_grad_enabled():
         return None
     return max(1, CPU_INFERENCE_POSITIONS // length)
 
 
 def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, MaskOutput | None]:
-    """Expression ``(B,)`` and, for Seq2Exp, the mask, from a dataset batch."""
+    """Expression and, for Seq2Exp, the mask, from a dataset batch.
+
+    Args:
+        net: a :class:`Seq2ExpModel`, :class:`Seq2ExpPredictor`, :class:`HierarchicalCNN` or
+            :class:`ExpectoRidge`.
+        batch: the dataset's dict: ``seq (batch, 4, L)``, ``signals (batch, n_signals, L)``,
+            ``features (batch, n_features)``, optional ``blacklist (batch, L)`` and
+            ``mask (batch, L)``.
+
+    Returns:
+        ``(expression, mask)``: expression ``(batch,)``; the :class:`MaskOutput` for Seq2Exp,
+        else None.
+    """
     seq, signals, features = batch["seq"], batch["signals"], batch["features"]
     if isinstance(net, Seq2ExpModel):
         out = net(seq, signals, features, batch.get("blacklist"))
@@ -48,7 +68,15 @@ def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Mas
 def given_mask(net: nn.Module, batch: dict[str, Tensor]) -> Tensor | None:
     """The batch's own mask (MACS3 peaks), constrained as the generator's masks are: the
     central promoter kept (the packed predictor pools it, so it must never be empty) and
-    blacklisted positions removed. None without one."""
+    blacklisted positions removed.
+
+    Args:
+        net: the model; only a :class:`Seq2ExpPredictor`'s mask is constrained.
+        batch: the dataset's dict, with optional ``mask`` and ``blacklist``, each ``(batch, L)``.
+
+    Returns:
+        The mask ``(batch, L)``; None without one.
+    """
     mask = batch.get("mask")
     if mask is None or not isinstance(net, Seq2ExpPredictor):
         return mask

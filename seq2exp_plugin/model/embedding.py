@@ -15,13 +15,20 @@ class PositionTable(nn.Module):
     """A learned ``(length, d_model)`` table, one row per window position, initialised at zero.
 
     ``forward(length)`` returns the whole table (inputs must be exactly ``length`` long);
-    ``forward(index)`` the rows of the given positions (a packed sequence's kept positions)."""
+    ``forward(index)`` the rows of the given positions (a packed sequence's kept positions).
+
+    Args:
+        length: window length, in bp (one row per position).
+        d_model: width of each row.
+    """
 
     def __init__(self, length: int, d_model: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(length, d_model))
 
     def forward(self, positions: int | Tensor) -> Tensor:
+        """Args: positions: the window length (int, must equal the table's), or position
+        indices ``(batch, L')``. Returns: ``(length, d_model)`` or ``(batch, L', d_model)``."""
         if isinstance(positions, Tensor):
             return self.weight[positions]
         if positions != self.weight.shape[0]:
@@ -32,7 +39,15 @@ class PositionTable(nn.Module):
 
 def signal_input(signals: Tensor, transform: str) -> Tensor:
     """What the signal embedding reads: raw values ("identity", the paper), ``log1p``, or
-    "relative": ``log1p(s / mean of s over the window)`` per track (scale-free)."""
+    "relative": ``log1p(s / mean of s over the window)`` per track (scale-free).
+
+    Args:
+        signals: signal tracks ``(batch, n_signals, L)``.
+        transform: "identity", "log1p" or "relative".
+
+    Returns:
+        Transformed signals ``(batch, n_signals, L)``.
+    """
     if transform == "relative":
         signals = signals.clamp_min(0)
         return torch.log1p(signals / (signals.mean(-1, keepdim=True) + 1e-6))

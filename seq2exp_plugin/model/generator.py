@@ -22,10 +22,14 @@ from .scaling import InputScaling
 
 
 class Seq2ExpGenerator(nn.Module):
-    """DNA ``(B, 4, L)`` + signals ``(B, d, L)`` -> the mask distribution and the mask.
+    """The generator: DNA + signals -> the mask distribution p(m | X) and the mask.
 
     Usable alone: ``generator(seq, signals).score`` is the per-bp posterior mean that
     ``seq2exp predict`` writes as a bigWig.
+
+    Args:
+        config: the model configuration (``generator`` stack, ``mask``, ``signals``,
+            ``scaling``, ...); None: the defaults.
     """
 
     def __init__(self, config: Seq2ExpConfig | None = None) -> None:
@@ -54,14 +58,26 @@ class Seq2ExpGenerator(nn.Module):
 
     @property
     def contact_gamma(self) -> Tensor | None:
-        """The learned exponent of the relative contact (``Seq2ExpConfig.contact_exponent``)."""
+        """The learned exponent of the relative contact (``Seq2ExpConfig.contact_exponent``).
+
+        Returns:
+            ``contact_rate * contact_gamma_raw``, a scalar; None without a contact exponent.
+        """
         if self.contact_gamma_raw is None:
             return None
         return self.config.contact_rate * self.contact_gamma_raw
 
     def encode(self, seq: Tensor, signals: Tensor | None = None) -> Tensor:
-        """``(B, 4, L)`` one-hot (and ``(B, d, L)`` signals if the generator reads them) ->
-        ``(B, L, d_model)`` hidden states."""
+        """Embed the DNA (and signals, if the generator reads them) and run the Mamba stack.
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: scaled signal tracks ``(batch, n_signals, L)``; only read with
+                ``generator_signals``.
+
+        Returns:
+            Hidden states, channels-last ``(batch, L, d_model)``.
+        """
         hidden = self.embedding(seq.transpose(1, 2))
         if self.positions is not None:
             hidden = hidden + self.positions(seq.shape[-1])
@@ -72,8 +88,16 @@ class Seq2ExpGenerator(nn.Module):
         return self.backbone(hidden)
 
     def distribution(self, seq: Tensor, signals: Tensor) -> MaskDistribution:
-        """The posterior Beta(alpha, beta) per position, with its two factors (raw signals in;
-        the fitted scaling is applied here)."""
+        """The posterior Beta(alpha, beta) per position (Proposition 2), with its two factors.
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: raw signal tracks ``(batch, n_signals, L)``; the fitted scaling is applied
+                here.
+
+        Returns:
+            A :class:`MaskDistribution`, each parameter ``(batch, L)``.
+        """
         signals = self.scaling.signals(signals)
         tracks = (signals,) if self.signal_embedding is not None else ()
         if self.config.generator.rc_equivariant:
@@ -90,7 +114,16 @@ class Seq2ExpGenerator(nn.Module):
         return posterior(alpha1, beta1, alpha2, beta2, self.config.mask)
 
     def forward(self, seq: Tensor, signals: Tensor, blacklist: Tensor | None = None) -> MaskOutput:
-        """Sample (training) or take the mean (eval) of the posterior; see :func:`make_mask`."""
+        """Sample (training) or take the mean (eval) of the posterior; see :func:`make_mask`.
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+            blacklist: positions never kept, ``(batch, L)`` bool; None: none.
+
+        Returns:
+            A :class:`MaskOutput`: ``mask`` and ``score`` ``(batch, L)``, ``kl`` a scalar.
+        """
         dist = self.distribution(seq, signals)
         mean = self.posterior_mean(torch.stack([dist.alpha, dist.beta], dim=-1))
         return make_mask(dist, self.config.mask, self.training, blacklist, mean=mean)

@@ -34,7 +34,15 @@ from .scaling import InputScaling
 
 
 class RelativePosition(nn.Module):
-    """Offsets from the window centre (bp) -> ``(.., d_model)`` via fixed sinusoids + Linear."""
+    """Relative-position encoding: offsets from the window centre (bp) -> ``(..., d_model)``
+    via fixed sinusoids and a Linear layer.
+
+    Args:
+        d_model: width of the output.
+        n_frequencies: number of sinusoid frequencies (each gives a sine and a cosine).
+        min_wavelength: shortest wavelength, in bp.
+        max_wavelength: longest wavelength, in bp.
+    """
 
     def __init__(self, d_model: int, n_frequencies: int = 16,
                  min_wavelength: float = 4.0, max_wavelength: float = 1e6) -> None:
@@ -45,6 +53,8 @@ class RelativePosition(nn.Module):
         self.proj = nn.Linear(2 * n_frequencies, d_model)
 
     def forward(self, offsets: Tensor) -> Tensor:
+        """Args: offsets from the window centre in bp, any shape ``(...)``, e.g. ``(batch, L)``.
+        Returns: ``(..., d_model)``."""
         angles = offsets.float().unsqueeze(-1) * self.frequencies
         return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
@@ -59,11 +69,19 @@ class MaskProduct(nn.Module):
     attribution library."""
 
     def forward(self, hidden_and_mask: Tensor) -> Tensor:
+        """Args: hidden_and_mask ``(..., D + 1)``, e.g. ``(batch, L, d_model + 1)``, the mask last.
+        Returns: ``(..., D)``."""
         return hidden_and_mask[..., :-1] * hidden_and_mask[..., -1:]
 
 
 class ExpressionHead(nn.Sequential):
-    """MLP ``d_model + n_features -> hidden -> hidden -> 1`` with ReLU (one task, as gReLU heads)."""
+    """MLP ``d_model + n_features -> hidden -> hidden -> 1`` with ReLU (one task, as gReLU heads):
+    ``(batch, d_in) -> (batch, 1)``.
+
+    Args:
+        d_in: input width (pooled states plus the extra gene features).
+        hidden: width of the two hidden layers.
+    """
 
     n_tasks = 1
 
@@ -74,11 +92,16 @@ class ExpressionHead(nn.Sequential):
 
 
 class Seq2ExpPredictor(nn.Module):
-    """``(seq (B, 4, L), signals (B, d, L), features (B, n_features), mask (B, L))`` -> ``(B,)``.
+    """The predictor g_phi: masked DNA + signals + gene features -> expression ``(batch,)``.
 
     Usable alone with any mask: a generator's, a MACS3 peak mask, the top-k% of a trained
     generator (Seq2Exp-retrain), or none (``mask=None``: the "sequence + signals" baseline).
-    ``use_signals=False`` reads the DNA alone (the sequence-only, Caduceus baseline).
+
+    Args:
+        config: the model configuration (``predictor`` stack, ``mask``, ``pool_width``,
+            ``head_hidden``, ``scaling``, ...); None: the defaults.
+        use_signals: embed the signals; False reads the DNA alone (the sequence-only,
+            Caduceus baseline).
     """
 
     #: On the CPU, packed sequences run together up to this many positions in all per call:
@@ -117,9 +140,19 @@ class Seq2ExpPredictor(nn.Module):
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None,
               positions: Tensor | None = None) -> Tensor:
-        """``M * (E_seq(x) [+ P] + E_sig(s))`` (``+ (1 - M) * e_mask`` with a mask token):
-        ``(B, L, d_model)``. ``positions``: the window positions of the L columns (packed
-        sequences; default all of them), read from the position table if there is one."""
+        """Masked input embedding ``M * (E_seq(x) [+ P] + E_sig(s))`` (``+ (1 - M) * e_mask`` with
+        a mask token).
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: scaled signal tracks ``(batch, n_signals, L)``.
+            mask: mask values ``(batch, L)``; None: unmasked.
+            positions: the window positions of the L columns ``(batch, L)`` (packed sequences;
+                None: all of them), read from the position table if there is one.
+
+        Returns:
+            Embeddings, channels-last ``(batch, L, d_model)``.
+        """
         hidden = self.seq_embedding(seq.transpose(1, 2))
         if self.positions is not None:
             hidden = hidden + self.positions(seq.shape[-1] if positions is None else positions)
@@ -134,11 +167,32 @@ class Seq2ExpPredictor(nn.Module):
         return hidden
 
     def encode(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None) -> Tensor:
+        """:meth:`embed` then the Mamba stack.
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: scaled signal tracks ``(batch, n_signals, L)``.
+            mask: mask values ``(batch, L)``; None: unmasked.
+
+        Returns:
+            Hidden states ``(batch, L, d_model)``.
+        """
         return self.backbone(self.embed(seq, signals, mask))
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
                 mask: Tensor | None = None) -> Tensor:
-        """Raw inputs in (the fitted scaling is applied here), expression on the target scale out."""
+        """Raw inputs in (the fitted scaling is applied here), expression on the target scale out.
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+            features: raw extra gene features ``(batch, n_features)``.
+            mask: mask values ``(batch, L)``; None: unmasked. In packed mode the stack reads
+                only positions with mask > 0.5.
+
+        Returns:
+            Predicted expression, log10(CAGE + 1) on the target scale, ``(batch,)``.
+        """
         signals, features = self.scaling.signals(signals), self.scaling.features(features)
         if self.config.mask.packed and mask is not None:
             pooled = self._pool_packed(seq, signals, mask)
@@ -211,8 +265,15 @@ class Seq2ExpPredictor(nn.Module):
 
 
 def row_groups(lengths: list[int], budget: int | None) -> list[slice]:
-    """Consecutive rows whose lengths sum to at most ``budget`` (a row longer than it alone; None:
-    all rows in one group)."""
+    """Split rows into consecutive groups whose lengths sum to at most ``budget``.
+
+    Args:
+        lengths: each row's length (kept positions).
+        budget: most positions per group (a longer row forms a group alone); None: one group.
+
+    Returns:
+        Slices over the rows, in order.
+    """
     if budget is None:
         return [slice(0, len(lengths))]
     groups, start, total = [], 0, 0

@@ -16,8 +16,15 @@ from .config import ScalingConfig
 
 
 class InputScaling(nn.Module):
-    """``signals (B, d, L)``, ``features (B, n)`` in; scaled copies out; ``output`` undoes the
-    target standardisation. Buffers are not persistent: the configuration is the source."""
+    """The fitted scaling of signals and features, and its inverse for the output.
+
+    ``signals (batch, n_signals, L)``, ``features (batch, n_features)`` in; scaled copies out;
+    :meth:`output` undoes the target standardisation. Buffers are not persistent: the
+    configuration is the source.
+
+    Args:
+        config: the fitted numbers; None: the identity.
+    """
 
     def __init__(self, config: ScalingConfig | None = None) -> None:
         super().__init__()
@@ -34,13 +41,27 @@ class InputScaling(nn.Module):
         buffer("feature_std", cfg.feature_std)
 
     def signals(self, signals: Tensor) -> Tensor:
-        """Fold over each track's background."""
+        """Fold over each track's background.
+
+        Args:
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+
+        Returns:
+            Signals divided by each track's background, ``(batch, n_signals, L)``.
+        """
         if self.signal_background is None:
             return signals
         return signals / self.signal_background.to(signals.dtype)[:, None]
 
     def features(self, features: Tensor) -> Tensor:
-        """``log1p`` where configured (negative values clamped to 0 first), then standardised."""
+        """``log1p`` where configured (negative values clamped to 0 first), then standardised.
+
+        Args:
+            features: raw extra gene features ``(batch, n_features)``.
+
+        Returns:
+            Scaled features ``(batch, n_features)``.
+        """
         if self.feature_log1p is not None and bool(self.feature_log1p.any()):
             features = torch.where(self.feature_log1p, torch.log1p(features.clamp_min(0)), features)
         if self.feature_mean is not None:
@@ -48,11 +69,25 @@ class InputScaling(nn.Module):
         return features
 
     def standardise(self, target: Tensor) -> Tensor:
-        """Target scale -> the network's standardised scale (what a closed-form fit regresses on)."""
+        """Target scale -> the network's standardised scale (what a closed-form fit regresses on).
+
+        Args:
+            target: targets on the target scale (log10(expression + 1)), any shape.
+
+        Returns:
+            Standardised targets, same shape.
+        """
         return (target - self.config.target_mean) / self.config.target_std
 
     def output(self, prediction: Tensor) -> Tensor:
-        """The network's standardised output -> the target scale; clamped in eval mode."""
+        """The network's standardised output -> the target scale; clamped in eval mode.
+
+        Args:
+            prediction: standardised predictions, e.g. ``(batch,)``.
+
+        Returns:
+            Predictions on the target scale, same shape.
+        """
         cfg = self.config
         if cfg.target_std != 1.0 or cfg.target_mean != 0.0:
             prediction = prediction * cfg.target_std + cfg.target_mean

@@ -21,6 +21,14 @@ from .predictor import Seq2ExpPredictor
 
 @dataclass
 class Seq2ExpOutput:
+    """What :class:`Seq2ExpModel` returns.
+
+    Args:
+        expression: predicted log10(expression + 1), ``(batch,)``.
+        mask: the generator's :class:`MaskOutput` (mask and score ``(batch, L)``, KL a scalar);
+            None for a model without a generator.
+    """
+
     #: Predicted log10(expression + 1), ``(batch,)``.
     expression: Tensor
     #: None for a model without a generator (a baseline, or a predictor given its mask).
@@ -28,8 +36,16 @@ class Seq2ExpOutput:
 
 
 class Seq2ExpModel(nn.Module):
-    """The full model. Build it from a :class:`Seq2ExpConfig`, a dict of its fields, or keyword
-    fields (``Seq2ExpModel(mask={"mode": "hard"})``), as gReLU's ``model_params`` do."""
+    """The full Seq2Exp model: generator -> mask -> predictor.
+
+    Build it from a :class:`Seq2ExpConfig`, a dict of its fields, or keyword fields
+    (``Seq2ExpModel(mask={"mode": "hard"})``), as gReLU's ``model_params`` do.
+
+    Args:
+        config: a :class:`Seq2ExpConfig` or a dict of its fields; None: the defaults and
+            ``fields``.
+        **fields: configuration fields, when no config object is given.
+    """
 
     def __init__(self, config: Seq2ExpConfig | dict[str, Any] | None = None, **fields: Any) -> None:
         super().__init__()
@@ -53,19 +69,39 @@ class Seq2ExpModel(nn.Module):
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
                 blacklist: Tensor | None = None) -> Seq2ExpOutput:
-        """``seq (B, 4, L)``, ``signals (B, d, L)``, ``features (B, n_features)``,
-        ``blacklist (B, L)`` bool (optional)."""
+        """Mask the window with the generator, then predict expression from it.
+
+        Args:
+            seq: one-hot DNA ``(batch, 4, L)``.
+            signals: raw signal tracks ``(batch, n_signals, L)``.
+            features: raw extra gene features ``(batch, n_features)``.
+            blacklist: positions never kept, ``(batch, L)`` bool; None: none.
+
+        Returns:
+            A :class:`Seq2ExpOutput`: expression ``(batch,)`` and the mask ``(batch, L)``.
+        """
         mask = self.generator(seq, signals, blacklist)
         return Seq2ExpOutput(self.predictor(seq, signals, features, mask.mask), mask)
 
 
 def seq2exp_loss(output: Seq2ExpOutput, target: Tensor, kl_weight: float,
                  task_loss: Literal["smooth_l1", "mse"] = "smooth_l1") -> dict[str, Tensor]:
-    """Eq. 3: ``{"loss": total, "task": task term, "kl": unweighted KL}`` (KL 0 without a mask).
+    """Eq. 3: the information-bottleneck loss, task loss + ``kl_weight`` * KL to the prior.
 
     The one loss of training, validation and the benchmarks. Computed in float32 at least:
     under bf16 autocast the prediction is bfloat16, and rounding the targets to it would cost
-    them three significant digits."""
+    them three significant digits.
+
+    Args:
+        output: the model's output (expression ``(batch,)``, mask or None).
+        target: log10(expression + 1) targets ``(batch,)``.
+        kl_weight: weight of the KL term (per base pair's KL).
+        task_loss: "smooth_l1" (the public implementation) or "mse" (the paper's text).
+
+    Returns:
+        ``{"loss": total, "task": task term, "kl": unweighted KL}``, scalars (KL 0 without a
+        mask).
+    """
     dtype = torch.promote_types(output.expression.dtype, torch.float32)
     expression, target = output.expression.to(dtype), target.to(dtype)
     if task_loss == "smooth_l1":
