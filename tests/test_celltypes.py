@@ -197,6 +197,11 @@ def test_hybrid_training_on_two_cell_types_reports_the_celltype_metrics(tiny_syn
         from seq2exp_plugin.discover.predict import predict_to_directory
 
         predict_to_directory(str(best), tmp_path / "pred", progress=False)
+    if variant == "seq2exp":  # links read the same genes as predict, one cell type at a time
+        from seq2exp_plugin.discover.links import links_to_directory
+
+        with pytest.raises(ValueError, match="predict one at a time with --data cell_type=NAME"):
+            links_to_directory(str(best), tmp_path / "links", progress=False)
 
 
 def test_cv_tables_add_the_cross_celltype_spearman_when_every_run_has_it(tmp_path):

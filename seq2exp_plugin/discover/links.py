@@ -38,10 +38,9 @@ from ..atomic import atomic_output_dir, check_output_dir, write_json
 from ..data.bed import read_bed
 from ..data.genome import resolve_chrom
 from ..errors import InputError
-from ..train.evaluate import GenePrediction, load_run, predict_dataset
-from ..train.fit import make_dataset
-from .predict import MASKED_VARIANTS
-from .regions import call_elements, elements_to_genomic, genomic_order, read_chrom_sizes
+from ..train.evaluate import GenePrediction, predict_dataset
+from .predict import MASKED_VARIANTS, open_genes
+from .regions import call_elements, elements_to_genomic
 
 __all__ = ["LINK_COLUMNS", "PROMOTER_BP", "CandidateElements", "gene_links", "links_to_directory"]
 
@@ -168,20 +167,15 @@ def links_to_directory(
     """Links of the selected genes (``gene_ids``, else a ``split``, else all) into ``out``
     (see the module docstring); returns the summary."""
     out = check_output_dir(out, force, "--out")
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
-    module, run = load_run(checkpoint, data_overrides)
+    module, run, dataset, sizes, order = open_genes(checkpoint, data_overrides, split, gene_ids, threshold)
     if run.variant not in MASKED_VARIANTS:
         raise InputError(f"{checkpoint}: links need a mask; variant {run.variant!r} has none "
                          f"(use one of {', '.join(MASKED_VARIANTS)})")
-    dataset = make_dataset(run, split, gene_ids=gene_ids)
-    sizes = read_chrom_sizes(run.data.genome)
     candidates = CandidateElements(elements, sizes) if elements is not None else None
     symbols = _symbols(run.data.genes)
     cell = run.data.cell_type
     names = list(dataset.signal_names)
     readers = dataset.extractor.signals
-    order = genomic_order([(c, t - run.data.window // 2) for c, t in zip(dataset.chroms, dataset.tss)], sizes)
     header = [*LINK_COLUMNS, *(f"mean_{n}" for n in names), "TargetGenePredictedExpression"]
     n_links = n_genes = n_linked = 0
     with atomic_output_dir(out, force=force) as tmp:

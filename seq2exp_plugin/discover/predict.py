@@ -49,6 +49,27 @@ def _read_annotations(truth, peaks):
     return truth, peaks
 
 
+def open_genes(checkpoint: str, data_overrides: dict[str, Any] | None, split: str | None,
+               gene_ids: Sequence[str] | None, threshold: float):
+    """What ``predict`` and ``links`` read before predicting, every input checked first.
+
+    Returns:
+        ``(module, run, dataset, sizes, order)``: the checkpoint's model and run, the dataset of
+        the selected genes (``gene_ids``, else a ``split``, else all) for one cell type, the
+        genome's chromosome sizes, and the genes' genomic order (so the files stream out).
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
+    module, run = load_run(checkpoint, data_overrides)
+    if len(run.data.cell_types) > 1:
+        raise InputError(f"{checkpoint} was trained on cell types {run.data.cell_types}: predict one at "
+                         "a time with --data cell_type=NAME")
+    dataset = make_dataset(run, split, gene_ids=gene_ids)
+    sizes = read_chrom_sizes(run.data.genome)
+    order = genomic_order([(c, t - run.data.window // 2) for c, t in zip(dataset.chroms, dataset.tss)], sizes)
+    return module, run, dataset, sizes, order
+
+
 def predict_to_directory(
     checkpoint: str,
     out: str | Path,
@@ -70,19 +91,11 @@ def predict_to_directory(
     """Predict the selected genes (``gene_ids``, else a ``split``, else all) into ``out``;
     ``on_gene`` sees each gene's prediction (with its mask score) as it is made."""
     out = check_output_dir(out, force, "--out")
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
     truth, peaks = _read_annotations(truth, peaks)
-    module, run = load_run(checkpoint, data_overrides)
-    if len(run.data.cell_types) > 1:
-        raise InputError(f"{checkpoint} was trained on cell types {run.data.cell_types}: predict one at "
-                         "a time with --data cell_type=NAME")
-    dataset = make_dataset(run, split, gene_ids=gene_ids)
+    # genes in genomic order, so the mask and element files stream out; the tables keep the given order
+    module, run, dataset, sizes, order = open_genes(checkpoint, data_overrides, split, gene_ids, threshold)
     cell = run.data.cell_type
     masked = run.variant in MASKED_VARIANTS
-    sizes = read_chrom_sizes(run.data.genome)
-    # genomic order, so the mask and element files stream out; the tables keep the given order
-    order = genomic_order([(c, t - run.data.window // 2) for c, t in zip(dataset.chroms, dataset.tss)], sizes)
     to_plot = set(informative_genes(dataset, max_plots))
     rank = {g: i for i, g in enumerate(dataset.gene_ids)}
     with atomic_output_dir(out, force=force) as tmp:
