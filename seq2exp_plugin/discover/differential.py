@@ -188,17 +188,20 @@ def predict_differential(
 def _plot(path: Path, dataset, examples: Sequence[int], genes: Sequence[GenePrediction], called: dict,
           annotations: dict, threshold: float) -> None:
     """One gene's figure: each cell type's signals and mask, the elements and differential lanes."""
-    signals, truths = {}, {}
+    signals, truths, peaks = {}, {}, {}
     for i, gene in zip(examples, genes):
         item = dataset.get_numpy(i)
         signals.update({f"{name} {gene.cell_type}": values
                         for name, values in zip(dataset.signal_names, item["signals"])})
-        if annotations[gene.cell_type][0] is not None:
-            truths[f"truth {gene.cell_type}"] = annotations[gene.cell_type][0]
+        truth, peak = annotations[gene.cell_type]
+        if truth is not None:
+            truths[f"truth {gene.cell_type}"] = truth
+        if peak is not None:
+            peaks[f"MACS3 peaks {gene.cell_type}"] = peak
     values = "; ".join(f"{g.cell_type} predicted {g.prediction:.3f}"
                        + (f", observed {g.target:.3f}" if np.isfinite(g.target) else "") for g in genes)
     plot_gene(path, genes[0].window, signals=signals, score={g.cell_type: g.score for g in genes},
-              elements=called, truth=truths or None, threshold=threshold,
+              elements=called, peaks=peaks or None, truth=truths or None, threshold=threshold,
               title=f"{genes[0].gene_id}   |   {values}   [log10(expression + 1)]")
 
 

@@ -134,7 +134,8 @@ def gene_figure(
         (one lane each); ``None``: called from ``score`` with ``threshold``/``min_gap``/``min_length``
         (:func:`call_elements`; one lane per score).
     peaks : MACS3 peaks (a narrowPeak/BED path, ``seq2exp peaks`` directory, an
-        :class:`~seq2exp_plugin.data.blacklist.IntervalMask` or genomic ``(start, end)`` rows).
+        :class:`~seq2exp_plugin.data.blacklist.IntervalMask` or genomic ``(start, end)`` rows),
+        or lane name -> one of those (one lane each).
     truth : synth truth BED path or DataFrame (:func:`~seq2exp_plugin.discover.recovery.read_truth`),
         or lane name -> one of those (one lane each); the rows of this gene are drawn.
     observed, predicted : expression values for the title.
@@ -165,8 +166,8 @@ def gene_figure(
 
     lanes: list[tuple[str, list, str | None]] = [
         (name, [(int(e[0]), int(e[1])) for e in rows], _ELEMENT_COLOR) for name, rows in elements.items()]
-    if peaks is not None:
-        lanes.append(("MACS3 peaks", _peak_intervals(peaks, record), _PEAK_COLOR))
+    peak_sets = {} if peaks is None else dict(peaks) if isinstance(peaks, Mapping) else {"MACS3 peaks": peaks}
+    lanes += [(name, _peak_intervals(value, record), _PEAK_COLOR) for name, value in peak_sets.items()]
     lanes += [(name, _truth_rows(value, record), None) for name, value in truths.items()]
 
     n_tracks = len(gen_signals) + len(gscores) + (ggen is not None)
