@@ -195,6 +195,19 @@ def test_bad_cell_types_are_refused_before_any_output(two_cell_checkpoint, tiny_
     assert not out.parent.exists()
 
 
+def test_the_command_line_reports_a_bad_cell_type_in_one_line(two_cell_checkpoint, tmp_path, capsys):
+    from seq2exp_plugin.cli import main
+
+    out = tmp_path / "diff"
+    assert main(["predict", str(two_cell_checkpoint), "--out", str(out), "--cell-types", "synthB", "synthB"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--cell-types names 'synthB' twice" in err and len(err.splitlines()) == 1
+    # without --cell-types a several-cell-type model still predicts one cell type at a time
+    assert main(["predict", str(two_cell_checkpoint), "--out", str(out)]) == 2
+    assert "--data cell_type=NAME (or two side by side with --cell-types A B)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_checkpoint_reading_one_cell_types_files_is_refused(tiny_checkpoint, tiny_synth, tmp_path):
     """A model trained on synthA's files (no {cell_type} in its signal paths) cannot read
     another cell type's signals, unless --data gives paths per cell type."""
