@@ -32,7 +32,10 @@ One command does everything on this 2-core CPU machine::
    pairs, default filters) beside the ABC-like, DNase, H3K27ac and distance baselines.
 
 Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, Seq2Exp-learned,
-Seq2Exp-soft and sequence + signals only (no peak mask, no baselines).
+Seq2Exp-soft and sequence + signals only (no peak mask, no baselines). ``--links-quick``: the
+enhancer-gene links comparison (issue 22's bar) at a CPU size, 3 seeds of Seq2Exp-learned,
+Seq2Exp-soft and the MACS3 peak mask with Mamba stacks of d_model 16 and 200 steps
+(:data:`LINKS_QUICK`; options given explicitly win), about 30 min of CPU on 2 cores.
 
 Writes ``results.md``, ``results.json`` and ``recovery.png`` into ``--out`` and prints the wall
 time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``);
@@ -70,6 +73,11 @@ DEFAULT_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals", "peak-mask
 GENERATOR_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard")
 #: --quick: the learned generator against the paper's soft one and the unmasked predictor.
 QUICK_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals")
+#: --links-quick: the masked variants whose links the bar compares, at a size whose 3 seeds take
+#: about 30 min of CPU on 2 cores (the default size: about 20 min per variant and seed, training
+#: steps of d_model 32 cost 3x those of 16); the ABC-like, DNase, H3K27ac and distance baselines
+#: need no training.
+LINKS_QUICK = {"variants": ["seq2exp-learned", "seq2exp-soft", "peak-mask"], "d_model": 16, "steps": 200}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +92,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"a short check: one training seed unless --seeds, variants "
                         f"{', '.join(QUICK_VARIANTS)} (no peak mask, no baselines)")
+    p.add_argument("--links-quick", action="store_true",
+                   help="the enhancer-gene links comparison at a CPU size (about 30 min for 3 seeds): "
+                        + ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in LINKS_QUICK.items())
+                        + " unless given")
     p.add_argument("--cell-type", default="synthA")
     p.add_argument("--steps", type=int, default=400, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8)
@@ -125,6 +137,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="default: " + ", ".join(DEFAULT_VARIANTS) + " (--quick: " + ", ".join(QUICK_VARIANTS)
                         + "); also: " + ", ".join(v for v in ALL_VARIANTS if v not in DEFAULT_VARIANTS))
     args = p.parse_args(argv)
+    if args.quick and args.links_quick:
+        p.error("--quick and --links-quick are two different short runs; give one")
+    if args.links_quick:
+        for key, value in LINKS_QUICK.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
     if args.seeds is None:
         args.seeds = [0] if args.quick else [0, 1, 2]
     if args.variants is None:
