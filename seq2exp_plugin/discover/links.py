@@ -9,10 +9,11 @@ mask keeps (the elements BED of ``seq2exp predict``: :func:`~seq2exp_plugin.disc
 Columns (:data:`LINK_COLUMNS`), named as the EngreitzLab CRISPR_comparison pipeline reads ABC and
 ENCODE-rE2G predictions: ``chr start end`` (the element, 0-based half-open), ``name``
 (``<gene>|<chr>:<start>-<end>``), ``class`` (ABC's element classes, :class:`GeneAnnotation`:
-``promoter`` within ``PROMOTER_BP`` of any TSS of the gene table, else ``genic`` when it overlaps a
-gene body, else ``intergenic``; a gene table without gene bodies gives ``promoter``/``distal``), ``TargetGene`` (the gene table's symbol, else its id), ``TargetGeneTSS``
-(0-based), ``TargetGeneEnsemblID`` (the gene table's id), ``CellType``, ``distance`` (|element
-centre - TSS|, bp), ``Score`` (mean mask score = posterior mean over the element's bases in the
+``promoter`` within ``PROMOTER_BP`` of any TSS of the gene table, else ``genic`` when it overlaps
+a gene body, else ``intergenic``; a gene table without gene bodies gives ``promoter``/``distal``),
+``TargetGene`` (the gene table's symbol, else its id), ``TargetGeneTSS`` (0-based),
+``TargetGeneEnsemblID`` (the gene table's id), ``CellType``, ``distance`` (|element centre -
+TSS|, bp), ``Score`` (mean mask score = posterior mean over the element's bases in the
 window), ``mask_max``, ``kept_fraction`` (share of its bases with score >= ``threshold``),
 ``mean_<signal>`` per model signal (bigWig: the track's mean; Hi-C: the model's contact-to-TSS
 track, ``log10(1 + contact)`` by default), ``TargetGenePredictedExpression`` (log10(expr + 1)).
@@ -21,10 +22,11 @@ Written into ``out`` atomically (a temporary folder renamed when complete):
 ``links.tsv.gz`` (the table, gzipped TSV), ``links.bedpe`` (element -> TSS arcs a genome browser
 draws: IGV reads BEDPE; score = 1000 x Score), ``links.interact.bed`` and ``interact.as`` (the
 same arcs in UCSC's interact format, bed5+13, sorted for ``bedToBigBed``: :func:`interact_line`),
-``windows.bed`` (every gene's window, so that
-``seq2exp benchmark-links`` tells a tested pair outside every window from one inside a window
-where no element was linked) and ``summary.json``. Genes stream in genomic order and each
-gene's rows are written as soon as it is predicted, so memory does not grow with the genes.
+``windows.bed`` (every gene's window, so that ``seq2exp benchmark-links`` tells a tested pair
+outside every window from one inside a window where no element was linked) and
+``summary.json``. Genes stream in genomic order and each gene's rows are written as soon as it is
+predicted, so memory does not grow with the genes (the interact file is sorted one chromosome
+at a time).
 """
 
 from __future__ import annotations
