@@ -34,8 +34,8 @@ One command does everything on this 2-core CPU machine::
 Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, Seq2Exp-learned,
 Seq2Exp-soft and sequence + signals only (no peak mask, no baselines). ``--links-quick``: the
 enhancer-gene links comparison (issue 22's bar) at a CPU size, 3 seeds of Seq2Exp-learned,
-Seq2Exp-soft and the MACS3 peak mask with Mamba stacks of d_model 16 and 200 steps
-(:data:`LINKS_QUICK`; options given explicitly win), about 30 min of CPU on 2 cores.
+Seq2Exp-soft and the MACS3 peak mask with Mamba stacks of d_model 16 x 1 layer and 100 steps
+(:data:`LINKS_QUICK`; options given explicitly win), about 30 min of CPU on 2 shared cores.
 
 Writes ``results.md``, ``results.json`` and ``recovery.png`` into ``--out`` and prints the wall
 time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``);
@@ -74,10 +74,11 @@ GENERATOR_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard")
 #: --quick: the learned generator against the paper's soft one and the unmasked predictor.
 QUICK_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals")
 #: --links-quick: the masked variants whose links the bar compares, at a size whose 3 seeds take
-#: about 30 min of CPU on 2 cores (the default size: about 20 min per variant and seed, training
-#: steps of d_model 32 cost 3x those of 16); the ABC-like, DNase, H3K27ac and distance baselines
-#: need no training.
-LINKS_QUICK = {"variants": ["seq2exp-learned", "seq2exp-soft", "peak-mask"], "d_model": 16, "steps": 200}
+#: about 30 min of CPU on 2 shared cores (a training step of batch 8 at 4 kb: 1.1-1.3 s at d_model
+#: 32 x 2 layers, 0.3 s at 16 x 1); the ABC-like, DNase, H3K27ac and distance baselines need no
+#: training.
+LINKS_QUICK = {"variants": ["seq2exp-learned", "seq2exp-soft", "peak-mask"], "d_model": 16, "layers": 1,
+               "steps": 100}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"a short check: one training seed unless --seeds, variants "
                         f"{', '.join(QUICK_VARIANTS)} (no peak mask, no baselines)")
     p.add_argument("--links-quick", action="store_true",
-                   help="the enhancer-gene links comparison at a CPU size (about 30 min for 3 seeds): "
+                   help="the enhancer-gene links comparison at a CPU size (about 30 min of CPU for 3 seeds): "
                         + ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in LINKS_QUICK.items())
                         + " unless given")
     p.add_argument("--cell-type", default="synthA")
