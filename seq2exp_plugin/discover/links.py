@@ -155,7 +155,8 @@ class GeneAnnotation:
             for c in np.unique(chroms):
                 keep = (chroms == c) & (starts >= 0) & (ends > starts)
                 order = np.argsort(starts[keep], kind="stable")
-                # the running maximum of the ends: a body starting before x reaches past y iff it exceeds y
+                # running maximum of the ends: of the bodies starting before an element's end, one
+                # overlaps the element iff their largest end passes the element's start
                 self.bodies[c] = (starts[keep][order], np.maximum.accumulate(ends[keep][order]))
 
     def classify(self, chrom: str, start: int, end: int) -> str:
@@ -173,7 +174,7 @@ class GeneAnnotation:
 
 
 def gene_links(gene: GenePrediction, elements: Sequence[tuple[int, int]], readers: Sequence,
-               threshold: float, cell: str, symbol: str, annotation: GeneAnnotation | None = None) -> list[tuple]:
+               threshold: float, cell: str, symbol: str, annotation: GeneAnnotation) -> list[tuple]:
     """The link rows of one gene (:data:`LINK_COLUMNS`, then ``mean_<signal>``, then the predicted
     expression).
 
@@ -184,8 +185,7 @@ def gene_links(gene: GenePrediction, elements: Sequence[tuple[int, int]], reader
             in channel order.
         threshold: a base is kept when its score is >= this.
         cell, symbol: the CellType and TargetGene columns.
-        annotation: the class column's genes; without it, ``promoter`` (within ``PROMOTER_BP``
-            of this gene's TSS) or ``distal``.
+        annotation: the genes that give the class column.
     """
     record = gene.window
     score = record.genomic(np.asarray(gene.score, dtype=np.float64))
@@ -198,11 +198,8 @@ def gene_links(gene: GenePrediction, elements: Sequence[tuple[int, int]], reader
                       else reader.values(gene.chrom, start, end))
             signals.append(float(np.mean(values)))
         centre = (start + end) // 2
-        if annotation is not None:
-            kind = annotation.classify(gene.chrom, start, end)
-        else:
-            kind = "promoter" if start - PROMOTER_BP <= gene.tss < end + PROMOTER_BP else "distal"
-        rows.append((gene.chrom, start, end, f"{symbol}|{gene.chrom}:{start}-{end}", kind,
+        rows.append((gene.chrom, start, end, f"{symbol}|{gene.chrom}:{start}-{end}",
+                     annotation.classify(gene.chrom, start, end),
                      symbol, gene.tss, gene.gene_id, cell, abs(centre - gene.tss), float(seg.mean()),
                      float(seg.max()), float((seg >= threshold).mean()), *signals, gene.prediction))
     return rows
