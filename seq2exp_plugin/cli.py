@@ -554,7 +554,8 @@ def _add_links_parser(subparsers) -> None:
                     "element (mean, max, kept fraction), distance to the TSS, the element's mean "
                     "signals, the gene's predicted expression. Elements: --elements (candidate regions, "
                     "cCREs, DNase peaks) or the runs the mask keeps. OUT gets links.tsv.gz (ABC / "
-                    "ENCODE-rE2G column names), links.bedpe (arcs), windows.bed and summary.json, "
+                    "ENCODE-rE2G column names), links.bedpe and links.interact.bed + interact.as (arcs: "
+                    "IGV's BEDPE, UCSC's interact for bedToBigBed), windows.bed and summary.json, "
                     "atomically. Score them with `seq2exp benchmark-links`.")
     p.add_argument("checkpoint")
     which = p.add_mutually_exclusive_group(required=True)
@@ -583,8 +584,8 @@ def _run_links(args: argparse.Namespace) -> int:
         data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
         min_length=args.min_length, batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
     print(f"seq2exp links: {summary['n_links']} links for {summary['n_genes_with_links']} of "
-          f"{summary['n_genes']} genes ({summary['elements']}); wrote {args.out}: links.tsv.gz, "
-          f"links.bedpe, windows.bed, summary.json")
+          f"{summary['n_genes']} genes ({summary['elements']}; classes {summary['classes']}); wrote "
+          f"{args.out}: links.tsv.gz, links.bedpe, links.interact.bed, interact.as, windows.bed, summary.json")
     _report("links", t0)
     return 0
 
