@@ -3,7 +3,8 @@
 DNA and signals are embedded (``Linear(4, d) + Linear(n_signals, d)``), multiplied by the mask,
 encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_width`` bp,
 concatenated with the extra per-gene features and read out by an MLP
-(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU). With ``kept_pool`` the head also
+(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU; with ``celltype_head`` one
+output per cell type, each example reading its own). With ``kept_pool`` the head also
 reads the mask-weighted sum of the whole window's states, in units of the centre's width
 (``sum_l m_l h_l / pool_width``), through a learned gate that starts at 0: the distal elements
 the mask keeps reach the head directly, once training has opened the gate.
@@ -75,20 +76,45 @@ class MaskProduct(nn.Module):
 
 
 class ExpressionHead(nn.Sequential):
-    """MLP ``d_model + n_features -> hidden -> hidden -> 1`` with ReLU (one task, as gReLU heads):
-    ``(batch, d_in) -> (batch, 1)``.
+    """MLP ``d_model + n_features -> hidden -> hidden -> n_outputs`` with ReLU: ``(batch, d_in)
+    -> (batch, n_outputs)``; one output (one task, as gReLU heads) unless it is a per-cell-type
+    head (:func:`own_output` then picks each example's).
 
     Args:
         d_in: input width (pooled states plus the extra gene features).
         hidden: width of the two hidden layers.
+        n_outputs: outputs of the last layer (one per cell type of a per-cell-type head).
     """
 
     n_tasks = 1
 
-    def __init__(self, d_in: int, hidden: int) -> None:
+    def __init__(self, d_in: int, hidden: int, n_outputs: int = 1) -> None:
         super().__init__(
-            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, n_outputs)
         )
+
+
+def own_output(outputs: Tensor, cell_type: Tensor | None) -> Tensor:
+    """Each example's output of a head with one output per cell type.
+
+    Args:
+        outputs: the head's outputs ``(batch, n_outputs)``.
+        cell_type: each example's output index ``(batch,)`` int64 (the batch's
+            ``cell_type_index``); None: the only output (a shared head).
+
+    Returns:
+        ``(batch,)``.
+    """
+    if outputs.shape[-1] == 1:
+        return outputs[:, 0]
+    if cell_type is None:
+        raise ValueError(f"a per-cell-type head ({outputs.shape[-1]} outputs) needs each example's "
+                         "cell type: pass cell_type (the batch's cell_type_index)")
+    index = torch.as_tensor(cell_type, device=outputs.device).long().reshape(-1, 1)
+    if index.shape[0] != outputs.shape[0]:
+        raise ValueError(f"cell_type has {index.shape[0]} entries for a batch of {outputs.shape[0]}")
+    return outputs.gather(1, index).squeeze(1)
 
 
 class Seq2ExpPredictor(nn.Module):
@@ -124,7 +150,7 @@ class Seq2ExpPredictor(nn.Module):
         use_token = cfg.mask.mask_token and not cfg.mask.packed  # packed: kept positions only, m = 1
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         n_pooled = 2 if cfg.kept_pool else 1
-        self.head = ExpressionHead(n_pooled * d_model + cfg.n_features, cfg.head_hidden)
+        self.head = ExpressionHead(n_pooled * d_model + cfg.n_features, cfg.head_hidden, cfg.n_outputs)
         self.mask_product = MaskProduct()
         # a module of its own, so attribution hooks see each product once per forward pass
         self.kept_product = MaskProduct() if cfg.kept_pool else None
@@ -180,7 +206,7 @@ class Seq2ExpPredictor(nn.Module):
         return self.backbone(self.embed(seq, signals, mask))
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, cell_type: Tensor | None = None) -> Tensor:
         """Raw inputs in (the fitted scaling is applied here), expression on the target scale out.
 
         Args:
@@ -189,6 +215,8 @@ class Seq2ExpPredictor(nn.Module):
             features: raw extra gene features ``(batch, n_features)``.
             mask: mask values ``(batch, L)``; None: unmasked. In packed mode the stack reads
                 only positions with mask > 0.5.
+            cell_type: each example's output of a per-cell-type head ``(batch,)`` int64
+                (``config.celltype_index``); None with the shared head.
 
         Returns:
             Predicted expression, log10(CAGE + 1) on the target scale, ``(batch,)``.
@@ -204,8 +232,8 @@ class Seq2ExpPredictor(nn.Module):
             pooled = hidden[:, central_slice(seq.shape[-1], self.config.pool_width)].mean(1)
             if self.config.kept_pool:
                 pooled = torch.cat([pooled, self._kept_sum(hidden, mask)], dim=-1)
-        standardised = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
-        return self.scaling.output(standardised)
+        outputs = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1))
+        return self.scaling.output(own_output(outputs, cell_type))
 
     def _kept_sum(self, hidden: Tensor, mask: Tensor | None) -> Tensor:
         """``gate * sum_l m_l h_l / pool_width`` over ``hidden (B, L, d)`` (no mask: the mean)."""
