@@ -336,8 +336,8 @@ class RunConfig:
                               f"data.window of {self.data.window} bp; it must not exceed the window")
 
     def _check_celltype_head(self, model) -> None:
-        """A per-cell-type head: a model with a head to have one, an output for every cell type
-        of the data."""
+        """A per-cell-type head needs a variant with a learned head, and an output for every cell
+        type of the data (one held out of training has none)."""
         if self.variant in ("ridge", "promoter-ridge"):
             raise InputError(f"model.celltype_head: variant {self.variant!r} is one linear map "
                              "fitted in closed form, without a per-cell-type head; set "
