@@ -609,15 +609,21 @@ def bench_celltypes_case(L: int, examples: int, preset_name: str, repeats: int) 
 
     settings = (("one_cell_type", ["A"], "mse", False), ("two_shared", ["A", "B"], "hybrid", False),
                 ("two_per_celltype", ["A", "B"], "hybrid", True))
-    steps = {}
+    steps, kept = {}, {}
     for name, cells, loss, head in settings:
         run = RunConfig.from_dict({"preset": preset_name, "model": {"celltype_head": head},
                                    "data": {"cell_types": cells} if len(cells) > 1 else {"cell_type": cells[0]},
                                    "train": {"loss": loss}})
         torch.manual_seed(0)
         module = Seq2ExpLightning.from_run_config(run).train()
-        steps[name] = _training_step(module, celltypes_batch(L, module.net.config, examples, len(cells)))
-    row = {"L": L, "examples": examples, "preset": preset_name}
+        batch = celltypes_batch(L, module.net.config, examples, len(cells))
+        steps[name] = _training_step(module, batch)
+        with torch.no_grad():  # what a packed predictor's cost follows: the positions kept
+            torch.manual_seed(1)
+            mask = module.step(batch)["mask"]
+        kept[name] = None if mask is None else int((mask > 0.5).sum()) // examples
+    row = {"L": L, "examples": examples, "preset": preset_name,
+           **{f"{name}_kept": n for name, n in kept.items()}}
     for step in steps.values():  # warm-up
         step()
     # rounds over the settings, so that a change of load on shared cores reaches all of them
@@ -661,6 +667,8 @@ def print_celltypes_section(res: dict) -> None:
             peak = r[f"{key}_peak_bytes"]
             cells.append(f"{r[f'{key}_s']:14.3f} {float('nan') if peak is None else peak / 2 ** 20:6.0f}")
         print(f"{r['L']:8d} {r['examples']:8d} | " + " | ".join(cells))
+        print(f"{'':17s}   kept positions per example: "
+              + ", ".join(str(r[f"{key}_kept"]) for key, _ in names))
     print("1 cell type: as many genes as examples, shared head, MSE; 2: half the genes x 2 cell "
           "types, hybrid loss (w = 1), shared head or one output per cell type")
 
