@@ -14,9 +14,15 @@ per cell type, and a held-out cell type, on synthetic data.
    (``model.celltype_head``, ``--heads``), the MSE (``train.loss: mse``) and the hybrid loss at
    each ``--weights`` value;
 3. evaluation on the test genes: pooled and per-cell-type cross-gene Spearman, and the
-   cross-cell-type Spearman with the number of genes where it is defined.
+   cross-cell-type Spearman with the number of genes where it is defined;
+4. the differential elements (masked variants): per test gene, pair of cell types and position,
+   ``|mask A - mask B|`` scored against the elements causal (``R_ag``) in exactly one of the two
+   (promoter and central ``promoter_keep`` bp left out), pooled over the pairs, beside the same
+   AUPRC of ``|DNase A - DNase B|`` (``seq2exp_plugin.discover.recovery.differential_recovery``).
+   The tiny design puts no such element within 1 kb of a TSS: use ``--window 4000`` or more
+   (the default 2 kb window has no positives, and the AUPRC is NaN).
 
-``--held-out NAME`` replaces 2-3: per (variant, seed), one model on every cell type but NAME
+``--held-out NAME`` replaces 2-4: per (variant, seed), one model on every cell type but NAME
 (MSE, and the hybrid loss at each weight where two or more remain) evaluated on NAME's test
 genes from NAME's own signals (``--data cell_type=NAME``), beside a model trained on NAME
 alone; Pearson and Spearman of each. Only the shared head runs there: a per-cell-type head has
@@ -38,6 +44,31 @@ import numpy as np
 
 STACK = {"d_model": 16, "n_layers": 1, "d_state": 4}
 HEADS = ("shared", "per-cell-type")
+PROMOTER_KEEP = 200
+
+
+def differential_auprc(synth: Path, masks: dict, windows: dict, cells) -> dict:
+    """The differential-element AUPRC of the masks (``(gene, cell) -> score``) and of the DNase
+    difference, pooled over every pair of ``cells`` and the genes of ``windows``."""
+    from itertools import combinations
+
+    from seq2exp_plugin.discover.recovery import differential_labels, differential_recovery, track_scores
+
+    records = [w for gene, w in windows.items() if all((gene, c) in masks for c in cells)]
+    dnase = {c: track_scores(synth / c / "dnase.bw", records) for c in cells}
+    labels, scores = {}, {"mask": ({}, {}), "dnase": ({}, {})}
+    for a, b in combinations(cells, 2):
+        pair = differential_labels(synth / "truth" / f"{a}.bed", synth / "truth" / f"{b}.bed", records,
+                                   exclude_center=PROMOTER_KEEP, blacklist=synth / "blacklist.bed")
+        for gene, lab in pair.items():
+            key = f"{gene}|{a}|{b}"
+            labels[key] = lab
+            for k, cell in enumerate((a, b)):
+                scores["mask"][k][key] = masks[gene, cell]
+                scores["dnase"][k][key] = dnase[cell][gene]
+    result = {name: differential_recovery(*pair, labels) for name, pair in scores.items()}
+    return {"differential_auprc": result["mask"]["auprc"], "differential_auprc_dnase": result["dnase"]["auprc"],
+            "differential_prevalence": result["mask"]["prevalence"]}
 
 
 def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, seed: int, args,
@@ -49,7 +80,7 @@ def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, s
     name = f"{variant}-{head}-{loss}{weight:g}-seed{seed}" + (f"-on-{'+'.join(cells)}" if args.held_out else "")
     return {
         "variant": variant,
-        "model": {"generator": STACK, "predictor": STACK, "pool_width": 200, "mask": {"promoter_keep": 200},
+        "model": {"generator": STACK, "predictor": STACK, "pool_width": 200, "mask": {"promoter_keep": PROMOTER_KEEP},
                   "celltype_head": head == "per-cell-type"},
         "data": {"genes": str(synth / "genes.h5ad"), "genome": str(synth / "genome.fa"), "signals": tracks,
                  **({"cell_types": cells} if len(cells) > 1 else {"cell_type": cells[0]}),
@@ -62,9 +93,10 @@ def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, s
     }
 
 
-def train_and_evaluate(config: dict, cell_type: str | None = None) -> dict:
+def train_and_evaluate(config: dict, cell_type: str | None = None, on_gene=None) -> dict:
     """Train (or resume) the run, then its metrics on the test genes: of every cell type it
-    trained on, or of ``cell_type`` alone from that cell type's own signals."""
+    trained on, or of ``cell_type`` alone from that cell type's own signals (``on_gene`` sees
+    each example's prediction)."""
     from seq2exp_plugin.train.config import RunConfig
     from seq2exp_plugin.train.evaluate import evaluate, load_run
     from seq2exp_plugin.train.fit import fit, make_dataset
@@ -73,7 +105,8 @@ def train_and_evaluate(config: dict, cell_type: str | None = None) -> dict:
     fit(run)
     module, loaded = load_run(str(Path(run.out_dir) / "checkpoints" / "best.ckpt"),
                               None if cell_type is None else {"cell_type": cell_type})
-    return evaluate(module.net, make_dataset(loaded, "test", require_target=True), progress=False)
+    return evaluate(module.net, make_dataset(loaded, "test", require_target=True), progress=False,
+                    on_gene=on_gene)
 
 
 def summarise(rows: dict[str, list[dict]], columns: list[str], first: str) -> str:
@@ -93,14 +126,28 @@ def compare_settings(synth: Path, out: Path, args) -> tuple[str, dict]:
         for head in args.heads:
             for loss, weight in losses:
                 for seed in args.seeds:
+                    masks, windows = {}, {}
+
+                    def keep(gene) -> None:
+                        if gene.score is not None:
+                            masks[gene.gene_id, gene.cell_type] = gene.score
+                            windows[gene.gene_id] = gene.window
+
                     metrics = train_and_evaluate(run_config(synth, out, variant, loss, weight, seed, args,
-                                                            head=head))
+                                                            head=head), on_gene=keep)
+                    if masks:
+                        metrics.update(differential_auprc(synth, masks, windows, args.cell_type_names))
                     name = f"{variant}, {head} head, {loss}" + (f" w={weight:g}" if loss == "hybrid" else "")
                     rows.setdefault(name, []).append(metrics)
                     print(f"{name} seed {seed}: spearman {metrics['spearman']:.4f}, cross-cell-type "
                           f"spearman {metrics['cross_celltype_spearman']:.4f} "
-                          f"({metrics['cross_celltype_genes']} genes)", flush=True)
+                          f"({metrics['cross_celltype_genes']} genes)"
+                          + (f", differential AUPRC {metrics['differential_auprc']:.4f} (DNase difference "
+                             f"{metrics['differential_auprc_dnase']:.4f}, random "
+                             f"{metrics['differential_prevalence']:.4f})" if masks else ""), flush=True)
     columns = ["spearman", *(f"spearman_{c}" for c in args.cell_type_names), "cross_celltype_spearman"]
+    columns += [c for c in ("differential_auprc", "differential_auprc_dnase", "differential_prevalence")
+                if all(c in r for runs in rows.values() for r in runs)]
     table = summarise(rows, columns, "model")
     genes = {runs[0]["cross_celltype_genes"] for runs in rows.values()}
     return table + f"\n\ncross-cell-type Spearman over {', '.join(map(str, sorted(genes)))} test genes", rows

@@ -32,7 +32,11 @@ One command does everything on this 2-core CPU machine::
    pairs, default filters) beside the ABC-like, DNase, H3K27ac and distance baselines.
 
 Every table gives mean +/- sd over the training seeds. ``--quick``: one seed, Seq2Exp-learned,
-Seq2Exp-soft and sequence + signals only (no peak mask, no baselines).
+Seq2Exp-soft and sequence + signals only (no peak mask, no baselines). ``--links-quick``: the
+enhancer-gene links comparison (issue 22's bar) at a CPU size, 3 seeds of Seq2Exp-learned,
+Seq2Exp-soft and the MACS3 peak mask with Mamba stacks of d_model 16 x 1 layer and 100 steps
+(:data:`LINKS_QUICK`; options given explicitly win): 3.8 min of CPU, 8.6 min wall on 2 shared
+cores with ``OMP_NUM_THREADS=1`` (benchmarks/results/links_quick.md).
 
 Writes ``results.md``, ``results.json`` and ``recovery.png`` into ``--out`` and prints the wall
 time. Every variant gets the same model size, steps and learning rate (``--steps``, ``--lr``);
@@ -70,6 +74,12 @@ DEFAULT_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals", "peak-mask
 GENERATOR_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq2exp-hard")
 #: --quick: the learned generator against the paper's soft one and the unmasked predictor.
 QUICK_VARIANTS = ("seq2exp-learned", "seq2exp-soft", "seq-signals")
+#: --links-quick: the masked variants whose links the bar compares, at a size whose 3 seeds fit
+#: well within 30 min of CPU on 2 shared cores (measured: 3.8 min; a training step of batch 8 at
+#: 4 kb takes 1.1-1.3 s at d_model 32 x 2 layers, 0.3 s at 16 x 1); the ABC-like, DNase, H3K27ac
+#: and distance baselines need no training.
+LINKS_QUICK = {"variants": ["seq2exp-learned", "seq2exp-soft", "peak-mask"], "d_model": 16, "layers": 1,
+               "steps": 100}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +94,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"a short check: one training seed unless --seeds, variants "
                         f"{', '.join(QUICK_VARIANTS)} (no peak mask, no baselines)")
+    p.add_argument("--links-quick", action="store_true",
+                   help="the enhancer-gene links comparison at a CPU size (3 seeds in about 4 min of CPU): "
+                        + ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in LINKS_QUICK.items())
+                        + " unless given")
     p.add_argument("--cell-type", default="synthA")
     p.add_argument("--steps", type=int, default=400, help="training steps per variant")
     p.add_argument("--batch-size", type=int, default=8)
@@ -125,6 +139,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="default: " + ", ".join(DEFAULT_VARIANTS) + " (--quick: " + ", ".join(QUICK_VARIANTS)
                         + "); also: " + ", ".join(v for v in ALL_VARIANTS if v not in DEFAULT_VARIANTS))
     args = p.parse_args(argv)
+    if args.quick and args.links_quick:
+        p.error("--quick and --links-quick are two different short runs; give one")
+    if args.links_quick:
+        for key, value in LINKS_QUICK.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
     if args.seeds is None:
         args.seeds = [0] if args.quick else [0, 1, 2]
     if args.variants is None:

@@ -3,6 +3,8 @@ chr22 against the ABC model's enhancer-gene links.
 
     python benchmarks/real_k562.py --out bench_out/real_k562            # the full run (GPU-sized)
     python benchmarks/real_k562.py --out bench_out/real_k562 --quick    # minutes on 2 CPU cores
+    python benchmarks/real_k562.py --out bench_out/real_k562_cpu --cpu --sets chr16 --seeds 0 \
+        --variants seq2exp promoter-ridge ridge                           # about an hour on 2 cores
 
 Data (``--chr22``, ``--chr16``; default the fixtures ``../shared/fixtures/real/k562_*``, see their
 README.md): hg19 chr22 with real DNA, DNase, H3K27ac, Hi-C and RNA-seq TPM; hg38 chr16 with
@@ -23,6 +25,9 @@ Writes ``results.md`` and ``results.json`` into ``--out`` (mean +/- sd over seed
 run's mean test MSE and Spearman, its worst fold over the ridge's, and the recovery table).
 ``--quick``: one seed, 3 folds, 4 kb windows, a d_model 8 x 1 model for 4 steps, the first
 ``--genes`` genes of each set (default 120): it checks that everything runs, not what wins.
+``--cpu``: all genes at a size 2 CPU cores train (10 kb windows, d_model 16 x 1 layer, 2 passes);
+``--sets`` and ``--variants`` choose what runs (recovery needs chr22 and seq2exp; ``seq2exp-soft``
+is the soft run), ``--set`` adds run entries to every run (e.g. ``model.promoter_linear=null``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ from seq2exp_plugin.cli import main as seq2exp  # noqa: E402
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"
 MAIN_VARIANTS = ("seq2exp", "seq-signals", "hierarchical-cnn", "ridge", "promoter-ridge")
 CHR16_LENGTH = 90_338_345
+#: ``--cpu``: what 2 shared CPU cores train in about 10 minutes per fold (10 kb windows,
+#: d_model 16 x 1 layer, 2 passes); the default model and length need a GPU.
+CPU = ["data.window=10000", "train.epochs=2", "train.val_every_steps=37",
+       *(f"model.{part}.{k}={v}" for part in ("generator", "predictor") for k, v in (("d_model", 16), ("n_layers", 1)))]
 QUICK = ["train.max_steps=4", "train.batch_size=4", "train.val_every_steps=4", "train.warmup_steps=1",
          "model.pool_width=200", "model.mask.promoter_keep=200",
          *(f"model.{part}.{k}={v}" for part in ("generator", "predictor")
@@ -134,22 +143,35 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--window", type=int, default=200_000)
     p.add_argument("--genes", type=int, default=None, help="only the first N genes of each TSS file")
+    p.add_argument("--sets", nargs="+", choices=("chr22", "chr16"), default=["chr22", "chr16"])
+    p.add_argument("--variants", nargs="+", default=[*MAIN_VARIANTS, "seq2exp-soft"],
+                   help="default: all (seq2exp-soft: Seq2Exp with preset=soft, a run of its own)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra run entries for every run")
     p.add_argument("--quick", action="store_true", help="a tiny setting that checks everything runs")
+    p.add_argument("--cpu", action="store_true", help=f"a CPU-sized setting: {' '.join(CPU)}")
     args = p.parse_args(argv)
     settings = [f"data.window={args.window}"]
     if args.quick:
         args.seeds, args.folds, args.genes = args.seeds[:1], 3, args.genes or 120
         settings = ["data.window=4000", *QUICK]
+    elif args.cpu:
+        settings = CPU
+    settings = [*settings, *args.set]
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     sets = data_sets(args, args.out)
     results: dict = {"command": " ".join(sys.argv), "cv": {}, "recovery": {}}
     lines = [f"# Real K562 benchmark\n\n`{results['command']}`\n"]
+    main_variants = [v for v in args.variants if v != "seq2exp-soft"]
+    runs = ([("main", main_variants, [])] if main_variants else []) + (
+        [("soft", ("seq2exp",), ["preset=soft"])] if "seq2exp-soft" in args.variants else [])
     for name, data in sets.items():
+        if name not in args.sets:
+            continue
         rows: dict[str, list] = {}
         for seed in args.seeds:
             seeded = [*settings, f"train.seed={seed}"]
-            for tag, variants, extra in (("main", MAIN_VARIANTS, []), ("soft", ("seq2exp",), ["preset=soft"])):
+            for tag, variants, extra in runs:
                 summary = cross_validate(data, args.out / name / f"seed{seed}" / tag, variants, [*seeded, *extra],
                                          args.folds)["summary"]
                 for variant, m in summary.items():
@@ -163,6 +185,8 @@ def main(argv=None) -> int:
             lines.append(f"| {label} | {mean_sd([m['mse']['mean'] for m in ms])} | "
                          f"{mean_sd([m['spearman']['mean'] for m in ms])} | "
                          f"{f'{max(worst):.2f}' if worst else '-'} |")
+    if "chr22" not in args.sets or "seq2exp" not in args.variants:
+        return finish(args, results, lines, t0)
     tables = [recovery(args.out / "chr22" / f"seed{seed}" / "main", args.chr22 / "abc_links.tsv",
                       args.chr22 / "dnase.bw") for seed in args.seeds]
     auprc = pd.concat([t["auprc"] for t in tables], axis=1)
@@ -173,6 +197,11 @@ def main(argv=None) -> int:
               f"{results['recovery']['genes_with_links']} with a link in their window; prevalence "
               f"{results['recovery']['prevalence']:.4f})\n", "| ranking | AUPRC |", "|---|---|"]
     lines += [f"| {method} | {mean_sd(row.to_numpy())} |" for method, row in auprc.iterrows()]
+    return finish(args, results, lines, t0)
+
+
+def finish(args, results: dict, lines: list[str], t0: float) -> int:
+    """Write results.md and results.json into ``--out`` and print the tables."""
     lines.append(f"\nwall time {time.perf_counter() - t0:.0f} s")
     write_text(args.out / "results.md", "\n".join(lines) + "\n")
     write_json(args.out / "results.json", results)

@@ -511,6 +511,10 @@ def _add_predict_parser(subparsers) -> None:
                    help="plot this many genes, the most expressed first (20)")
     p.add_argument("--truth", default=None, help="ground-truth BED to draw (seq2exp synth truth/<cell>.bed)")
     p.add_argument("--peaks", default=None, help="MACS3 peaks to draw (narrowPeak or `seq2exp peaks` folder)")
+    p.add_argument("--cell-types", nargs=2, default=None, metavar=("A", "B"),
+                   help="predict two cell types of the model side by side (signal paths with {cell_type}): "
+                        "both masks, difference.bw (A - B), differential.bed (elements kept in one only); "
+                        "--truth/--peaks then hold {cell_type} (docs/celltypes.md)")
     _add_mask_run_options(p)
     p.set_defaults(func=_run_predict)
 
@@ -525,14 +529,18 @@ def _add_mask_run_options(p) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from .discover.differential import predict_differential
     from .discover.predict import predict_to_directory
 
     t0 = time.perf_counter()
-    out = predict_to_directory(
-        args.checkpoint, args.out, gene_ids=args.genes, split=args.split,
-        data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
-        min_length=args.min_length, max_plots=args.plots, truth=args.truth, peaks=args.peaks,
-        batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
+    options = dict(gene_ids=args.genes, split=args.split, data_overrides=_parse_assignments(args.data),
+                   threshold=args.threshold, min_gap=args.min_gap, min_length=args.min_length,
+                   max_plots=args.plots, truth=args.truth, peaks=args.peaks, batch_size=args.batch_size,
+                   num_workers=args.num_workers, force=args.force)
+    if args.cell_types is not None:
+        out = predict_differential(args.checkpoint, args.out, args.cell_types, **options)
+    else:
+        out = predict_to_directory(args.checkpoint, args.out, **options)
     print(f"seq2exp predict: wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
     _report("predict", t0)
     return 0
@@ -546,7 +554,8 @@ def _add_links_parser(subparsers) -> None:
                     "element (mean, max, kept fraction), distance to the TSS, the element's mean "
                     "signals, the gene's predicted expression. Elements: --elements (candidate regions, "
                     "cCREs, DNase peaks) or the runs the mask keeps. OUT gets links.tsv.gz (ABC / "
-                    "ENCODE-rE2G column names), links.bedpe (arcs), windows.bed and summary.json, "
+                    "ENCODE-rE2G column names), links.bedpe and links.interact.bed + interact.as (arcs: "
+                    "IGV's BEDPE, UCSC's interact for bedToBigBed), windows.bed and summary.json, "
                     "atomically. Score them with `seq2exp benchmark-links`.")
     p.add_argument("checkpoint")
     which = p.add_mutually_exclusive_group(required=True)
@@ -575,8 +584,8 @@ def _run_links(args: argparse.Namespace) -> int:
         data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
         min_length=args.min_length, batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
     print(f"seq2exp links: {summary['n_links']} links for {summary['n_genes_with_links']} of "
-          f"{summary['n_genes']} genes ({summary['elements']}); wrote {args.out}: links.tsv.gz, "
-          f"links.bedpe, windows.bed, summary.json")
+          f"{summary['n_genes']} genes ({summary['elements']}; classes {summary['classes']}); wrote "
+          f"{args.out}: links.tsv.gz, links.bedpe, links.interact.bed, interact.as, windows.bed, summary.json")
     _report("links", t0)
     return 0
 

@@ -59,3 +59,16 @@ def test_mamba_baselines_pool_as_seq2exp_learned_unless_told_not_to():
     from seq2exp_plugin.model.config import preset
 
     assert preset("learned").kept_pool and not preset("soft").kept_pool
+
+
+def test_links_quick_sets_the_links_comparison_unless_told_otherwise():
+    import pytest
+
+    discovery = load("discovery")
+    args = discovery.parse_args(["--links-quick"])
+    assert args.variants == ["seq2exp-learned", "seq2exp-soft", "peak-mask"] and args.seeds == [0, 1, 2]
+    assert (args.d_model, args.layers, args.steps) == (16, 1, 100)
+    args = discovery.parse_args(["--links-quick", "--steps", "300", "--variants", "seq2exp-learned"])
+    assert (args.steps, args.variants, args.d_model) == (300, ["seq2exp-learned"], 16)
+    with pytest.raises(SystemExit):
+        discovery.parse_args(["--links-quick", "--quick"])

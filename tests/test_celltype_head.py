@@ -53,6 +53,9 @@ def test_each_example_reads_and_trains_only_its_own_cell_types_output(kind):
     net, last = _net(kind)
     net.eval()  # dropout and batch norm out of the way: example i's output is its own
     assert last.out_features == 3
+    with torch.no_grad():  # a trained layer (the learned preset's starts at 0, its outputs equal)
+        last.weight.normal_()
+        last.bias.normal_()
     batch = _inputs()
     prediction, _ = predict_batch(net, batch)
     assert prediction.shape == (6,)

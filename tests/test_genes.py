@@ -161,6 +161,13 @@ def test_validate_gene_table_names_missing_parts(data_world):
     e.obs["split"] = "holdout"
     with pytest.raises(ValueError, match="split"):
         validate_gene_table(e)
+    f = a.copy()
+    f.obs["gene_start"] = 0  # a gene body needs both ends
+    with pytest.raises(KeyError, match="'gene_start' without 'gene_end'"):
+        validate_gene_table(f)
+    f.obs["gene_end"] = 1.5
+    with pytest.raises(ValueError, match="'gene_end' must be integer"):
+        validate_gene_table(f)
 
 
 def test_halflife_table(data_world):
@@ -224,6 +231,15 @@ def test_gtf_tss_symbols_and_halflife(data_world, tmp_path):
     assert list(a.obs_names) == ["GA.3", "GB", "GC"]
     assert a.obs["symbol"].tolist() == ["ALPHA", "BETA", "GAMMA"]
     assert a.obs["tss"].tolist() == [1200, 8999, 20000]  # gene start (+), end - 1 (-); GC from its exons
+    assert a.obs["gene_start"].tolist() == [1200, 5000, 20000] and a.obs["gene_end"].tolist() == [5000, 9000, 20500]
+    out = tmp_path / "bodies.h5ad"  # TSSs from a BED: the bodies of the genes the GTF has, -1 for the others
+    (tmp_path / "tss.bed").write_text("chr1\t1300\t1301\tGA\t0\t+\nchr2\t100\t101\tGX\t0\t+\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_gene_table(tmp_path / "tss.bed", pd.DataFrame({"gene_id": ["GA", "GX"], "K562": [1.0, 2.0]}),
+                         {"K562": data_world.tracks["K562"]}, gtf=gtf, out=out)
+    b = read_gene_table(out)
+    assert b.obs["gene_start"].tolist() == [1200, -1] and b.obs["gene_end"].tolist() == [5000, -1]
     np.testing.assert_allclose(a.X[:, 0], np.log10(np.array([1.0, 2.0, 3.0]) + 1), rtol=1e-6)  # GA.3 ~ GA
 
     s1, s2 = data_world.seqs["chr1"], data_world.seqs["chr2"]

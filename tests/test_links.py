@@ -92,6 +92,65 @@ def test_links_are_the_mask_elements_with_their_scores_and_signals(tiny_synth, t
     windows = pd.read_csv(links_run / "windows.bed", sep="\t", header=None)
     summary = json.loads((links_run / "summary.json").read_text())
     assert len(windows) == summary["n_genes"] == 20 and summary["n_links"] == len(table)
+    assert summary["classes"] == "promoter/distal" and set(table["class"]) <= {"promoter", "distal"}  # no gene bodies
+
+
+def test_links_interact_file_is_sorted_bed5_plus_13_spanning_element_and_tss(links_run):
+    """links.interact.bed is UCSC's interact format as bedToBigBed -type=bed5+13 -as=interact.as reads it."""
+    table = _links(links_run / "links.tsv.gz")
+    lines = (links_run / "links.interact.bed").read_text().splitlines()
+    assert len(lines) == len(table) > 0 and not lines[0].startswith(("track", "#"))
+    fields = re.findall(r"^\s+(\w+) (\w+);", (links_run / "interact.as").read_text(), re.M)
+    assert [n for _, n in fields] == ["chrom", "chromStart", "chromEnd", "name", "score", "value", "exp", "color",
+                                      "sourceChrom", "sourceStart", "sourceEnd", "sourceName", "sourceStrand",
+                                      "targetChrom", "targetStart", "targetEnd", "targetName", "targetStrand"]
+    rows = [line.split("\t") for line in lines]
+    assert {len(r) for r in rows} == {18}
+    cast = {"uint": int, "double": float, "string": str}
+    rows = [[cast[kind](v) for (kind, _), v in zip(fields, r)] for r in rows]  # every field parses as its type
+    assert all(v >= 0 for r in rows for (kind, _), v in zip(fields, r) if kind == "uint")
+    inter = pd.DataFrame(rows, columns=[n for _, n in fields])
+    assert (inter["chromStart"] == np.minimum(inter["sourceStart"], inter["targetStart"])).all()
+    assert (inter["chromEnd"] == np.maximum(inter["sourceEnd"], inter["targetEnd"])).all()
+    assert (inter["targetEnd"] - inter["targetStart"] == 1).all() and inter["score"].between(0, 1000).all()
+    keys = list(zip(inter["chrom"].map(str.encode), inter["chromStart"], inter["chromEnd"]))
+    assert keys == sorted(keys) and inter["chrom"].nunique() > 1  # bedToBigBed: chromosome byte order, then start
+    # the same links as the table: element = source, gene TSS = target, value = Score, score = 1000 x Score
+    merged = inter.merge(table, left_on="name", right_on="name", validate="one_to_one")
+    assert len(merged) == len(table)
+    assert (merged["sourceStart"] == merged["start"]).all() and (merged["targetStart"] == merged["TargetGeneTSS"]).all()
+    assert (merged["targetName"] == merged["TargetGene"]).all() and (merged["exp"] == "synthA").all()
+    assert merged["value"].to_numpy() == pytest.approx(merged["Score"].to_numpy(), rel=1e-5)
+    assert (merged["score"] == (1000 * merged["value"]).round()).all()
+
+
+def test_element_classes_as_abc_names_them():
+    """promoter: within 500 bp of any TSS of the table (not only the linked gene's); genic: overlaps
+    a gene body; else intergenic. Without gene bodies: promoter/distal and one warning."""
+    from seq2exp_plugin.discover.links import GeneAnnotation
+
+    obs = pd.DataFrame({"chrom": ["chr1", "chr1", "chr1", "chr2"], "tss": [10_000, 30_000, 59_999, 5_000],
+                        "gene_start": [10_000, 20_000, 50_000, -1], "gene_end": [15_000, 30_001, 60_000, -1]})
+    genes = GeneAnnotation(obs)
+    cases = {(9_000, 9_501): "promoter",      # its last base 500 bp upstream of a TSS
+             (8_000, 9_500): "intergenic",    # 501 bp
+             (29_400, 29_600): "promoter",    # another gene's TSS (a "-" gene: TSS = end - 1)
+             (14_000, 14_200): "genic",       # inside the first body
+             (15_000, 15_200): "intergenic",  # the body is half-open
+             (19_000, 20_001): "genic",       # 1 bp into the second body
+             (40_000, 41_000): "intergenic",
+             (55_000, 55_100): "genic",
+             (4_000, 4_600): "promoter"}      # chr2's gene has a TSS but no body
+    for (start, end), want in cases.items():
+        assert genes.classify("chr1" if start != 4_000 else "chr2", start, end) == want, (start, end)
+    assert genes.classify("chr2", 8_000, 9_000) == genes.classify("chrZ", 0, 100) == "intergenic"
+    # a body long enough to cover an element after later, shorter bodies started
+    nested = GeneAnnotation(pd.DataFrame({"chrom": ["c", "c"], "tss": [0, 100_000], "gene_start": [0, 1_000],
+                                          "gene_end": [90_000, 2_000]}))
+    assert nested.classify("c", 50_000, 50_100) == "genic"
+    with pytest.warns(UserWarning, match="no gene bodies"):
+        distal = GeneAnnotation(obs.drop(columns=["gene_start", "gene_end"]))
+    assert distal.classify("chr1", 14_000, 14_200) == "distal" and distal.classify("chr1", 9_000, 9_501) == "promoter"
 
 
 def test_links_over_candidate_elements(tiny_synth, tiny_checkpoint, links_run, tmp_path):

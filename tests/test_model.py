@@ -414,3 +414,28 @@ def test_kept_pool_without_a_mask_reads_the_window_mean_and_stays_strand_symmetr
         out = model(seq, signals, features)
         out_rc = model(reverse_complement(seq), signals.flip(-1), features)
     assert torch.allclose(out_rc.expression, out.expression, atol=1e-5)
+
+
+def test_promoter_path_adds_the_fitted_ridge_to_a_head_that_starts_at_zero():
+    """With ``promoter_linear`` the untrained predictor is exactly the linear map of the promoter
+    design (log1p of each signal's mean over the central width, then the features); the path
+    takes no gradient; without the field (the paper, older checkpoints) there is no path."""
+    torch.manual_seed(11)
+    config = tiny_config(promoter_linear=8)
+    predictor = Seq2ExpPredictor(config).eval()
+    assert Seq2ExpPredictor(tiny_config()).promoter_linear is None
+    assert Seq2ExpPredictor(config, use_signals=False).promoter_linear is None
+    assert not any(p.requires_grad for p in predictor.promoter_linear.parameters())
+    seq, signals, features = batch(length=64, size=3)
+    weight = torch.randn(1, 3 + 9)
+    with torch.no_grad():
+        predictor.promoter_linear.weight.copy_(weight)
+        predictor.promoter_linear.bias.fill_(0.5)
+        by_hand = torch.cat([torch.log1p(signals[..., 28:36].mean(-1)), features], 1) @ weight[0] + 0.5
+        torch.testing.assert_close(predictor(seq, signals, features), by_hand)
+    predictor.train()
+    predictor(seq, signals, features).sum().backward()
+    assert predictor.promoter_linear.weight.grad is None
+    assert predictor.head[-1].weight.grad.abs().sum() > 0  # the head learns the residual
+    with pytest.raises(ValueError, match="promoter_linear must be a width >= 1"):
+        tiny_config(promoter_linear=0)

@@ -143,3 +143,23 @@ def test_generator_track_under_the_mask_score(reverse):
     want = rec.start + (L - 200 if reverse else 100)
     assert want - 5 <= peak <= want + 100
     assert len(gene_figure(rec, signals={"DNase": sig[1]}, score=score).axes) == 3
+
+
+def test_two_cell_types_side_by_side_get_a_panel_or_lane_each():
+    """Masks, called elements, peaks and truths given per cell type (`predict --cell-types`)."""
+    from seq2exp_plugin.discover.plots import gene_figure
+
+    L = 8_000
+    rec, sig, score, truth = _example(L, False, np.random.default_rng(4))
+    other = np.zeros(L)
+    other[100:200] = 0.8
+    fig = gene_figure(rec, signals={"DNase A": sig[1], "DNase B": sig[0]}, score={"A": score, "B": other},
+                      peaks={"peaks A": [(rec.start, rec.start + 500)], "peaks B": []},
+                      truth={"truth A": truth, "truth B": truth.iloc[:0]})
+    assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes[2:4]] == ["mask score A", "mask score B"]
+    assert _lane_extents(fig, "_lane:elements A") == [(rec.start + L // 4, rec.start + L // 4 + 300)]
+    assert _lane_extents(fig, "_lane:elements B") == [(rec.start + 100, rec.start + 200)]
+    assert _lane_extents(fig, "_lane:peaks A") == [(rec.start, rec.start + 500)]
+    lanes = [t.get_text() for t in fig.axes[-1].get_yticklabels()]
+    assert lanes == ["elements A (1)", "elements B (1)", "peaks A (1)", "peaks B (0)", "truth A (4)", "truth B (0)"]
+    assert "kept 3.8% A, 1.2% B" in fig._suptitle.get_text()

@@ -11,6 +11,8 @@ from seq2exp_plugin.discover.recovery import (
     _central_slice,
     causal_vs_decoy_labels,
     compare_methods,
+    differential_labels,
+    differential_recovery,
     generator_metrics,
     generator_recovery,
     gene_windows,
@@ -262,3 +264,36 @@ def test_synth_truth_labels_and_baselines(tiny, tmp_path):
                             thresholds={"open_peaks": 1.0})
     assert list(table.index) == ["dnase", "open_peaks"] and "top_precision" in table.columns
     assert np.isnan(table.loc["dnase", "thr_precision"]) and table.loc["open_peaks", "thr_recall"] == 1.0
+
+
+def _two_truths(rows):
+    return pd.DataFrame(rows, columns=["chrom", "start", "end", "gene_id", "class"])
+
+
+def test_differential_labels_and_auprc_against_sklearn():
+    from sklearn.metrics import average_precision_score
+
+    window = WindowRecord("G", "chr1", 0, 20, "+")
+    a = _two_truths([("chr1", 2, 6, "G", "R_ag"), ("chr1", 10, 12, "G", "R_ag"), ("chr1", 16, 18, "G", "promoter")])
+    b = _two_truths([("chr1", 4, 8, "G", "R_ag"), ("chr1", 10, 12, "G", "R_ag"), ("chr1", 13, 14, "G", "decoy")])
+    labels = differential_labels(a, b, [window], exclude_center=0)["G"]
+    want = np.zeros(20, np.int8)
+    want[2:4] = 1      # causal in A only
+    want[6:8] = 1      # causal in B only
+    want[16:18] = -1   # A's promoter: not scored
+    # 4:6 and 10:12 are causal in both: negatives
+    np.testing.assert_array_equal(labels, want)
+    assert (differential_labels(a, b, [window], exclude_center=4)["G"][8:12] == -1).all()
+    # reversed window: the same labels in window order
+    rev = WindowRecord("G", "chr1", 0, 20, "-", reverse=True)
+    np.testing.assert_array_equal(differential_labels(a, b, [rev], exclude_center=0)["G"], want[::-1])
+
+    rng = np.random.default_rng(0)
+    mask_a, mask_b = rng.random(20), rng.random(20)
+    got = differential_recovery({"G": mask_a}, {"G": mask_b}, {"G": labels})
+    keep = labels >= 0
+    want_ap = average_precision_score(labels[keep], np.abs(mask_a - mask_b)[keep])
+    assert got["auprc"] == pytest.approx(want_ap) and got["n_positive"] == 4 and got["n_positions"] == 18
+    # a mask difference exactly on the differential elements is perfect
+    perfect = differential_recovery({"G": want.clip(0) * 0.9}, {"G": np.zeros(20)}, {"G": labels})
+    assert perfect["auprc"] == pytest.approx(1.0)

@@ -392,3 +392,40 @@ def test_peak_mask_keeps_the_promoter_and_drops_the_blacklist():
     with torch.no_grad():
         prediction, _ = predict_batch(net, batch)
     assert torch.isfinite(prediction).all()
+
+
+def test_the_learned_preset_starts_as_the_promoter_ridge_and_keeps_it_fixed(tiny_synth, tmp_path):
+    """``seq2exp train`` fits the promoter path before training exactly as the promoter-ridge
+    variant is fitted (same windows, same penalty choice): before any step the network predicts
+    what that baseline predicts; training moves the head, never the fitted path."""
+    from torch.utils.data import default_collate
+
+    from seq2exp_plugin.train.evaluate import load_run
+    from seq2exp_plugin.train.module import Seq2ExpLightning
+    from seq2exp_plugin.train.ridge import fit_promoter_linear
+    from seq2exp_plugin.train.scaling import with_fitted_scaling
+
+    common = {"preset": "learned", "train.max_steps": 3, "train.val_every_steps": 3}
+    ridge_run = load_config(write_config(tiny_synth, tmp_path / "ridge", variant="promoter-ridge", **common))
+    fit(ridge_run)
+    ridge, _ = load_run(str(Path(ridge_run.out_dir) / "checkpoints" / "best.ckpt"))
+
+    run = load_config(write_config(tiny_synth, tmp_path / "s2e", **common))
+    train_set = make_dataset(run, "train", require_target=True)
+    run = with_fitted_scaling(run, train_set)
+    module = Seq2ExpLightning.from_run_config(run)
+    assert fit_promoter_linear(module.net, run, train_set, make_dataset(run, "valid", require_target=True)) \
+        == pytest.approx(float(ridge.net.alpha))
+    test = make_dataset(run, "test")
+    batch = default_collate([test[i] for i in range(len(test))])
+    with torch.no_grad():
+        module.net.eval()
+        ours = module.net(batch["seq"], batch["signals"], batch["features"], blacklist=batch.get("blacklist")).expression
+        theirs = ridge.net(batch["signals"], batch["features"])
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+    fitted = module.net.predictor.promoter_linear.weight.clone()
+    fit(run)
+    trained = last_weights(run.out_dir)
+    torch.testing.assert_close(trained["model.net.predictor.promoter_linear.weight"], fitted)
+    assert trained["model.net.predictor.head.4.weight"].abs().sum() > 0  # started at 0, trained

@@ -143,7 +143,8 @@ def gtf_gene_tss(gtf: pd.DataFrame, source: str = "GTF") -> pd.DataFrame:
     """One TSS per gene from a parsed GTF: the gene record's start (+) or end - 1 (-), 0-based.
 
     Genes without a ``gene`` record use the span of their transcripts (or exons).
-    Returns gene_id, symbol, chrom, tss, strand.
+    Returns gene_id, symbol, chrom, tss, strand, gene_start, gene_end (the gene body, 0-based
+    half-open, which ``seq2exp links`` needs to call an element genic).
     """
     genes = gtf[gtf["feature"] == "gene"]
     rest = gtf[~gtf["gene_id"].isin(set(genes["gene_id"]))]
@@ -162,7 +163,8 @@ def gtf_gene_tss(gtf: pd.DataFrame, source: str = "GTF") -> pd.DataFrame:
     sym = np.where(sym == "", genes["gene_id"].values, sym)
     return pd.DataFrame(
         {"gene_id": genes["gene_id"].astype(str).values, "symbol": sym, "chrom": genes["chrom"].astype(str).values,
-         "tss": tss.astype(np.int64), "strand": genes["strand"].values}
+         "tss": tss.astype(np.int64), "strand": genes["strand"].values,
+         "gene_start": genes["start"].to_numpy(np.int64), "gene_end": genes["end"].to_numpy(np.int64)}
     )
 
 

@@ -14,6 +14,10 @@ Schema (checked by :func:`validate_gene_table`)
   split     "train", "valid" or "test" (by chromosome)
   ========  ==========================================================================
 
+  Optional, written when a GTF is given: ``gene_start``, ``gene_end`` (int, the gene body from
+  the GTF's gene record, 0-based half-open; -1 for a gene the GTF lacks). ``seq2exp links``
+  reads them to call an element genic.
+
 - ``var`` index = cell-type names (no "/"). ``X`` = float32 ``(n_genes, n_cell_types)``
   = ``log10(expression + 1)``, NaN where unknown.
 - ``obsm["features"]`` = DataFrame (index = obs_names): the 8 mRNA half-life columns
@@ -51,6 +55,7 @@ __all__ = [
     "PROMOTER_HALF_WIDTH",
     "DEFAULT_SPLIT",
     "OBS_COLUMNS",
+    "BODY_COLUMNS",
     "SCHEMA_VERSION",
     "build_gene_table",
     "read_gene_table",
@@ -62,6 +67,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 OBS_COLUMNS = ("gene_id", "symbol", "chrom", "tss", "strand", "split")
+#: Optional obs columns: the gene body (0-based half-open; -1 where unknown).
+BODY_COLUMNS = ("gene_start", "gene_end")
 
 
 def promoter_activity_column(cell_type: str) -> str:
@@ -98,6 +105,12 @@ def validate_gene_table(adata, source: str = "gene table") -> None:
     if bad.any():
         g = obs.index[bad.values][0]
         raise InputError(f"{source}: obs column 'split' must be one of {SPLITS}; gene {g!r} has {split[bad].iloc[0]!r}")
+    body = [c for c in BODY_COLUMNS if c in obs.columns]
+    if body and body != list(BODY_COLUMNS):
+        raise MissingInputError(f"{source}: obs has {body[0]!r} without {({*BODY_COLUMNS} - {*body}).pop()!r}")
+    for col in body:
+        if not pd.api.types.is_integer_dtype(obs[col].dtype):
+            raise InputError(f"{source}: obs column {col!r} must be integer, got {obs[col].dtype}")
     if adata.X is None or adata.X.shape != (adata.n_obs, adata.n_vars):
         raise InputError(f"{source}: X must be (n_genes, n_cell_types) = ({adata.n_obs}, {adata.n_vars})")
     if "features" not in adata.obsm:
@@ -252,6 +265,8 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
             sym = genes["symbol"].to_numpy(dtype=object)
             sym[rows >= 0] = g["symbol"].to_numpy(dtype=object)[rows[rows >= 0]]
             genes["symbol"] = sym
+            for col in ("gene_start", "gene_end"):
+                genes[col] = np.where(rows >= 0, g[col].to_numpy(np.int64)[np.maximum(rows, 0)], -1)
     else:
         genes = gtf_gene_tss(gtf_df, str(gtf))
         tss_source = os.path.abspath(gtf) if not isinstance(gtf, pd.DataFrame) else "GTF (DataFrame)"
@@ -366,6 +381,8 @@ def build_gene_table(tss, expression, tracks, halflife=None, gtf=None, genome=No
         },
         index=pd.Index(ids, name=None),
     )
+    if gtf_df is not None:
+        obs["gene_start"], obs["gene_end"] = (genes[c].to_numpy(np.int64) for c in ("gene_start", "gene_end"))
     adata = anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index([str(c) for c in all_cts])))
     adata.obsm["features"] = feats.set_axis(adata.obs_names, axis=0)
     adata.uns["seq2exp"] = {

@@ -126,15 +126,18 @@ def gene_figure(
     ----------
     record : the window (gene id, chrom, start, end, strand, reverse, tss).
     signals : name -> ``(L,)`` array in window order (e.g. ``{"H3K27ac": ..., "DNase": ..., "Hi-C": ...}``).
-    score : ``(L,)`` mask score in window order.
+    score : ``(L,)`` mask score in window order, or label -> score: one panel each (two cell
+        types' masks side by side, ``seq2exp predict --cell-types``).
     generator : ``(L,)`` the generator's own term in window order (the mean of its Beta(alpha1,
         beta1)): what the DNA contributed to the score, drawn under it.
-    elements : genomic ``(start, end, ...)`` rows of the called elements; ``None``: called from
-        ``score`` with ``threshold``/``min_gap``/``min_length`` (:func:`call_elements`).
+    elements : genomic ``(start, end, ...)`` rows of the called elements, or lane name -> rows
+        (one lane each); ``None``: called from ``score`` with ``threshold``/``min_gap``/``min_length``
+        (:func:`call_elements`; one lane per score).
     peaks : MACS3 peaks (a narrowPeak/BED path, ``seq2exp peaks`` directory, an
-        :class:`~seq2exp_plugin.data.blacklist.IntervalMask` or genomic ``(start, end)`` rows).
-    truth : synth truth BED path or DataFrame (:func:`~seq2exp_plugin.discover.recovery.read_truth`);
-        the rows of this gene are drawn.
+        :class:`~seq2exp_plugin.data.blacklist.IntervalMask` or genomic ``(start, end)`` rows),
+        or lane name -> one of those (one lane each).
+    truth : synth truth BED path or DataFrame (:func:`~seq2exp_plugin.discover.recovery.read_truth`),
+        or lane name -> one of those (one lane each); the rows of this gene are drawn.
     observed, predicted : expression values for the title.
     """
     # a bare Figure renders with the Agg canvas: no pyplot, no global backend switch
@@ -148,23 +151,26 @@ def gene_figure(
     span = L
     gen_signals = {k: np.asarray(record.genomic(np.asarray(v, dtype=np.float64).reshape(-1)))
                    for k, v in signals.items()}
-    gscore = None if score is None else np.asarray(record.genomic(np.asarray(score, dtype=np.float64).reshape(-1)))
+    scores = {} if score is None else dict(score) if isinstance(score, Mapping) else {"": score}
+    gscores = {k: np.asarray(record.genomic(np.asarray(v, dtype=np.float64).reshape(-1))) for k, v in scores.items()}
     ggen = (None if generator is None
             else np.asarray(record.genomic(np.asarray(generator, dtype=np.float64).reshape(-1))))
-    if elements is None and score is not None:
-        els = call_elements(np.asarray(score, dtype=np.float64).reshape(-1), threshold, min_gap, min_length)
-        elements = elements_to_genomic(els, record)
-    element_iv = [(int(e[0]), int(e[1])) for e in (elements or [])]
-    peak_iv = _peak_intervals(peaks, record)
-    truth_iv = _truth_rows(truth, record)
+    if elements is None:
+        elements = {_lane("elements", k): elements_to_genomic(call_elements(
+            np.asarray(v, dtype=np.float64).reshape(-1), threshold, min_gap, min_length), record)
+            for k, v in scores.items()} or {"elements": []}
+    elif not isinstance(elements, Mapping):
+        elements = {"elements": elements}
+    truths = {} if truth is None else dict(truth) if isinstance(truth, Mapping) else {"truth": truth}
+    truth_iv = [t for value in truths.values() for t in _truth_rows(value, record)]
 
-    lanes: list[tuple[str, list, str | None]] = [("elements", element_iv, _ELEMENT_COLOR)]
-    if peaks is not None:
-        lanes.append(("MACS3 peaks", peak_iv, _PEAK_COLOR))
-    if truth is not None:
-        lanes.append(("truth", truth_iv, None))
+    lanes: list[tuple[str, list, str | None]] = [
+        (name, [(int(e[0]), int(e[1])) for e in rows], _ELEMENT_COLOR) for name, rows in elements.items()]
+    peak_sets = {} if peaks is None else dict(peaks) if isinstance(peaks, Mapping) else {"MACS3 peaks": peaks}
+    lanes += [(name, _peak_intervals(value, record), _PEAK_COLOR) for name, value in peak_sets.items()]
+    lanes += [(name, _truth_rows(value, record), None) for name, value in truths.items()]
 
-    n_tracks = len(gen_signals) + (gscore is not None) + (ggen is not None)
+    n_tracks = len(gen_signals) + len(gscores) + (ggen is not None)
     heights = [1.0] * n_tracks + [0.35 * len(lanes) + 0.25]
     fig = Figure(figsize=(width, 1.15 * sum(heights) + 1.0), dpi=dpi)
     axes = fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights, "hspace": 0.12})
@@ -190,8 +196,8 @@ def gene_figure(
     for k, (name, vals) in enumerate(gen_signals.items()):
         draw_track(axes[i], vals, _SIGNAL_COLORS[k % len(_SIGNAL_COLORS)], name)
         i += 1
-    if gscore is not None:
-        draw_track(axes[i], gscore, "#444444", "mask score", ylim=(0, 1.05))
+    for name, gscore in gscores.items():
+        draw_track(axes[i], gscore, "#444444", _lane("mask score", name), ylim=(0, 1.05))
         axes[i].axhline(threshold, color="#e377c2", linestyle=":", linewidth=0.8)
         i += 1
     if ggen is not None:
@@ -203,7 +209,7 @@ def gene_figure(
     min_w = max(px_bp * 1.5, 1.0)
     for row, (name, ivs, color) in enumerate(lanes):
         y = len(lanes) - 1 - row
-        if name == "truth":
+        if color is None:  # a truth lane
             for s, e, c in ivs:
                 ax.broken_barh([(s, max(e - s, min_w))], (y + 0.15, 0.7), facecolors=CLASS_COLORS.get(c, "#17becf"),
                                edgecolors="none", label=f"_lane:truth:{c}")
@@ -216,7 +222,7 @@ def gene_figure(
     ax.set_yticklabels([f"{n} ({len(iv)})" for n, iv, _ in lanes], fontsize=8)
     ax.tick_params(axis="y", length=0)
     ax.spines[["top", "right", "left"]].set_visible(False)
-    if truth is not None:
+    if truths:
         present = [c for c in CLASS_COLORS if any(t[2] == c for t in truth_iv)] or list(CLASS_COLORS)
         ax.legend(handles=[Patch(color=CLASS_COLORS[c], label=c) for c in present], fontsize=7, ncol=len(present),
                   loc="upper right", bbox_to_anchor=(1.0, -0.35 if len(lanes) < 3 else -0.25), frameon=False)
@@ -247,14 +253,19 @@ def gene_figure(
             vals.append(f"predicted {predicted:.3f}")
         if vals:
             parts.append(", ".join(vals) + f"  [{expression_label}]")
-        if gscore is not None:
-            kept = float(np.mean(gscore >= threshold))
-            parts.append(f"kept {100 * kept:.1f}% (score >= {threshold:g})")
+        if gscores:
+            kept = ", ".join(_lane(f"{100 * np.mean(v >= threshold):.1f}%", k) for k, v in gscores.items())
+            parts.append(f"kept {kept} (score >= {threshold:g})")
         title = "   |   ".join(parts)
     fig.suptitle(title, fontsize=10, x=0.02, ha="left", y=0.995)
     fig.subplots_adjust(left=0.12, right=0.985, top=1 - 0.45 / fig.get_figheight(), bottom=0.75 / fig.get_figheight())
 
     return fig
+
+
+def _lane(what: str, label: str) -> str:
+    """A panel or lane name for one of several masks (``what`` alone for the only one)."""
+    return f"{what} {label}" if label else what
 
 
 def plot_gene(path: str | os.PathLike, record: WindowRecord, **kwargs) -> Path:

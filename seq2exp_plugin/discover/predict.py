@@ -13,6 +13,9 @@ interrupted run leaves nothing):
 - ``summary.json``: what was run and, when targets are known, the metrics; with ``truth`` and a
   Seq2Exp model, what its generator adds (``generator``: mask, signal-only and generator AUPRC,
   causal vs decoy; :func:`seq2exp_plugin.discover.recovery.generator_metrics`).
+
+Two cell types side by side (``--cell-types A B``, both masks and the elements kept in one only):
+:mod:`seq2exp_plugin.discover.differential`, on the genes that :func:`open_genes` reads here.
 """
 
 from __future__ import annotations
@@ -50,24 +53,60 @@ def _read_annotations(truth, peaks):
 
 
 def open_genes(checkpoint: str, data_overrides: dict[str, Any] | None, split: str | None,
-               gene_ids: Sequence[str] | None, threshold: float):
+               gene_ids: Sequence[str] | None, threshold: float, cell_types: Sequence[str] | None = None):
     """What ``predict`` and ``links`` read before predicting, every input checked first.
+
+    Args:
+        cell_types: several cell types to predict side by side (``predict --cell-types``); their
+            signals are the checkpoint's paths with ``{cell_type}`` replaced by each name.
 
     Returns:
         ``(module, run, dataset, sizes, order)``: the checkpoint's model and run, the dataset of
-        the selected genes (``gene_ids``, else a ``split``, else all) for one cell type, the
-        genome's chromosome sizes, and the genes' genomic order (so the files stream out).
+        the selected genes (``gene_ids``, else a ``split``, else all) for one cell type (with
+        ``cell_types``, a :class:`~seq2exp_plugin.data.celltypes.CellTypesDataset` of them), the
+        genome's chromosome sizes, and the examples' genomic order (so the files stream out; a
+        gene's cell types stay consecutive).
     """
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"--threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
+    if cell_types is not None:
+        _check_cell_types(cell_types, data_overrides)
     module, run = load_run(checkpoint, data_overrides)
-    if len(run.data.cell_types) > 1:
+    if cell_types is not None:
+        run = _with_cell_types(checkpoint, run, cell_types)
+    elif len(run.data.cell_types) > 1:
         raise InputError(f"{checkpoint} was trained on cell types {run.data.cell_types}: predict one at "
-                         "a time with --data cell_type=NAME")
+                         "a time with --data cell_type=NAME (or two side by side with --cell-types A B)")
     dataset = make_dataset(run, split, gene_ids=gene_ids)
     sizes = read_chrom_sizes(run.data.genome)
-    order = genomic_order([(c, t - run.data.window // 2) for c, t in zip(dataset.chroms, dataset.tss)], sizes)
+    groups = getattr(dataset, "groups", None) or [[i] for i in range(len(dataset))]
+    windows = [(dataset.chroms[g[0]], dataset.tss[g[0]] - run.data.window // 2) for g in groups]
+    order = [i for k in genomic_order(windows, sizes) for i in groups[k]]
     return module, run, dataset, sizes, order
+
+
+def _check_cell_types(cell_types: Sequence[str], data_overrides: dict[str, Any] | None) -> None:
+    """--cell-types names two different cell types, and no --data entry names others."""
+    if len(cell_types) != 2:
+        raise InputError(f"--cell-types compares two cell types, got {len(cell_types)}: {list(cell_types)}")
+    if cell_types[0] == cell_types[1]:
+        raise InputError(f"--cell-types names {cell_types[0]!r} twice: give two different cell types")
+    for key in ("cell_type", "cell_types"):
+        if (data_overrides or {}).get(key) is not None:
+            raise InputError(f"--cell-types and --data {key}=... both choose the cell types: give --cell-types alone")
+
+
+def _with_cell_types(checkpoint: str, run, cell_types: Sequence[str]):
+    """The run reading each of ``cell_types`` (its signals and gene-table column), refused if its
+    signal paths are the same for every cell type."""
+    from ..train.config import RunConfig
+
+    if not any("{cell_type}" in str(path) for path in run.data.signals.values()):
+        raise InputError(f"--cell-types: the signals of {checkpoint} ({run.data.signals}) hold no {{cell_type}}, "
+                         "so every cell type would read the same files; give paths per cell type with "
+                         "--data 'signals={dnase: \"{cell_type}/dnase.bw\", ...}'")
+    data = run.to_dict()["data"]
+    return RunConfig.from_dict({**run.to_dict(), "data": {**data, "cell_types": list(cell_types)}})
 
 
 def predict_to_directory(

@@ -33,6 +33,12 @@ constant ranks positions the same way) and of the generator's own Beta mean, on 
 positions; and, among bases inside signal peaks only (:func:`causal_vs_decoy_labels`: the gene's
 ``R_ag`` elements against its ``decoy`` elements), how well each ranks causal above decoy.
 
+Differential elements (:func:`differential_labels`, :func:`differential_recovery`): between two
+cell types, the positions inside a gene's ``R_ag`` elements of exactly one of them are the
+positives (causal in both or in neither: negatives; excluded in either: not scored), ranked by
+``|score A - score B|`` - what ``seq2exp predict --cell-types`` and ``benchmarks/celltypes.py``
+report, next to the same for the DNase tracks.
+
 Scores for the baselines: :func:`peak_scores` (MACS3 peak mask, 0/1) and :func:`track_scores`
 (a bigWig, e.g. DNase: ranking by DNase is thresholding it at every level).
 """
@@ -62,6 +68,8 @@ __all__ = [
     "causal_vs_decoy_labels",
     "generator_metrics",
     "generator_recovery",
+    "differential_labels",
+    "differential_recovery",
 ]
 
 POSITIVE_CLASSES = ("R_ag",)
@@ -393,3 +401,24 @@ def generator_recovery(genes: Sequence, truth, exclude_center: int | None = None
     peaks = causal_vs_decoy_labels(df, windows, exclude_center=exclude_center, blacklist=blacklist)
     return generator_metrics({g.gene_id: g.score for g in genes}, {g.gene_id: g.signal_score for g in genes},
                              {g.gene_id: g.sequence_score for g in genes}, labels, peaks)
+
+
+def differential_labels(truth_a, truth_b, windows: Sequence[WindowRecord], exclude_center: int | None = None,
+                        blacklist=None) -> dict[str, np.ndarray]:
+    """``gene_id -> int8 (L,)`` in window order: 1 inside the gene's ``R_ag`` elements in exactly
+    one of two cell types' truths (paths or :func:`read_truth` tables), 0 elsewhere, -1 where
+    either cell type's :func:`truth_labels` leaves the position out (promoter, central
+    ``exclude_center`` bp, blacklist)."""
+    a = truth_labels(truth_a, windows, exclude_center=exclude_center, blacklist=blacklist)
+    b = truth_labels(truth_b, windows, exclude_center=exclude_center, blacklist=blacklist)
+    return {g: np.where((a[g] < 0) | (b[g] < 0), -1, a[g] != b[g]).astype(np.int8) for g in a}
+
+
+def differential_recovery(scores_a: Mapping[str, np.ndarray], scores_b: Mapping[str, np.ndarray],
+                          labels: Mapping[str, np.ndarray], **options) -> dict:
+    """:func:`recovery_metrics` of ``|score A - score B|`` per gene and position (masks, or DNase
+    tracks for the baseline) against :func:`differential_labels`: how well a difference between
+    two cell types finds the elements causal in one of them only."""
+    difference = {g: np.abs(np.asarray(scores_a[g], np.float64) - np.asarray(scores_b[g], np.float64))
+                  for g in labels}
+    return recovery_metrics(difference, labels, **options)

@@ -31,7 +31,10 @@ Two outputs per cell type:
 
 Both files are written under a temporary name beside the target and renamed when complete; a
 failure or an exception inside ``with MaskWriter(...)`` leaves nothing.
-:class:`RegionWriter` does both for one cell type.
+:class:`RegionWriter` does both for one cell type. The buffering of both is shared with other
+per-window outputs: a :class:`MaskWriter` may buffer several scores per bp and write files
+derived from them (two cell types' masks and their difference), and :class:`SortedBedWriter`
+streams any per-gene BED rows as the element BED is streamed.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ __all__ = [
     "elements_to_genomic",
     "MaskWriter",
     "write_mask_bigwig",
+    "SortedBedWriter",
     "ElementWriter",
     "write_elements_bed",
     "read_elements_bed",
@@ -253,10 +257,15 @@ class _AllOrNothing:
             try:
                 self._finish()
                 self._closed = True
-                publish(self._tmp, self.path)
+                for tmp, path in self._outputs():
+                    publish(tmp, path)
             finally:
                 self.abort()
         return self.path
+
+    def _outputs(self) -> list[tuple[Path, Path]]:
+        """(temporary, final) of each file written."""
+        return [(self._tmp, self.path)]
 
     def __enter__(self):
         return self
@@ -288,34 +297,53 @@ class MaskWriter(_AllOrNothing):
     _CHUNK = 1 << 22
 
     def __init__(self, path: str | os.PathLike, sizes, decimals: int | None = None, force: bool = False):
+        self._open([path], sizes, decimals, force, channels=1)
+
+    def _open(self, paths: Sequence[str | os.PathLike], sizes, decimals: int | None, force: bool,
+              channels: int) -> None:
+        """Buffers of ``channels`` scores per bp (each the maximum over the windows that cover it),
+        written to the bigWigs ``paths`` through :meth:`_files` (subclasses with several)."""
         import pyBigWig
 
-        self.path = Path(path)
-        _check_target(self.path, force)
+        self.paths = [Path(p) for p in paths]
+        self.path = self.paths[0]
+        for path in self.paths:
+            _check_target(path, force)
         self.sizes = read_chrom_sizes(sizes)
         self.decimals = None if decimals is None else int(decimals)
         self.n_records = 0
         self._order = _SortedInput("the mask bigWig")
         self._chrom: str | None = None
-        self._lo = 0  # genomic position of _values[0]
-        self._values = np.empty(0, np.float32)
+        self._lo = 0  # genomic position of _values[:, 0]
+        self._values = np.empty((channels, 0), np.float32)
         self._covered = np.empty(0, bool)
-        self._tmp = _tmp_beside(self.path)
         self._closed = False
-        self._bw = pyBigWig.open(str(self._tmp), "w")
-        if self._bw is None:
-            self._tmp.unlink(missing_ok=True)
-            raise OSError(f"pyBigWig cannot create {self.path} (writing {self._tmp.name} beside it)")
-        self._bw.addHeader([(c, int(self.sizes[c])) for c in sorted(self.sizes)], maxZooms=10)
+        self._tmps: list[Path] = []
+        self._bws: list = []
+        for path in self.paths:
+            self._tmps.append(_tmp_beside(path))
+            self._bws.append(pyBigWig.open(str(self._tmps[-1]), "w"))
+            if self._bws[-1] is None:
+                self._bws.pop()
+                self.abort()
+                raise OSError(f"pyBigWig cannot create {path} (writing {self._tmps[-1].name} beside it)")
+            self._bws[-1].addHeader([(c, int(self.sizes[c])) for c in sorted(self.sizes)], maxZooms=10)
 
     def __repr__(self) -> str:
-        return f"MaskWriter({str(self.path)!r}, {self.n_records} windows)"
+        return f"{type(self).__name__}({str(self.path)!r}, {self.n_records} windows)"
+
+    def _outputs(self) -> list[tuple[Path, Path]]:
+        return list(zip(self._tmps, self.paths))
 
     def add(self, record: WindowRecord, score: np.ndarray) -> None:
         """Add one gene's window scores (window order; flipped here if ``record.reverse``)."""
+        self._add(record, [score])
+
+    def _add(self, record: WindowRecord, scores: Sequence[np.ndarray]) -> None:
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        vals = np.asarray(record.genomic(np.asarray(score, dtype=np.float32).reshape(-1)), dtype=np.float32)
+        vals = np.stack([np.asarray(record.genomic(np.asarray(s, dtype=np.float32).reshape(-1)), dtype=np.float32)
+                         for s in scores])
         if not np.all(np.isfinite(vals)):
             raise ValueError(f"gene {record.gene_id!r}: mask scores contain NaN or infinite values")
         chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
@@ -328,13 +356,13 @@ class MaskWriter(_AllOrNothing):
             self._chrom, self._lo = chrom, lo
         else:
             self._flush(lo)
-        grow = hi - self._lo - len(self._values)
+        grow = hi - self._lo - self._values.shape[1]
         if grow > 0:
-            self._values = np.concatenate([self._values, np.zeros(grow, np.float32)])
+            self._values = np.concatenate([self._values, np.zeros((len(self._values), grow), np.float32)], axis=1)
             self._covered = np.concatenate([self._covered, np.zeros(grow, bool)])
         seg = slice(lo - self._lo, hi - self._lo)
-        new = vals[lo - int(record.start): hi - int(record.start)]
-        self._values[seg] = np.where(self._covered[seg], np.maximum(self._values[seg], new), new)
+        new = vals[:, lo - int(record.start): hi - int(record.start)]
+        self._values[:, seg] = np.where(self._covered[seg], np.maximum(self._values[:, seg], new), new)
         self._covered[seg] = True
         self.n_records += 1
 
@@ -342,23 +370,31 @@ class MaskWriter(_AllOrNothing):
         """Write the buffered positions before ``before`` (all of them for None)."""
         if self._chrom is None:
             return
-        k = len(self._values) if before is None else min(max(before - self._lo, 0), len(self._values))
+        n = self._values.shape[1]
+        k = n if before is None else min(max(before - self._lo, 0), n)
         if k:
-            self._write(self._chrom, self._lo, self._values[:k], self._covered[:k])
-            self._values, self._covered = self._values[k:].copy(), self._covered[k:].copy()
+            for bw, values in zip(self._bws, self._files(self._rounded(self._values[:, :k]))):
+                self._write(bw, self._chrom, self._lo, values, self._covered[:k])
+            self._values, self._covered = self._values[:, k:].copy(), self._covered[k:].copy()
         self._lo += k
-        if before is not None and not len(self._values):
+        if before is not None and not self._values.shape[1]:
             self._lo = max(self._lo, before)
 
-    def _write(self, chrom: str, offset: int, values: np.ndarray, covered: np.ndarray) -> None:
+    def _rounded(self, values: np.ndarray) -> np.ndarray:
+        values = values.astype(np.float64)
+        return values if self.decimals is None else np.round(values, self.decimals)
+
+    def _files(self, values: np.ndarray) -> list[np.ndarray]:
+        """What each bigWig gets from the buffered channels ``(channels, n)``: here the one channel."""
+        return [values[0]]
+
+    def _write(self, bw, chrom: str, offset: int, values: np.ndarray, covered: np.ndarray) -> None:
         for lo in range(0, len(values), self._CHUNK):
             hi = min(lo + self._CHUNK, len(values))
             cov = covered[lo:hi]
             if not cov.any():
                 continue
-            vals = values[lo:hi].astype(np.float64)
-            if self.decimals is not None:
-                vals = np.round(vals, self.decimals)
+            vals = values[lo:hi]
             # runs of equal values (a new run wherever coverage starts or the value changes)
             brk = np.ones(hi - lo, dtype=bool)
             brk[1:] = (vals[1:] != vals[:-1]) | (cov[1:] != cov[:-1])
@@ -368,25 +404,28 @@ class MaskWriter(_AllOrNothing):
             starts, ends = starts[keep], ends[keep]
             base = offset + lo
             if len(starts) <= int(cov.sum()) // 2:  # compressible: bedGraph-style entries
-                self._bw.addEntries([chrom] * len(starts), (starts + base).tolist(),
-                                    ends=(ends + base).tolist(), values=vals[starts].tolist())
+                bw.addEntries([chrom] * len(starts), (starts + base).tolist(),
+                              ends=(ends + base).tolist(), values=vals[starts].tolist())
             else:  # one value per bp: fixed-step entries per covered stretch (about 4x faster)
                 cs, ce = _runs(cov)
                 for a, b in zip(cs, ce):
-                    self._bw.addEntries(chrom, int(a + base), values=vals[a:b], span=1, step=1)
+                    bw.addEntries(chrom, int(a + base), values=vals[a:b], span=1, step=1)
 
     def _finish(self) -> None:
         self._flush(None)
-        self._bw.close()
+        for bw in self._bws:
+            bw.close()
 
     def abort(self) -> None:
         """Drop everything; no output is written."""
         if not self._closed:
             self._closed = True
-            self._bw.close()
-        self._values = np.empty(0, np.float32)
+            for bw in self._bws:
+                bw.close()
+        self._values = self._values[:, :0]
         self._covered = np.empty(0, bool)
-        self._tmp.unlink(missing_ok=True)
+        for tmp in self._tmps:
+            tmp.unlink(missing_ok=True)
 
     def __del__(self):  # pragma: no cover - best effort if the writer is dropped unclosed
         try:
@@ -407,16 +446,61 @@ def write_mask_bigwig(records: Iterable[tuple[WindowRecord, np.ndarray]], sizes,
 
 
 # ------------------------------------------------------------------------------------ BED
-class ElementWriter(_AllOrNothing):
+class SortedBedWriter(_AllOrNothing):
+    """Streams each gene's BED rows into one file sorted like ``sort -k1,1 -k2,2n``, under a
+    ``#`` header of ``columns``. Windows come sorted as for :class:`MaskWriter`: rows starting
+    before the latest window are final and written out, so memory holds a window's rows."""
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str], sizes=None, force: bool = False):
+        self.path = Path(path)
+        _check_target(self.path, force)
+        self.sizes = read_chrom_sizes(sizes) if sizes is not None else None
+        self._order = _SortedInput(f"the BED {self.path.name}")
+        self._pending: list[tuple] = []
+        self._tmp = _tmp_beside(self.path)
+        self._fh = open(self._tmp, "w")
+        self._fh.write("#" + "\t".join(columns) + "\n")
+        self._closed = False
+
+    def _chrom(self, record: WindowRecord) -> tuple[str, int | None]:
+        """The record's chromosome as the sizes spell it, and its size (None without sizes)."""
+        if self.sizes is None:
+            return record.chrom, None
+        chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
+        return chrom, self.sizes[chrom]
+
+    def _emit(self, record: WindowRecord, chrom: str, rows: list[tuple]) -> None:
+        """Take one window's rows (first 4 columns chrom, start, end, name)."""
+        if self._closed:
+            raise ValueError(f"BED writer for {self.path} is closed")
+        self._order.check(record, chrom)
+        # rows of later windows start at or after this window's start: the earlier ones are final
+        first = (chrom, max(int(record.start), 0))
+        self._pending.sort(key=_row_key)
+        done = [r for r in self._pending if (r[0], int(r[1])) < first]
+        self._pending = self._pending[len(done):] + rows
+        self._fh.writelines(self._format(r) for r in done)
+
+    def _format(self, row: Sequence) -> str:
+        return "\t".join(map(str, row)) + "\n"
+
+    def _finish(self) -> None:
+        self._fh.writelines(self._format(r) for r in sorted(self._pending, key=_row_key))
+        self._fh.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._pending = []
+        self._fh.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class ElementWriter(SortedBedWriter):
     """Calls elements in each gene's window and streams them into one sorted BED (see the
-    module docstring for the columns). ``add`` returns the gene's genomic element rows.
-    Windows come sorted as for :class:`MaskWriter`: rows starting before the latest window
-    are final and written out."""
+    module docstring for the columns). ``add`` returns the gene's genomic element rows."""
 
     def __init__(self, path: str | os.PathLike, threshold: float | None = 0.5, min_gap: int = 0,
                  min_length: int = 1, top_fraction: float | None = None, sizes=None, force: bool = False):
-        self.path = Path(path)
-        _check_target(self.path, force)
         if top_fraction is None and threshold is None:
             raise InputError("give a threshold or a top_fraction")
         if top_fraction is not None and not 0.0 < float(top_fraction) <= 1.0:
@@ -425,17 +509,11 @@ class ElementWriter(_AllOrNothing):
             raise InputError(f"threshold must be in (0, 1] (mask scores lie in [0, 1]), got {threshold}")
         if int(min_gap) < 0 or int(min_length) < 1:
             raise InputError(f"min_gap must be >= 0 and min_length >= 1 (got {min_gap}, {min_length})")
+        super().__init__(path, ELEMENT_COLUMNS, sizes, force)
         self.threshold = threshold
         self.top_fraction = top_fraction
         self.min_gap = int(min_gap)
         self.min_length = int(min_length)
-        self.sizes = read_chrom_sizes(sizes) if sizes is not None else None
-        self._order = _SortedInput("the element BED")
-        self._pending: list[tuple] = []
-        self._tmp = _tmp_beside(self.path)
-        self._fh = open(self._tmp, "w")
-        self._fh.write("#" + "\t".join(ELEMENT_COLUMNS) + "\n")
-        self._closed = False
 
     def add(self, record: WindowRecord, score: np.ndarray) -> list[tuple]:
         if self._closed:
@@ -443,12 +521,7 @@ class ElementWriter(_AllOrNothing):
         score = np.asarray(score, dtype=np.float64).reshape(-1)
         record.genomic(score)  # length check
         els = call_elements(score, self.threshold, self.min_gap, self.min_length, self.top_fraction)
-        size = None
-        chrom = record.chrom
-        if self.sizes is not None:
-            chrom = resolve_chrom(record.chrom, self.sizes, "the chromosome sizes")
-            size = self.sizes[chrom]
-        self._order.check(record, chrom)
+        chrom, size = self._chrom(record)
         gscore = record.genomic(score)
         rows = []
         for n, (gs, ge, _) in enumerate(elements_to_genomic(els, record, size), start=1):
@@ -458,23 +531,11 @@ class ElementWriter(_AllOrNothing):
             centre = (gs + ge) // 2
             rows.append((chrom, gs, ge, f"{record.gene_id}:{n}", bed_score, record.strand, record.gene_id,
                          mean, mx, centre - record.tss_position))
-        # rows of later windows start at or after this window's start: the earlier ones are final
-        first = (chrom, max(int(record.start), 0))
-        self._pending.sort(key=_row_key)
-        done = [r for r in self._pending if (r[0], int(r[1])) < first]
-        self._pending = self._pending[len(done):] + rows
-        self._fh.writelines(_format_row(r) for r in done)
+        self._emit(record, chrom, rows)
         return rows
 
-    def _finish(self) -> None:
-        self._fh.writelines(_format_row(r) for r in sorted(self._pending, key=_row_key))
-        self._fh.close()
-
-    def abort(self) -> None:
-        self._closed = True
-        self._pending = []
-        self._fh.close()
-        self._tmp.unlink(missing_ok=True)
+    def _format(self, row: Sequence) -> str:
+        return _format_row(row)
 
 
 def _row_key(r: Sequence) -> tuple:

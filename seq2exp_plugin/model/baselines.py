@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .celltype_head import own_output
 from .config import ScalingConfig
 from .mask import central_slice
-from .predictor import own_output
 from .scaling import InputScaling
 
 
@@ -83,7 +83,7 @@ class HierarchicalCNN(nn.Module):
         dropout: dropout probability in the residual blocks.
         scaling: the fitted input/output scaling; None: the identity.
         n_outputs: outputs of the last layer: one per cell type of a per-cell-type head, each
-            example reading its own (:func:`~seq2exp_plugin.model.predictor.own_output`).
+            example reading its own (:func:`~seq2exp_plugin.model.celltype_head.own_output`).
     """
 
     n_tasks = 1
@@ -196,10 +196,8 @@ class ExpectoRidge(nn.Module):
         """
         signals, features = self.scaling.signals(signals), self.scaling.features(features)
         if self.promoter_width:
-            centre = signals[..., central_slice(signals.shape[-1], self.promoter_width)]
-            basis = torch.log1p(centre.clamp_min(0).mean(-1))
-        else:
-            basis = spatial_basis_features(signals, self.bin_size, self.decays)
+            return promoter_design(signals, features, self.promoter_width)
+        basis = spatial_basis_features(signals, self.bin_size, self.decays)
         return torch.cat([basis, features.to(basis.dtype)], dim=1)
 
     def forward(self, signals: Tensor, features: Tensor) -> Tensor:
@@ -227,25 +225,60 @@ class ExpectoRidge(nn.Module):
         Returns:
             This model, fitted (the chosen penalty in the ``alpha`` buffer).
         """
-        from sklearn.linear_model import Ridge
-        from sklearn.preprocessing import StandardScaler
-
-        scaler = StandardScaler().fit(x)
-
-        def ridge(alpha: float) -> Ridge:
-            return Ridge(alpha=alpha).fit(scaler.transform(x), y)
-
-        if valid is None:
-            alpha = 1.0
-        else:
-            errors = [np.mean((ridge(a).predict(scaler.transform(valid[0])) - valid[1]) ** 2)
-                      for a in alphas]
-            alpha = alphas[int(np.argmin(errors))]
-        fitted = ridge(alpha)
-        weight = fitted.coef_ / scaler.scale_
-        bias = fitted.intercept_ - float(np.dot(weight, scaler.mean_))
+        weight, bias, alpha = fit_ridge_map(x, y, valid, alphas)
         with torch.no_grad():
             self.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32)[None])
             self.linear.bias.fill_(bias)
             self.alpha.fill_(alpha)
         return self
+
+
+def promoter_design(signals: Tensor, features: Tensor, width: int) -> Tensor:
+    """The promoter ridge's inputs: ``log1p`` of each signal's mean over the central ``width`` bp
+    (negative values read as 0), then the gene features.
+
+    Args:
+        signals: scaled signal tracks ``(batch, n_signals, L)``.
+        features: scaled gene features ``(batch, n_features)``.
+        width: width of the central promoter, in bp.
+
+    Returns:
+        Design rows ``(batch, n_signals + n_features)``.
+    """
+    centre = signals[..., central_slice(signals.shape[-1], width)]
+    basis = torch.log1p(centre.clamp_min(0).mean(-1))
+    return torch.cat([basis, features.to(basis.dtype)], dim=1)
+
+
+def fit_ridge_map(x: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndarray] | None = None,
+                  alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+                  ) -> tuple[np.ndarray, float, float]:
+    """Ridge regression of ``y`` on standardised ``x`` by scikit-learn, the penalty chosen on
+    ``valid``, returned as a linear map on the raw rows (the standardisation folded in).
+
+    Args:
+        x: design rows ``(n, p)``.
+        y: targets ``(n,)``.
+        valid: validation ``(x, y)`` that choose the penalty; None: penalty 1.
+        alphas: candidate ridge penalties.
+
+    Returns:
+        ``(weight (p,), bias, penalty)`` with ``prediction = x @ weight + bias``.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+
+    def ridge(alpha: float) -> Ridge:
+        return Ridge(alpha=alpha).fit(scaler.transform(x), y)
+
+    if valid is None:
+        alpha = 1.0
+    else:
+        errors = [np.mean((ridge(a).predict(scaler.transform(valid[0])) - valid[1]) ** 2)
+                  for a in alphas]
+        alpha = alphas[int(np.argmin(errors))]
+    fitted = ridge(alpha)
+    weight = fitted.coef_ / scaler.scale_
+    return weight, float(fitted.intercept_ - np.dot(weight, scaler.mean_)), alpha

@@ -228,6 +228,13 @@ class Seq2ExpConfig:
     #: The cell types of the per-cell-type head's outputs, in order (``seq2exp train`` writes
     #: the run's ``data.cell_types``); empty without that head.
     cell_types: tuple[str, ...] = ()
+    #: Width (bp) of the central promoter whose log mean signals, with the gene features, also
+    #: reach the output through a linear map: the promoter ridge, fitted in closed form on the
+    #: training genes before training (penalty chosen on the validation genes) and then held
+    #: fixed, while the head's last layer starts at zero. The network starts as the promoter
+    #: ridge and learns what it leaves unexplained (on real K562 a two-feature promoter ridge was
+    #: the model to beat). None: no such path (the paper). See docs/model.md, "The learned preset".
+    promoter_linear: int | None = None
     #: How the predictor reads signal values: "identity" (the paper: raw values) or "log1p"
     #: (tames raw bigWig values in the thousands). The signal Beta always uses raw values.
     signal_transform: Literal["identity", "log1p"] = "identity"
@@ -290,6 +297,8 @@ class Seq2ExpConfig:
             raise ValueError("Seq2ExpConfig: contact_rate and kept_gate_rate must be > 0")
         if self.n_features < 0 or self.pool_width < 1:
             raise ValueError("Seq2ExpConfig: n_features must be >= 0 and pool_width >= 1")
+        if self.promoter_linear is not None and self.promoter_linear < 1:
+            raise ValueError(f"Seq2ExpConfig.promoter_linear must be a width >= 1 bp or None, got {self.promoter_linear}")
         if self.signal_transform not in ("identity", "log1p"):
             raise ValueError(
                 f"Seq2ExpConfig.signal_transform must be 'identity' or 'log1p', got {self.signal_transform!r}"
@@ -452,7 +461,9 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
     (``sequence_term="multiplicative"``), times a learned power of the Hi-C contact to the TSS
     (``contact_exponent="hic"``: the track must be named ``hic``); the predictor runs on the
     kept positions only (``mask.packed``, as the paper's hard run) and its head reads all of
-    them besides the centre (``kept_pool``); the mask token, for runs set to ``packed: false``.
+    them besides the centre (``kept_pool``); the mask token, for runs set to ``packed: false``;
+    the promoter ridge (TSS +/- 500 bp) as a fixed linear path beside the head
+    (``promoter_linear``), so the network learns its residual.
     """
     hard_prior = dict(mode="hard", signal_scale=1.0, prior_alpha=0.1, prior_beta=0.1222)
     presets: dict[str, dict[str, Any]] = {
@@ -475,7 +486,7 @@ def preset(name: str, **overrides: Any) -> Seq2ExpConfig:
         "learned": {"mask": {"mode": "hard", "sequence_term": "multiplicative", "kept_target": 0.08,
                              "kl_weight": 1.0, "packed": True, "mask_token": True},
                     "generator_signals": True, "generator_signal_transform": "relative",
-                    "contact_exponent": "hic", "kept_pool": True},
+                    "contact_exponent": "hic", "kept_pool": True, "promoter_linear": 1000},
     }
     if name not in presets:
         raise InputError(f"unknown preset {name!r}; choose from {sorted(presets)}")

@@ -4,7 +4,10 @@ DNA and signals are embedded (``Linear(4, d) + Linear(n_signals, d)``), multipli
 encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_width`` bp,
 concatenated with the extra per-gene features and read out by an MLP
 (``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU; with ``celltype_head`` one
-output per cell type, each example reading its own). With ``kept_pool`` the head also
+output per cell type, each example reading its own). With ``promoter_linear`` a fixed
+linear map of the promoter's log mean signals and the gene features (the promoter ridge, fitted
+before training by :func:`seq2exp_plugin.train.ridge.fit_promoter_linear`) is added to the head's
+output, which starts at 0. With ``kept_pool`` the head also
 reads the mask-weighted sum of the whole window's states, in units of the centre's width
 (``sum_l m_l h_l / pool_width``), through a learned gate that starts at 0: the distal elements
 the mask keeps reach the head directly, once training has opened the gate.
@@ -28,6 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.bimamba import BiMambaStack, rc_symmetrize, zero_linear_biases_
+from .baselines import promoter_design
+from .celltype_head import own_output
 from .config import Seq2ExpConfig
 from .embedding import PositionTable, signal_input
 from .mask import central_slice
@@ -78,7 +83,7 @@ class MaskProduct(nn.Module):
 class ExpressionHead(nn.Sequential):
     """MLP ``d_model + n_features -> hidden -> hidden -> n_outputs`` with ReLU: ``(batch, d_in)
     -> (batch, n_outputs)``; one output (one task, as gReLU heads) unless it is a per-cell-type
-    head (:func:`own_output` then picks each example's).
+    head (:func:`~seq2exp_plugin.model.celltype_head.own_output` then picks each example's).
 
     Args:
         d_in: input width (pooled states plus the extra gene features).
@@ -93,28 +98,6 @@ class ExpressionHead(nn.Sequential):
             nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, n_outputs)
         )
-
-
-def own_output(outputs: Tensor, cell_type: Tensor | None) -> Tensor:
-    """Each example's output of a head with one output per cell type.
-
-    Args:
-        outputs: the head's outputs ``(batch, n_outputs)``.
-        cell_type: each example's output index ``(batch,)`` int64 (the batch's
-            ``cell_type_index``); None: the only output (a shared head).
-
-    Returns:
-        ``(batch,)``.
-    """
-    if outputs.shape[-1] == 1:
-        return outputs[:, 0]
-    if cell_type is None:
-        raise ValueError(f"a per-cell-type head ({outputs.shape[-1]} outputs) needs each example's "
-                         "cell type: pass cell_type (the batch's cell_type_index)")
-    index = torch.as_tensor(cell_type, device=outputs.device).long().reshape(-1, 1)
-    if index.shape[0] != outputs.shape[0]:
-        raise ValueError(f"cell_type has {index.shape[0]} entries for a batch of {outputs.shape[0]}")
-    return outputs.gather(1, index).squeeze(1)
 
 
 class Seq2ExpPredictor(nn.Module):
@@ -151,6 +134,14 @@ class Seq2ExpPredictor(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         n_pooled = 2 if cfg.kept_pool else 1
         self.head = ExpressionHead(n_pooled * d_model + cfg.n_features, cfg.head_hidden, cfg.n_outputs)
+        # the promoter ridge beside the head: fitted before training (train.ridge), then fixed;
+        # the head starts at 0 so the untrained network is that ridge
+        self.promoter_linear = None
+        if cfg.promoter_linear and use_signals:
+            self.promoter_linear = nn.Linear(cfg.n_signals + cfg.n_features, 1)
+            self.promoter_linear.requires_grad_(False)
+            nn.init.zeros_(self.promoter_linear.weight)
+            nn.init.zeros_(self.promoter_linear.bias)
         self.mask_product = MaskProduct()
         # a module of its own, so attribution hooks see each product once per forward pass
         self.kept_product = MaskProduct() if cfg.kept_pool else None
@@ -163,6 +154,9 @@ class Seq2ExpPredictor(nn.Module):
         self.scaling = InputScaling(cfg.scaling)
         if cfg.predictor.caduceus_init:
             zero_linear_biases_(self)
+        if self.promoter_linear is not None:
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def embed(self, seq: Tensor, signals: Tensor, mask: Tensor | None = None,
               positions: Tensor | None = None) -> Tensor:
@@ -233,7 +227,17 @@ class Seq2ExpPredictor(nn.Module):
             if self.config.kept_pool:
                 pooled = torch.cat([pooled, self._kept_sum(hidden, mask)], dim=-1)
         outputs = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1))
-        return self.scaling.output(own_output(outputs, cell_type))
+        standardised = own_output(outputs, cell_type)
+        if self.promoter_linear is not None:
+            with torch.autocast(seq.device.type, enabled=False):  # the fitted ridge in fp32
+                ridge = self.promoter_linear(self.promoter_design(signals, features)).squeeze(-1)
+            standardised = standardised + ridge
+        return self.scaling.output(standardised)
+
+    def promoter_design(self, signals: Tensor, features: Tensor) -> Tensor:
+        """The inputs of the promoter path (``promoter_linear``) from scaled signals and features:
+        ``(batch, n_signals + n_features)``, as the promoter-ridge baseline reads them."""
+        return promoter_design(signals.float(), features.float(), self.config.promoter_linear)
 
     def _kept_sum(self, hidden: Tensor, mask: Tensor | None) -> Tensor:
         """``gate * sum_l m_l h_l / pool_width`` over ``hidden (B, L, d)`` (no mask: the mean)."""

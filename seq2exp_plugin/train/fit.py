@@ -253,6 +253,13 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     module = Seq2ExpLightning.from_run_config(run)
     if run.variant == "retrain":
         freeze_generator(module.net, run.generator_checkpoint)
+    if last is None:  # a resumed run reads its fitted promoter path from last.ckpt
+        from .ridge import fit_promoter_linear
+
+        alpha = fit_promoter_linear(module.net, run, train_set, valid_set)
+        if alpha is not None:
+            print(f"seq2exp train: promoter path fitted in closed form (ridge penalty {alpha:g}); "
+                  "the network learns what it leaves unexplained", flush=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))

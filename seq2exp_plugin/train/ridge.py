@@ -15,12 +15,13 @@ from ..atomic import atomic_file, write_text
 from .config import RunConfig
 
 
-def _design(net, dataset, run: RunConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _design(design, dataset, run: RunConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``design(signals, features)`` rows and the targets of every window of ``dataset``."""
     rows, targets = [], []
     loader = DataLoader(dataset, batch_size=run.train.batch_size, **loader_workers(run.data.num_workers))
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"ridge: {what} windows", disable=not run.train.progress_bar):
-            rows.append(net.design(batch["signals"], batch["features"]).numpy())
+            rows.append(design(batch["signals"], batch["features"]).numpy())
             targets.append(batch["target"].numpy())
     return np.concatenate(rows), np.concatenate(targets)
 
@@ -39,8 +40,8 @@ def fit_ridge(run: RunConfig, train_set: Dataset, valid_set: Dataset) -> Path:
 
     module = Seq2ExpLightning.from_run_config(run)
     net = module.net
-    train = _design(net, train_set, run, "train")
-    valid = _design(net, valid_set, run, "valid")
+    train = _design(net.design, train_set, run, "train")
+    valid = _design(net.design, valid_set, run, "valid")
     net.fit(*_standardised(net, train), valid=_standardised(net, valid))
     with torch.no_grad():
         fitted = net.scaling.output(net.linear(torch.from_numpy(valid[0]).float()).squeeze(-1))
@@ -60,3 +61,27 @@ def fit_ridge(run: RunConfig, train_set: Dataset, valid_set: Dataset) -> Path:
         with atomic_file(out / name) as tmp:
             torch.save(checkpoint, tmp)
     return out / "best.ckpt"
+
+
+def fit_promoter_linear(net, run: RunConfig, train_set: Dataset, valid_set: Dataset) -> float | None:
+    """Fit a Seq2Exp predictor's promoter path (``model.promoter_linear``) in closed form, as the
+    promoter-ridge baseline is fitted: on the training windows, penalty chosen on the validation
+    windows. Returns the penalty; None (nothing done) for a model without that path."""
+    from ..model.baselines import fit_ridge_map
+
+    predictor = getattr(net, "predictor", net)
+    linear = getattr(predictor, "promoter_linear", None)
+    if linear is None:
+        return None
+    scaling = predictor.scaling
+
+    def design(signals, features):
+        return predictor.promoter_design(scaling.signals(signals), scaling.features(features))
+
+    train, valid = (_design(design, data, run, what) for data, what in ((train_set, "train"), (valid_set, "valid")))
+    weight, bias, alpha = fit_ridge_map(train[0], scaling.standardise(train[1]),
+                                        valid=(valid[0], scaling.standardise(valid[1])))
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32)[None])
+        linear.bias.fill_(bias)
+    return alpha

@@ -43,7 +43,8 @@ ZOO = GROUP.parent
 SEED = 2025
 N_GENES = 48
 #: Small Seq2Exp of the project's default preset ``learned``: 2-layer bidirectional Mamba stacks
-#: of width 16 (about 17k parameters).
+#: of width 16 (about 17k parameters), without the promoter-ridge path the preset gained after
+#: this checkpoint was built (``promoter_linear``; the bundled weights have none).
 MODEL = {
     "generator": {"d_model": 16, "n_layers": 2, "d_state": 8},
     "predictor": {"d_model": 16, "n_layers": 2, "d_state": 8},
@@ -51,6 +52,7 @@ MODEL = {
     "head_hidden": 32,
     "mask": {"promoter_keep": 500, "kept_target": 0.06},
     "signal_transform": "log1p",
+    "promoter_linear": None,
 }
 TRAIN = {
     "max_steps": 100,
