@@ -15,6 +15,12 @@ Sections, chosen with flags (no flag = all sections):
   --bound    the model bound to one locus for gReLU's ISM (Seq2Exp-soft, default size): a
              batch of mutated windows in one no-grad call against the calls of
              CPU_INFERENCE_POSITIONS positions it now makes, side by side: time and peak memory
+  --celltypes  one training step (the training module's own loss and backward, default
+             preset ``learned``) of a batch of one cell type (its genes, shared head, MSE)
+             against a batch of the same number of examples over two cell types (half the
+             genes, each with both cell types' signals; hybrid loss), with the shared head and
+             with one output per cell type (``model.celltype_head``), side by side: time per
+             step and peak memory
 
 To add a section: write ``run_<name>_section(args) -> dict`` and
 ``print_<name>_section(result)``, register both in SECTIONS, and add its own options in
@@ -33,6 +39,7 @@ Example:
   python benchmarks/bench_speed.py --model --model-lengths 20000,200000
   python benchmarks/bench_speed.py --packed --packed-lengths 20000,200000 --packed-batch 4
   python benchmarks/bench_speed.py --bound --bound-lengths 200000 --bound-batch 4
+  python benchmarks/bench_speed.py --celltypes --celltypes-lengths 10000 --celltypes-batch 4
 """
 
 from __future__ import annotations
@@ -585,12 +592,94 @@ def print_bound_section(res: dict) -> None:
               "(CPU_INFERENCE_POSITIONS, what the bound model does on the CPU)")
 
 
+def celltypes_batch(L: int, config, examples: int, n_cells: int) -> dict:
+    """A training batch of ``examples`` examples: ``examples // n_cells`` genes, each with the
+    signals, features and target of every one of ``n_cells`` cell types (consecutive, as the
+    training sampler keeps a gene's cell types together)."""
+    genes = examples // n_cells
+    ins = model_inputs(L, config, examples)
+    return {**ins, "seq": ins["seq"][:genes].repeat_interleave(n_cells, 0),
+            "gene_id": [f"g{i // n_cells}" for i in range(examples)],
+            "cell_type_index": torch.arange(examples) % n_cells}
+
+
+def bench_celltypes_case(L: int, examples: int, preset_name: str, repeats: int) -> dict:
+    from seq2exp_plugin.train.config import RunConfig
+    from seq2exp_plugin.train.module import Seq2ExpLightning
+
+    settings = (("one_cell_type", ["A"], "mse", False), ("two_shared", ["A", "B"], "hybrid", False),
+                ("two_per_celltype", ["A", "B"], "hybrid", True))
+    steps, kept = {}, {}
+    for name, cells, loss, head in settings:
+        run = RunConfig.from_dict({"preset": preset_name, "model": {"celltype_head": head},
+                                   "data": {"cell_types": cells} if len(cells) > 1 else {"cell_type": cells[0]},
+                                   "train": {"loss": loss}})
+        torch.manual_seed(0)
+        module = Seq2ExpLightning.from_run_config(run).train()
+        batch = celltypes_batch(L, module.net.config, examples, len(cells))
+        steps[name] = _training_step(module, batch)
+        with torch.no_grad():  # what a packed predictor's cost follows: the positions kept
+            torch.manual_seed(1)
+            mask = module.step(batch)["mask"]
+        kept[name] = None if mask is None else int((mask > 0.5).sum()) // examples
+    row = {"L": L, "examples": examples, "preset": preset_name,
+           **{f"{name}_kept": n for name, n in kept.items()}}
+    for step in steps.values():  # warm-up
+        step()
+    # rounds over the settings, so that a change of load on shared cores reaches all of them
+    for name in steps:
+        row[f"{name}_s"] = math.inf
+    for _ in range(repeats):
+        for name, step in steps.items():
+            row[f"{name}_s"] = min(row[f"{name}_s"], best_time(step, 1)[0])
+    for name, step in steps.items():
+        row[f"{name}_peak_bytes"] = measure_peak(step)[1]
+    row["load_average"] = load_average()
+    return row
+
+
+def _training_step(module, batch: dict):
+    """One training step of the training module on ``batch``: its loss, then the backward."""
+    def step():
+        torch.manual_seed(1)  # the same mask draw at every call
+        module.zero_grad(set_to_none=True)
+        module.step(batch)["loss"].backward()
+    return step
+
+
+def run_celltypes_section(args) -> dict:
+    return over_lengths(args, args.celltypes_lengths, "celltypes", lambda L: bench_celltypes_case(
+        L, args.celltypes_batch, args.celltypes_preset, args.repeats))
+
+
+def print_celltypes_section(res: dict) -> None:
+    rows = res["rows"]
+    preset_name = rows[0]["preset"] if rows else "?"
+    print(f"\n== several cell types: one training step (preset {preset_name}, default size, float32, "
+          f"{res['threads']} threads), the same number of examples ==")
+    names = (("one_cell_type", "1 cell type"), ("two_shared", "2, shared"), ("two_per_celltype", "2, per-cell"))
+    hdr = f"{'L':>8s} {'examples':>8s} | " + " | ".join(f"{label:>12s} s {'+MiB':>6s}" for _, label in names)
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        cells = []
+        for key, _ in names:
+            peak = r[f"{key}_peak_bytes"]
+            cells.append(f"{r[f'{key}_s']:14.3f} {float('nan') if peak is None else peak / 2 ** 20:6.0f}")
+        print(f"{r['L']:8d} {r['examples']:8d} | " + " | ".join(cells))
+        print(f"{'':17s}   kept positions per example: "
+              + ", ".join(str(r[f"{key}_kept"]) for key, _ in names))
+    print("1 cell type: as many genes as examples, shared head, MSE; 2: half the genes x 2 cell "
+          "types, hybrid loss (w = 1), shared head or one output per cell type")
+
+
 SECTIONS = {
     "machine": (run_machine_section, print_machine_section),
     "scan": (run_scan_section, print_scan_section),
     "model": (run_model_section, print_model_section),
     "packed": (run_packed_section, print_packed_section),
     "bound": (run_bound_section, print_bound_section),
+    "celltypes": (run_celltypes_section, print_celltypes_section),
 }
 
 
@@ -625,6 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bound", action="store_true", help="the locus-bound model of gReLU's ISM")
     g.add_argument("--bound-lengths", default="20000,200000", help="window lengths (bp)")
     g.add_argument("--bound-batch", type=int, default=4, help="mutated windows per batch")
+    g = p.add_argument_group("celltypes")
+    g.add_argument("--celltypes", action="store_true",
+                   help="a batch of two cell types against one of one, the same number of examples")
+    g.add_argument("--celltypes-lengths", default="10000", help="window lengths (bp)")
+    g.add_argument("--celltypes-batch", type=int, default=4, help="examples per batch (even)")
+    g.add_argument("--celltypes-preset", default="learned", help="model preset")
     return p
 
 

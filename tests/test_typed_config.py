@@ -95,6 +95,8 @@ def test_hic_options_reach_the_reader_and_cnn_options_the_model():
     from seq2exp_plugin.train.config import CnnConfig, HicConfig
 
     reader = set(inspect.signature(HiCContacts).parameters) - {"path", "allow_missing_chroms"}
-    model = set(inspect.signature(HierarchicalCNN).parameters) - {"n_signals", "window", "n_features", "scaling"}
+    # the model configuration gives the rest (n_outputs: model.celltype_head)
+    model = set(inspect.signature(HierarchicalCNN).parameters) - {"n_signals", "window", "n_features", "scaling",
+                                                                  "n_outputs"}
     assert {f.name for f in dataclasses.fields(HicConfig)} == reader
     assert {f.name for f in dataclasses.fields(CnnConfig)} == model

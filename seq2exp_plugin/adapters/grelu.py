@@ -128,7 +128,8 @@ class HierarchicalCNN(_GreluModel):
         self.window = window
         self.net = baselines.HierarchicalCNN(self.config.n_signals, window,
                                              n_features=self.config.n_features,
-                                             scaling=self.config.scaling, **(cnn or {}))
+                                             scaling=self.config.scaling,
+                                             n_outputs=self.config.n_outputs, **(cnn or {}))
 
     def forward(self, x: Tensor) -> Tensor:
         _, signals, features = self.split(x)
@@ -166,9 +167,11 @@ class BoundSignals(nn.Module):
     """
 
     def __init__(self, model: _GreluModel, signals: Tensor, features: Tensor,
-                 mask: Tensor | None = None, blacklist: Tensor | None = None) -> None:
+                 mask: Tensor | None = None, blacklist: Tensor | None = None,
+                 cell_type_index: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.cell_type_index = int(cell_type_index)
         length = signals.shape[-1]
         self.register_buffer("signals", torch.as_tensor(signals).float().reshape(-1, length),
                              persistent=False)
@@ -200,14 +203,16 @@ class BoundSignals(nn.Module):
             return torch.cat([self(seq[lo:lo + per_call]) for lo in range(0, seq.shape[0], per_call)])
         n, dtype = seq.shape[0], seq.dtype
         batch = {"seq": seq, "signals": self.signals.to(dtype).expand(n, -1, -1),
-                 "features": self.features.to(dtype).expand(n, -1)}
+                 "features": self.features.to(dtype).expand(n, -1),
+                 "cell_type_index": torch.full((n,), self.cell_type_index, device=seq.device)}
         if self.blacklist is not None:
             batch["blacklist"] = self.blacklist.expand(n, -1)
         if self.mask is not None:
             batch["mask"] = self.mask.to(dtype).expand(n, -1)
         net = self.model.net
         if isinstance(net, seq2exp_module.Seq2ExpModel) and self.mask is not None:
-            prediction = net.predictor(seq, batch["signals"], batch["features"], batch["mask"])
+            prediction = net.predictor(seq, batch["signals"], batch["features"], batch["mask"],
+                                       batch["cell_type_index"])
         else:
             prediction, _ = predict_batch(net, batch)
         return prediction[:, None, None]
@@ -215,14 +220,15 @@ class BoundSignals(nn.Module):
 
 def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequence[str],
                blacklist: Tensor | None = None, mask: Tensor | None = None,
-               task_name: str = "expression"):
+               task_name: str = "expression", cell_type_index: int = 0):
     """A gReLU ``LightningModel`` that reads 4-channel DNA of one locus (see :class:`BoundSignals`).
 
     ``model``: a ``grelu.lightning.LightningModel`` holding one of this module's classes (e.g.
     ``LightningModel.load_from_checkpoint`` of a ``seq2exp train`` checkpoint, or the training
     module itself), or such a class directly. ``signals (n_signals, L)``, ``features
     (n_features,)``, ``blacklist (L,)`` and ``mask (L,)`` are the locus's arrays in the model's
-    window orientation (a window-dataset item's); ``signal_names`` names the rows of
+    window orientation (a window-dataset item's, as ``cell_type_index``: the output of a
+    per-cell-type head it reads); ``signal_names`` names the rows of
     ``signals`` (a window dataset's ``signal_names``), checked against the model's tracks. The result shares the trained weights (a view,
     not a copy), is in eval mode, predicts ``(N, 1, 1)`` and works with
     ``grelu.interpret.score.ISM_predict``, ``get_attributions`` and ``predict_on_dataset``. It is
@@ -247,7 +253,8 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequ
     # weights; num_workers 0: gReLU's prediction loaders run in this process
     register()
     bound = LightningModel(dict(params), {"task": "regression", "loss": "mse", "num_workers": 0})
-    bound.model = BoundSignals(face, signals, features, mask=mask, blacklist=blacklist)
+    bound.model = BoundSignals(face, signals, features, mask=mask, blacklist=blacklist,
+                               cell_type_index=cell_type_index)
     bound.data_params = {"tasks": {"name": [task_name]}}
     device = next(face.parameters(), torch.empty(0)).device
     return bound.to(device).eval()  # the bound tracks go where the weights are

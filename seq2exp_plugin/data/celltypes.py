@@ -29,7 +29,10 @@ class CellTypesDataset(_TorchDataset):
     Args:
         datasets: cell type -> its window dataset, all over the same gene table and window.
 
-    Items are the window datasets' items plus ``cell_type`` (a string).
+    Items are the window datasets' items plus ``cell_type`` (a string); their
+    ``cell_type_index`` (the output of a per-cell-type head they read) is their window
+    dataset's, which :func:`seq2exp_plugin.train.fit.make_dataset` sets from the model's cell
+    types by name.
     """
 
     def __init__(self, datasets: Mapping[str, WindowDataset]) -> None:

@@ -305,6 +305,8 @@ class WindowDataset(_TorchDataset):
     gene_ids : keep these genes, in this order.
     rc_minus_strand, blacklist, allow_missing_chroms, hic_options : see :class:`WindowExtractor`.
     require_target : drop genes whose target is NaN (for training).
+    cell_type_index : what every item's ``cell_type_index`` is: the output of a per-cell-type
+        head that reads this cell type (``Seq2ExpConfig.celltype_index``; 0 for the shared head).
     """
 
     def __init__(
@@ -322,6 +324,7 @@ class WindowDataset(_TorchDataset):
         hic_options: Mapping | None = None,
         require_target: bool = False,
         peaks=None,
+        cell_type_index: int = 0,
     ):
         if isinstance(genes, (str, os.PathLike)):
             adata = read_gene_table(genes)
@@ -333,6 +336,7 @@ class WindowDataset(_TorchDataset):
         if cell_type not in adata.var_names:
             raise MissingInputError(f"cell type {cell_type!r} not in {source}; available: {list(adata.var_names)}")
         self.cell_type = str(cell_type)
+        self.cell_type_index = int(cell_type_index)
         obs = adata.obs
         keep = np.ones(adata.n_obs, dtype=bool)
         if split is not None:
@@ -400,6 +404,7 @@ class WindowDataset(_TorchDataset):
             "strand": str(strand),
             "tss": tss,
             "tss_index": int(w["tss_index"]),
+            "cell_type_index": self.cell_type_index,
             **({"mask": w["mask"]} if "mask" in w else {}),
         }
 

@@ -94,6 +94,8 @@ class Locus:
     blacklist: Any
     signal_names: tuple[str, ...]
     mask: Any = None
+    #: The output of a per-cell-type head the locus reads (the dataset item's).
+    cell_type_index: int = 0
 
     @classmethod
     def from_item(cls, item: dict, rc_minus_strand: bool, signal_names: Sequence[str]) -> "Locus":
@@ -104,7 +106,8 @@ class Locus:
         return cls(str(item["gene_id"]), str(item["chrom"]), int(item["start"]), int(item["end"]), strand,
                    int(item["tss"]), bool(rc_minus_strand) and strand == "-", as_tensor("seq").float(),
                    as_tensor("signals").float(), as_tensor("features").float(),
-                   as_tensor("blacklist").bool(), tuple(signal_names), as_tensor("mask"))
+                   as_tensor("blacklist").bool(), tuple(signal_names), as_tensor("mask"),
+                   int(item.get("cell_type_index", 0)))
 
     @property
     def length(self) -> int:
@@ -185,7 +188,7 @@ def bind(model, locus: Locus, mask_mode: str = "recompute"):
         # predictor reads for the reference window
         mask = _reference_generator_output(net, locus).mask[0].float() if mask_mode == "fixed" else None
     bound = bind_locus(model, locus.signals, locus.features, locus.signal_names,
-                       blacklist=locus.blacklist, mask=mask)
+                       blacklist=locus.blacklist, mask=mask, cell_type_index=locus.cell_type_index)
     predict = bound.predict_on_dataset
 
     def predict_on_dataset(dataset, **kwargs):

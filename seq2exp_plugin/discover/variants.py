@@ -316,7 +316,8 @@ def variant_effects(net, dataset, variants: Sequence[Variant], gene_ids: Sequenc
             item = dataset[gi]
             reverse = rc and gene.strand == "-"
             seq = torch.as_tensor(np.asarray(item["seq"])).float()
-            shared = {k: torch.as_tensor(np.asarray(item[k]))[None] for k in ("signals", "features", "blacklist")}
+            shared = {k: torch.as_tensor(np.asarray(item[k]))[None]
+                      for k in ("signals", "features", "blacklist", "cell_type_index")}
             if item.get("mask") is not None:
                 shared["mask"] = torch.as_tensor(np.asarray(item["mask"]))[None]
 

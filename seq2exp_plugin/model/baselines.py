@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .celltype_head import own_output
 from .config import ScalingConfig
 from .mask import central_slice
 from .scaling import InputScaling
@@ -81,13 +82,16 @@ class HierarchicalCNN(nn.Module):
         kernel_size: convolution width, in bins.
         dropout: dropout probability in the residual blocks.
         scaling: the fitted input/output scaling; None: the identity.
+        n_outputs: outputs of the last layer: one per cell type of a per-cell-type head, each
+            example reading its own (:func:`~seq2exp_plugin.model.celltype_head.own_output`).
     """
 
     n_tasks = 1
 
     def __init__(self, n_signals: int, window: int, n_features: int = 9, bin_size: int = 128,
                  channels: int = 64, n_blocks: int = 7, kernel_size: int = 5,
-                 dropout: float = 0.1, scaling: ScalingConfig | None = None) -> None:
+                 dropout: float = 0.1, scaling: ScalingConfig | None = None,
+                 n_outputs: int = 1) -> None:
         super().__init__()
         self.bin_size = bin_size
         self.scaling = InputScaling(scaling)
@@ -98,14 +102,16 @@ class HierarchicalCNN(nn.Module):
             nn.Sequential(ResidualConvBlock(channels, kernel_size, dropout), nn.MaxPool1d(2))
             for _ in range(n_blocks)
         ])
-        self.linear = nn.Linear(channels * (n_bins >> n_blocks) + n_features, 1)
+        self.linear = nn.Linear(channels * (n_bins >> n_blocks) + n_features, n_outputs)
 
-    def forward(self, signals: Tensor, features: Tensor) -> Tensor:
+    def forward(self, signals: Tensor, features: Tensor, cell_type: Tensor | None = None) -> Tensor:
         """Predict expression from raw signals (the fitted scaling is applied here).
 
         Args:
             signals: raw signal tracks ``(batch, n_signals, L)``.
             features: raw extra gene features ``(batch, n_features)``.
+            cell_type: each example's output of a per-cell-type head ``(batch,)`` int64; None
+                with one output.
 
         Returns:
             Predicted expression on the target scale, ``(batch,)``.
@@ -113,7 +119,8 @@ class HierarchicalCNN(nn.Module):
         signals, features = self.scaling.signals(signals), self.scaling.features(features)
         x = torch.log1p(bin_signals(signals.clamp_min(0), self.bin_size))
         x = self.blocks(self.stem(x)).flatten(1)
-        return self.scaling.output(self.linear(torch.cat([x, features.to(x.dtype)], dim=1)).squeeze(-1))
+        outputs = self.linear(torch.cat([x, features.to(x.dtype)], dim=1))
+        return self.scaling.output(own_output(outputs, cell_type))
 
 
 #: ExPecto's decay rates of the exponential spatial bases (per bin).

@@ -1,8 +1,8 @@
 """How each model reads a batch of the window dataset.
 
 A batch is the dataset's dict: ``seq (B, 4, L)``, ``signals (B, d, L)``, ``features
-(B, n_features)``, ``target (B,)``, ``blacklist (B, L)`` and, for the peak-mask variant,
-``mask (B, L)``. Training, evaluation and the framework adapters all predict through
+(B, n_features)``, ``target (B,)``, ``blacklist (B, L)``, ``cell_type_index (B,)`` (the output of
+a per-cell-type head each example reads) and, for the peak-mask variant, ``mask (B, L)``. Training, evaluation and the framework adapters all predict through
 :func:`predict_batch`.
 """
 
@@ -47,20 +47,23 @@ def predict_batch(net: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Mas
         net: a :class:`Seq2ExpModel`, :class:`Seq2ExpPredictor`, :class:`HierarchicalCNN` or
             :class:`ExpectoRidge`.
         batch: the dataset's dict: ``seq (batch, 4, L)``, ``signals (batch, n_signals, L)``,
-            ``features (batch, n_features)``, optional ``blacklist (batch, L)`` and
-            ``mask (batch, L)``.
+            ``features (batch, n_features)``, optional ``blacklist (batch, L)``,
+            ``mask (batch, L)`` and ``cell_type_index (batch,)`` (needed by a per-cell-type head).
 
     Returns:
         ``(expression, mask)``: expression ``(batch,)``; the :class:`MaskOutput` for Seq2Exp,
         else None.
     """
     seq, signals, features = batch["seq"], batch["signals"], batch["features"]
+    cell_type = batch.get("cell_type_index")
     if isinstance(net, Seq2ExpModel):
-        out = net(seq, signals, features, batch.get("blacklist"))
+        out = net(seq, signals, features, batch.get("blacklist"), cell_type)
         return out.expression, out.mask
     if isinstance(net, Seq2ExpPredictor):
-        return net(seq, signals, features, given_mask(net, batch)), None
-    if isinstance(net, (HierarchicalCNN, ExpectoRidge)):
+        return net(seq, signals, features, given_mask(net, batch), cell_type), None
+    if isinstance(net, HierarchicalCNN):
+        return net(signals, features, cell_type), None
+    if isinstance(net, ExpectoRidge):
         return net(signals, features), None
     raise TypeError(f"no batch rule for {type(net).__name__}")
 

@@ -23,7 +23,9 @@ DEFAULT_SIGNALS = ("h3k27ac", "dnase", "hic")
 #: 1 (no ``version`` key): signal constants as tuples in the order of ``signals``; the kept
 #: gate did not exist before some version-1 checkpoints (their state dicts lack it).
 #: 2: signal constants by track name; the contact and kept-gate rates in the configuration;
-#: a state dict missing a parameter is an error.
+#: a state dict missing a parameter is an error. Written before the per-cell-type head, a
+#: version-2 configuration lacks ``celltype_head`` and ``cell_types``: the shared head (false,
+#: none), which is what it had.
 CONFIG_VERSION = 2
 
 
@@ -219,6 +221,13 @@ class Seq2ExpConfig:
     kept_pool: bool = False
     #: Hidden width of the MLP head (137 -> 128 -> 128 -> 1 in the paper).
     head_hidden: int = 128
+    #: One output per training cell type (``cell_types``) in the head's last layer, each example
+    #: reading its own cell type's (the thesis's multitask models; docs/celltypes.md). False: one
+    #: shared output, the only head that can predict a cell type the model never saw.
+    celltype_head: bool = False
+    #: The cell types of the per-cell-type head's outputs, in order (``seq2exp train`` writes
+    #: the run's ``data.cell_types``); empty without that head.
+    cell_types: tuple[str, ...] = ()
     #: Width (bp) of the central promoter whose log mean signals, with the gene features, also
     #: reach the output through a linear map: the promoter ridge, fitted in closed form on the
     #: training genes before training (penalty chosen on the validation genes) and then held
@@ -268,6 +277,7 @@ class Seq2ExpConfig:
 
     def __post_init__(self) -> None:
         self.signals = tuple(self.signals)
+        self.cell_types = tuple(str(c) for c in self.cell_types)
         if not 1 <= self.version <= CONFIG_VERSION:
             raise ValueError(f"Seq2ExpConfig.version {self.version}: this seq2exp-plugin reads "
                              f"versions 1 to {CONFIG_VERSION} (written by a newer release?)")
@@ -299,6 +309,37 @@ class Seq2ExpConfig:
                 "position frame); use predictor.rc_equivariant=False or mask.packed=False"
             )
         self._check_sharing()
+        self._check_celltype_head()
+
+    def _check_celltype_head(self) -> None:
+        if self.celltype_head and not self.cell_types:
+            raise ValueError("Seq2ExpConfig.celltype_head needs cell_types, the names of its outputs "
+                             "(seq2exp train sets them from data.cell_types)")
+        if not self.celltype_head and self.cell_types:
+            raise ValueError(f"Seq2ExpConfig.cell_types {list(self.cell_types)} name the outputs of a "
+                             "per-cell-type head: set celltype_head: true, or leave cell_types out")
+        if len(set(self.cell_types)) != len(self.cell_types) or "" in self.cell_types:
+            raise ValueError(f"Seq2ExpConfig.cell_types must be distinct, non-empty names, got "
+                             f"{list(self.cell_types)}")
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs of the head's last layer: one per cell type with ``celltype_head``, else one."""
+        return len(self.cell_types) if self.celltype_head else 1
+
+    def celltype_index(self, cell_type: str) -> int:
+        """The head output of ``cell_type`` (0 for the shared head, which serves any cell type).
+
+        Raises an InputError for a cell type a per-cell-type head has no output for."""
+        if not self.celltype_head:
+            return 0
+        if cell_type not in self.cell_types:
+            raise InputError(
+                f"cell type {cell_type!r}: the model's per-cell-type head (model.celltype_head) has "
+                f"outputs for {list(self.cell_types)} only; a cell type the model never saw needs "
+                "the shared head: train without model.celltype_head (the shared head reads cell "
+                "identity from the signals, which is what generalises to unseen cell types)")
+        return self.cell_types.index(cell_type)
 
     def _check_sharing(self) -> None:
         gen, pred = self.generator, self.predictor

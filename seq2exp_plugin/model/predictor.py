@@ -3,7 +3,8 @@
 DNA and signals are embedded (``Linear(4, d) + Linear(n_signals, d)``), multiplied by the mask,
 encoded by a bidirectional Mamba stack, mean-pooled over the central ``pool_width`` bp,
 concatenated with the extra per-gene features and read out by an MLP
-(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU). With ``promoter_linear`` a fixed
+(``d + n_features -> head_hidden -> head_hidden -> 1``, ReLU; with ``celltype_head`` one
+output per cell type, each example reading its own). With ``promoter_linear`` a fixed
 linear map of the promoter's log mean signals and the gene features (the promoter ridge, fitted
 before training by :func:`seq2exp_plugin.train.ridge.fit_promoter_linear`) is added to the head's
 output, which starts at 0. With ``kept_pool`` the head also
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from ..nn.bimamba import BiMambaStack, rc_symmetrize, zero_linear_biases_
 from .baselines import promoter_design
+from .celltype_head import own_output
 from .config import Seq2ExpConfig
 from .embedding import PositionTable, signal_input
 from .mask import central_slice
@@ -79,19 +81,22 @@ class MaskProduct(nn.Module):
 
 
 class ExpressionHead(nn.Sequential):
-    """MLP ``d_model + n_features -> hidden -> hidden -> 1`` with ReLU (one task, as gReLU heads):
-    ``(batch, d_in) -> (batch, 1)``.
+    """MLP ``d_model + n_features -> hidden -> hidden -> n_outputs`` with ReLU: ``(batch, d_in)
+    -> (batch, n_outputs)``; one output (one task, as gReLU heads) unless it is a per-cell-type
+    head (:func:`~seq2exp_plugin.model.celltype_head.own_output` then picks each example's).
 
     Args:
         d_in: input width (pooled states plus the extra gene features).
         hidden: width of the two hidden layers.
+        n_outputs: outputs of the last layer (one per cell type of a per-cell-type head).
     """
 
     n_tasks = 1
 
-    def __init__(self, d_in: int, hidden: int) -> None:
+    def __init__(self, d_in: int, hidden: int, n_outputs: int = 1) -> None:
         super().__init__(
-            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+            nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, n_outputs)
         )
 
 
@@ -128,7 +133,7 @@ class Seq2ExpPredictor(nn.Module):
         use_token = cfg.mask.mask_token and not cfg.mask.packed  # packed: kept positions only, m = 1
         self.mask_token = nn.Parameter(torch.zeros(d_model)) if use_token else None
         n_pooled = 2 if cfg.kept_pool else 1
-        self.head = ExpressionHead(n_pooled * d_model + cfg.n_features, cfg.head_hidden)
+        self.head = ExpressionHead(n_pooled * d_model + cfg.n_features, cfg.head_hidden, cfg.n_outputs)
         # the promoter ridge beside the head: fitted before training (train.ridge), then fixed;
         # the head starts at 0 so the untrained network is that ridge
         self.promoter_linear = None
@@ -195,7 +200,7 @@ class Seq2ExpPredictor(nn.Module):
         return self.backbone(self.embed(seq, signals, mask))
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, cell_type: Tensor | None = None) -> Tensor:
         """Raw inputs in (the fitted scaling is applied here), expression on the target scale out.
 
         Args:
@@ -204,6 +209,8 @@ class Seq2ExpPredictor(nn.Module):
             features: raw extra gene features ``(batch, n_features)``.
             mask: mask values ``(batch, L)``; None: unmasked. In packed mode the stack reads
                 only positions with mask > 0.5.
+            cell_type: each example's output of a per-cell-type head ``(batch,)`` int64
+                (``config.celltype_index``); None with the shared head.
 
         Returns:
             Predicted expression, log10(CAGE + 1) on the target scale, ``(batch,)``.
@@ -219,7 +226,8 @@ class Seq2ExpPredictor(nn.Module):
             pooled = hidden[:, central_slice(seq.shape[-1], self.config.pool_width)].mean(1)
             if self.config.kept_pool:
                 pooled = torch.cat([pooled, self._kept_sum(hidden, mask)], dim=-1)
-        standardised = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1)).squeeze(-1)
+        outputs = self.head(torch.cat([pooled, features.to(pooled.dtype)], dim=-1))
+        standardised = own_output(outputs, cell_type)
         if self.promoter_linear is not None:
             with torch.autocast(seq.device.type, enabled=False):  # the fitted ridge in fp32
                 ridge = self.promoter_linear(self.promoter_design(signals, features)).squeeze(-1)

@@ -68,7 +68,7 @@ class Seq2ExpModel(nn.Module):
             self.predictor.backbone = self.generator.backbone
 
     def forward(self, seq: Tensor, signals: Tensor, features: Tensor,
-                blacklist: Tensor | None = None) -> Seq2ExpOutput:
+                blacklist: Tensor | None = None, cell_type: Tensor | None = None) -> Seq2ExpOutput:
         """Mask the window with the generator, then predict expression from it.
 
         Args:
@@ -76,12 +76,14 @@ class Seq2ExpModel(nn.Module):
             signals: raw signal tracks ``(batch, n_signals, L)``.
             features: raw extra gene features ``(batch, n_features)``.
             blacklist: positions never kept, ``(batch, L)`` bool; None: none.
+            cell_type: each example's output of a per-cell-type head ``(batch,)`` int64; None
+                with the shared head.
 
         Returns:
             A :class:`Seq2ExpOutput`: expression ``(batch,)`` and the mask ``(batch, L)``.
         """
         mask = self.generator(seq, signals, blacklist)
-        return Seq2ExpOutput(self.predictor(seq, signals, features, mask.mask), mask)
+        return Seq2ExpOutput(self.predictor(seq, signals, features, mask.mask, cell_type), mask)
 
 
 def seq2exp_loss(output: Seq2ExpOutput, target: Tensor, kl_weight: float,

@@ -318,13 +318,33 @@ class RunConfig:
             raise InputError(f"scaling must be one of {SCALING_MODES}, got {self.scaling!r}")
         if self.variant == "peak-mask" and not self.data.peaks:
             raise InputError("variant 'peak-mask' needs data.peaks (run `seq2exp peaks` to make one)")
+        if self.model.get("celltype_head") is True and "cell_types" not in self.model:
+            # the head's outputs, by name: stored with the run, so that evaluating one cell type
+            # later (data.cell_type) still finds its output
+            if not all(self.data.celltypes()):
+                raise InputError("model.celltype_head has one output per cell type: name them in "
+                                 "data.cell_types (or data.cell_type)")
+            self.model = {**self.model, "cell_types": self.data.celltypes()}
         try:  # every variant's model is built from it: check names, types and ranges now
             model = preset(self.preset, **self.model_overrides())
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model: {err}" if not str(err).startswith("model") else str(err)) from None
+        if model.celltype_head:
+            self._check_celltype_head(model)
         if model.pool_width > self.data.window:
             raise ConfigError(f"model.pool_width: {model.pool_width} bp pooled at the centre of a "
                               f"data.window of {self.data.window} bp; it must not exceed the window")
+
+    def _check_celltype_head(self, model) -> None:
+        """A per-cell-type head needs a variant with a learned head, and an output for every cell
+        type of the data (one held out of training has none)."""
+        if self.variant in ("ridge", "promoter-ridge"):
+            raise InputError(f"model.celltype_head: variant {self.variant!r} is one linear map "
+                             "fitted in closed form, without a per-cell-type head; set "
+                             "model.celltype_head to false, or train another variant (e.g. "
+                             "hierarchical-cnn)")
+        for cell in self.data.celltypes():
+            model.celltype_index(cell)
 
     def check_trainable(self) -> None:
         """What training needs beyond a valid configuration (a model of several cell types

@@ -85,8 +85,10 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
     from ..data.celltypes import CellTypesDataset
     from ..data.splits import SPLIT_OPTIONS, genes_of_split
     from ..data.windows import WindowDataset
+    from .variants import model_config
 
     d = run.data
+    heads = model_config(run)  # each cell type's output of a per-cell-type head, by name
     held = None if split is None else genes_of_split(d.genes, split, d.cell_type or None,
                                                         **{k: getattr(d, k) for k in SPLIT_OPTIONS})
     if held is not None:  # a gene-level split: select its genes by id
@@ -96,6 +98,7 @@ def make_dataset(run: RunConfig, split: str | None, gene_ids=None, require_targe
         window=d.window, split=split, gene_ids=gene_ids, rc_minus_strand=d.rc_minus_strand,
         blacklist=d.blacklist, allow_missing_chroms=d.allow_missing_chroms,
         hic_options=given(d.hic) or None, peaks=d.peaks, require_target=require_target,
+        cell_type_index=heads.celltype_index(cell),
     ) for cell in d.celltypes()}
     return CellTypesDataset(datasets) if len(datasets) > 1 else datasets[d.cell_type]
 
