@@ -225,11 +225,7 @@ class ExpectoRidge(nn.Module):
         Returns:
             This model, fitted (the chosen penalty in the ``alpha`` buffer).
         """
-        weight, bias, alpha = fit_ridge_map(x, y, valid, alphas)
-        with torch.no_grad():
-            self.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32)[None])
-            self.linear.bias.fill_(bias)
-            self.alpha.fill_(alpha)
+        self.alpha.fill_(fit_ridge_into(self.linear, x, y, valid, alphas))
         return self
 
 
@@ -250,20 +246,22 @@ def promoter_design(signals: Tensor, features: Tensor, width: int) -> Tensor:
     return torch.cat([basis, features.to(basis.dtype)], dim=1)
 
 
-def fit_ridge_map(x: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndarray] | None = None,
-                  alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
-                  ) -> tuple[np.ndarray, float, float]:
+def fit_ridge_into(linear: nn.Linear, x: np.ndarray, y: np.ndarray,
+                   valid: tuple[np.ndarray, np.ndarray] | None = None,
+                   alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)) -> float:
     """Ridge regression of ``y`` on standardised ``x`` by scikit-learn, the penalty chosen on
-    ``valid``, returned as a linear map on the raw rows (the standardisation folded in).
+    ``valid``, written into ``linear`` (one output) as a map of the raw rows: the
+    standardisation folded in, so ``linear(x)`` predicts ``y``.
 
     Args:
+        linear: the layer to fill, ``Linear(p, 1)``.
         x: design rows ``(n, p)``.
         y: targets ``(n,)``.
         valid: validation ``(x, y)`` that choose the penalty; None: penalty 1.
         alphas: candidate ridge penalties.
 
     Returns:
-        ``(weight (p,), bias, penalty)`` with ``prediction = x @ weight + bias``.
+        The chosen penalty.
     """
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
@@ -281,4 +279,7 @@ def fit_ridge_map(x: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndar
         alpha = alphas[int(np.argmin(errors))]
     fitted = ridge(alpha)
     weight = fitted.coef_ / scaler.scale_
-    return weight, float(fitted.intercept_ - np.dot(weight, scaler.mean_)), alpha
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32)[None])
+        linear.bias.fill_(float(fitted.intercept_ - np.dot(weight, scaler.mean_)))
+    return alpha

@@ -67,7 +67,7 @@ def fit_promoter_linear(net, run: RunConfig, train_set: Dataset, valid_set: Data
     """Fit a Seq2Exp predictor's promoter path (``model.promoter_linear``) in closed form, as the
     promoter-ridge baseline is fitted: on the training windows, penalty chosen on the validation
     windows. Returns the penalty; None (nothing done) for a model without that path."""
-    from ..model.baselines import fit_ridge_map
+    from ..model.baselines import fit_ridge_into
 
     predictor = getattr(net, "predictor", net)
     linear = getattr(predictor, "promoter_linear", None)
@@ -78,10 +78,6 @@ def fit_promoter_linear(net, run: RunConfig, train_set: Dataset, valid_set: Data
     def design(signals, features):
         return predictor.promoter_design(scaling.signals(signals), scaling.features(features))
 
-    train, valid = (_design(design, data, run, what) for data, what in ((train_set, "train"), (valid_set, "valid")))
-    weight, bias, alpha = fit_ridge_map(train[0], scaling.standardise(train[1]),
-                                        valid=(valid[0], scaling.standardise(valid[1])))
-    with torch.no_grad():
-        linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32)[None])
-        linear.bias.fill_(bias)
-    return alpha
+    train, valid = (_standardised(predictor, _design(design, data, run, what))
+                    for data, what in ((train_set, "train"), (valid_set, "valid")))
+    return fit_ridge_into(linear, *train, valid=valid)
