@@ -151,6 +151,10 @@ def test_config_errors_name_the_problem(tmp_path):
         load_config(path)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_config(tmp_path / "missing.yaml")
+    for key, what in (("pool_width", "pooled"), ("promoter_linear", "read by the promoter path")):
+        path.write_text(f"variant: seq2exp\npreset: learned\ndata: {{window: 3000}}\nmodel: {{{key}: 3001}}\n")
+        with pytest.raises(ValueError, match=rf"model.{key}: 3001 bp {what} at the centre of a data.window of 3000 bp"):
+            load_config(path)
 
 
 class _Interrupt(pl.Callback):

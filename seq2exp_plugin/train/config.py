@@ -331,9 +331,11 @@ class RunConfig:
             raise ConfigError(f"model: {err}" if not str(err).startswith("model") else str(err)) from None
         if model.celltype_head:
             self._check_celltype_head(model)
-        if model.pool_width > self.data.window:
-            raise ConfigError(f"model.pool_width: {model.pool_width} bp pooled at the centre of a "
-                              f"data.window of {self.data.window} bp; it must not exceed the window")
+        for key, width, what in (("pool_width", model.pool_width, "pooled"),
+                                 ("promoter_linear", model.promoter_linear, "read by the promoter path")):
+            if width is not None and width > self.data.window:
+                raise ConfigError(f"model.{key}: {width} bp {what} at the centre of a data.window of "
+                                  f"{self.data.window} bp; it must not exceed the window")
 
     def _check_celltype_head(self, model) -> None:
         """A per-cell-type head needs a variant with a learned head, and an output for every cell
