@@ -10,11 +10,14 @@ per cell type, and a held-out cell type, on synthetic data.
    ``--silent-fraction``, cell-type-specific enhancers), windows of ``--window`` bp read from
    the tiny preset's design;
 2. one model per (variant, head, loss, seed) on every cell type at once (``data.cell_types``):
-   the Seq2Exp and hierarchical-CNN ``--variants``, the shared head and the per-cell-type head
-   (``model.celltype_head``, ``--heads``), the MSE (``train.loss: mse``) and the hybrid loss at
-   each ``--weights`` value;
+   the Seq2Exp and hierarchical-CNN ``--variants`` (and ``promoter-ridge``, the closed-form
+   fit the ``learned`` preset's promoter path starts from: MSE, shared head), the shared head
+   and the per-cell-type head (``model.celltype_head``, ``--heads``), the MSE
+   (``train.loss: mse``) and the hybrid loss at each ``--weights`` value;
 3. evaluation on the test genes: pooled and per-cell-type cross-gene Spearman, and the
-   cross-cell-type Spearman with the number of genes where it is defined;
+   cross-cell-type Spearman with the number of genes where it is defined, beside what the
+   noiseless synthetic expression reaches against the measured one (the ceiling any model
+   has there);
 4. the differential elements (masked variants): per test gene, pair of cell types and position,
    ``|mask A - mask B|`` scored against the elements causal (``R_ag``) in exactly one of the two
    (promoter and central ``promoter_keep`` bp left out), pooled over the pairs, beside the same
@@ -71,6 +74,23 @@ def differential_auprc(synth: Path, masks: dict, windows: dict, cells) -> dict:
             "differential_prevalence": result["mask"]["prevalence"]}
 
 
+def noise_ceiling(synth: Path, cells) -> dict:
+    """The several-cell-type metrics of the noiseless expression against the measured target on
+    the test genes: what a perfect model of ``E_gc`` reaches, given the synthetic noise
+    (``truth/expression_terms.tsv``: ``expression = scale x E x 10^(h + noise)``)."""
+    import anndata
+    import pandas as pd
+
+    from seq2exp_plugin.train.metrics import celltype_metrics
+
+    obs = anndata.read_h5ad(synth / "genes.h5ad", backed="r").obs
+    terms = pd.read_csv(synth / "truth" / "expression_terms.tsv", sep="\t")
+    terms = terms[terms["gene_id"].isin(obs.index[obs["split"] == "test"]) & terms["cell_type"].isin(cells)]
+    noiseless = terms["expression"] * 10.0 ** -terms["noise_log10"]
+    return celltype_metrics(np.log10(noiseless + 1), np.log10(terms["expression"] + 1),
+                            terms["gene_id"], terms["cell_type"])
+
+
 def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, seed: int, args,
                cells: list[str] | None = None, head: str = "shared") -> dict:
     """A training configuration on the cell types ``cells`` of ``synth`` (None: all of them)."""
@@ -120,10 +140,11 @@ def summarise(rows: dict[str, list[dict]], columns: list[str], first: str) -> st
 
 def compare_settings(synth: Path, out: Path, args) -> tuple[str, dict]:
     """Every (variant, head, loss) on every cell type at once: the table, and each run's metrics."""
-    losses = [("mse", 0.0)] + [("hybrid", w) for w in args.weights]
     rows: dict[str, list[dict]] = {}
     for variant in args.variants:
-        for head in args.heads:
+        closed_form = variant == "promoter-ridge"  # one fitted linear map: MSE, one shared output
+        losses = [("mse", 0.0)] + ([] if closed_form else [("hybrid", w) for w in args.weights])
+        for head in ["shared"] if closed_form else args.heads:
             for loss, weight in losses:
                 for seed in args.seeds:
                     masks, windows = {}, {}
@@ -150,7 +171,10 @@ def compare_settings(synth: Path, out: Path, args) -> tuple[str, dict]:
                 if all(c in r for runs in rows.values() for r in runs)]
     table = summarise(rows, columns, "model")
     genes = {runs[0]["cross_celltype_genes"] for runs in rows.values()}
-    return table + f"\n\ncross-cell-type Spearman over {', '.join(map(str, sorted(genes)))} test genes", rows
+    ceiling = noise_ceiling(synth, args.cell_type_names)
+    return (table + f"\n\ncross-cell-type Spearman over {', '.join(map(str, sorted(genes)))} test genes; "
+            f"the noiseless expression reaches {ceiling['cross_celltype_spearman']:.3f} "
+            f"({ceiling['cross_celltype_genes']} genes) against the measured one"), rows
 
 
 def held_out(synth: Path, out: Path, args) -> tuple[str, dict]:
@@ -158,9 +182,10 @@ def held_out(synth: Path, out: Path, args) -> tuple[str, dict]:
     both evaluated on the held-out one's test genes: the table, and each run's metrics."""
     name = args.held_out
     others = [c for c in args.cell_type_names if c != name]
-    losses = [("mse", 0.0)] + ([("hybrid", w) for w in args.weights] if len(others) > 1 else [])
     rows: dict[str, list[dict]] = {}
     for variant in args.variants:
+        hybrid = len(others) > 1 and variant != "promoter-ridge"
+        losses = [("mse", 0.0)] + ([("hybrid", w) for w in args.weights] if hybrid else [])
         for seed in args.seeds:
             for cells, (loss, weight) in [(others, lw) for lw in losses] + [([name], ("mse", 0.0))]:
                 metrics = train_and_evaluate(run_config(synth, out, variant, loss, weight, seed, args, cells),
@@ -189,7 +214,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--weights", type=float, nargs="+", default=[1.0], help="hybrid loss weights w")
     p.add_argument("--variants", nargs="+", default=["seq2exp", "hierarchical-cnn"],
-                   choices=["seq2exp", "hierarchical-cnn", "seq-signals"])
+                   choices=["seq2exp", "hierarchical-cnn", "seq-signals", "promoter-ridge"],
+                   help="promoter-ridge (closed form: MSE and the shared head only) is the reference "
+                        "the learned preset's promoter path starts from")
     p.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS,
                    help="the shared head and/or one output per cell type (model.celltype_head)")
     p.add_argument("--held-out", metavar="NAME",
