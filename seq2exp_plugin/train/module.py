@@ -59,6 +59,14 @@ class Seq2ExpLightning(LightningModel):
         }
         return cls(model_params(run), train_params)
 
+    def build_model(self) -> None:
+        """gReLU's build by name, where a per-cell-type head needs no cell type named: each
+        batch gives its examples' (``cell_type_index``)."""
+        import grelu.model.models as models
+
+        params = {k: v for k, v in self.model_params.items() if k != "model_type"}
+        self.model = getattr(models, self.model_params["model_type"])(batch_cell_types=True, **params)
+
     @property
     def net(self) -> torch.nn.Module:
         """The library model (Seq2ExpModel, Seq2ExpPredictor or HierarchicalCNN)."""
