@@ -8,7 +8,9 @@ Model: :class:`Seq2ExpKipoiModel` (a ``kipoi.model.BaseModel``) loads a checkpoi
 ``torch.inference_mode()``. ``predict_on_batch`` returns ``{"expression": (N,), "mask": (N, L)}``
 float32: the predicted ``log10(CAGE + 1)`` and the per-bp mask score (the posterior mean of the
 mask, promoter kept and blacklisted positions zeroed; array index ``i`` = genomic position
-``start + i``, reversed for "-" genes of a model trained with ``rc_minus_strand``).
+``start + i``, reversed for "-" genes of a model trained with ``rc_minus_strand``). A
+per-cell-type head gives the output of the model argument ``cell_type`` (each entry passes its
+own) for every gene.
 
 Weights (:func:`resolve_weights`), first match wins:
 
