@@ -110,6 +110,29 @@ def test_an_epochs_run_trains_its_passes_and_stores_the_steps(tiny_synth, tmp_pa
     assert fit(load_config(config)) is None  # the same recipe again: already finished
 
 
+def test_a_run_with_paths_relative_to_the_working_directory_loads_from_its_checkpoint(
+        tiny_synth, tmp_path, monkeypatch):
+    """A run configuration built in Python with relative paths (the working directory's) stores
+    them absolute: load_run reads a checkpoint's relative paths from the checkpoint's folder."""
+    import yaml
+
+    from seq2exp_plugin.train.evaluate import load_run
+
+    raw = yaml.safe_load(write_config(tiny_synth, tmp_path / "yaml", **{"train.max_steps": 2}).read_text())
+    monkeypatch.chdir(tiny_synth.parent)
+    data = raw["data"]
+    for name in ("genes", "genome", "blacklist"):
+        data[name] = os.path.relpath(data[name])
+    data["signals"] = {k: os.path.relpath(v) for k, v in data["signals"].items()}
+    assert not Path(data["genes"]).is_absolute()
+    run = RunConfig.from_dict({**raw, "out_dir": str(tmp_path / "run")})
+    fit(run)
+    monkeypatch.chdir(tmp_path)
+    _, loaded = load_run(str(tmp_path / "run" / "checkpoints" / "best.ckpt"))
+    assert loaded.data.genes == str(tiny_synth / "genes.h5ad")
+    assert len(make_dataset(loaded, "test")) > 0
+
+
 def test_learning_rate_schedule_is_warmup_then_cosine():
     cfg = TrainConfig(max_steps=100, warmup_steps=10, lr=5e-4, warmup_start_lr=1e-5, min_lr=1e-4)
     optimizer = make_optimizer(torch.nn.Linear(2, 2), cfg)

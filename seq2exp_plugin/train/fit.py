@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from ..data.windows import loader_workers
 from ..atomic import check_writable_dir, write_text
 from ..errors import InputError
-from .config import PAPER_EPOCHS, RunConfig, TrainConfig, given
+from .config import PAPER_EPOCHS, RunConfig, TrainConfig, given, resolve_data_paths
 from .progress import quiet_lightning, step_log
 
 
@@ -222,6 +222,9 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
 
     quiet_lightning()
     run.check_trainable()
+    # the checkpoint's data paths are read back relative to its own folder (load_run): a run
+    # built in Python with paths relative to the working directory stores them absolute
+    run = RunConfig.from_dict({**run.to_dict(), "data": resolve_data_paths(run.to_dict()["data"], Path.cwd())})
     check_writable_dir(run.out_dir, "out_dir")  # before the data are read (prepare checks the rest)
 
     for line in run_inputs(run):
