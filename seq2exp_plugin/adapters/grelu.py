@@ -34,11 +34,11 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..model import baselines
 from ..model import generator as generator_module
 from ..model import predictor as predictor_module
 from ..model import seq2exp as seq2exp_module
-from ..errors import InputError
 from ..model.config import Seq2ExpConfig
 
 
