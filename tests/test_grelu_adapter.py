@@ -407,31 +407,31 @@ def test_stacked_classes_read_the_output_of_the_cell_type_named_in_model_params(
                                    rtol=0, atol=1e-6)
 
 
-def test_load_checkpoint_reads_the_named_cell_type_and_bind_locus_follows_it(tmp_path):
+def test_load_grelu_model_reads_the_named_cell_type_and_bind_locus_follows_it(tmp_path):
     """A `seq2exp train` checkpoint with a per-cell-type head over three cell types: gReLU's
     stacked channels read the output named at loading, a name is needed and checked; one cell
     type is the default where the run had one; a locus-bound model reads the same output."""
     from conftest import per_cell_type_checkpoint
-    from seq2exp_plugin.adapters.grelu import bind_locus, load_checkpoint
+    from seq2exp_plugin.adapters.grelu import bind_locus
     from seq2exp_plugin.errors import InputError
-    from seq2exp_plugin.train.module import load_module
+    from seq2exp_plugin.train.module import load_grelu_model, load_module
 
     cells = ("synthA", "synthB", "synthC")
     three = str(per_cell_type_checkpoint(tmp_path / "three.ckpt", cells))
-    with pytest.raises(InputError, match=re.escape(f"{three} (trained on ['synthA', 'synthB', 'synthC']): the "
-                                                   "model's per-cell-type head") + ".*" +
-                       re.escape("(load_checkpoint(path, cell_type='synthA'))")):
-        load_checkpoint(three)
+    with pytest.raises(InputError, match=re.escape(f"{three} was trained on cell types ['synthA', 'synthB', "
+                                                   "'synthC'] with a per-cell-type head") + ".*" +
+                       re.escape("load_grelu_model(path, cell_type='synthA')")):
+        load_grelu_model(three)
     with pytest.raises(InputError, match=re.escape(f"{three}: cell type 'K562': the model's per-cell-type "
                                                    "head (model.celltype_head) has outputs for ['synthA', "
                                                    "'synthB', 'synthC'] only")):
-        load_checkpoint(three, cell_type="K562")
+        load_grelu_model(three, cell_type="K562")
     module = load_module(three)  # the library's own loading reads each batch's cell types
     assert module.model.cell_type_index is None
     x, parts = stacked("Seq2ExpModel", size=2, length=2000)
     got = {}
     for index, cell in enumerate(cells):
-        model = load_checkpoint(three, cell_type=cell)
+        model = load_grelu_model(three, cell_type=cell)
         assert not model.training and model.model_params["cell_type"] == cell
         with torch.no_grad():
             got[cell] = model(x).reshape(-1)
@@ -441,7 +441,7 @@ def test_load_checkpoint_reads_the_named_cell_type_and_bind_locus_follows_it(tmp
         module.model(x)  # no cell type named: stacked channels cannot say which
     # a locus-bound model reads the loaded model's cell type, or the locus's with the library's
     seq, signals, features, _ = parts
-    b = load_checkpoint(three, cell_type="synthB")
+    b = load_grelu_model(three, cell_type="synthB")
     with torch.no_grad():
         torch.testing.assert_close(bind_locus(b, signals[0], features[0], NAMES)(seq[:1]).reshape(1),
                                    got["synthB"][:1], rtol=0, atol=1e-6)
@@ -454,6 +454,6 @@ def test_load_checkpoint_reads_the_named_cell_type_and_bind_locus_follows_it(tmp
         bind_locus(module, signals[0], features[0], NAMES)
     # trained on one cell type: its name is the default, another is refused
     one = str(per_cell_type_checkpoint(tmp_path / "one.ckpt", ("synthA",)))
-    assert load_checkpoint(one).model.cell_type == "synthA"
+    assert load_grelu_model(one).model.cell_type == "synthA"
     with pytest.raises(InputError, match="cell type 'synthB'"):
-        load_checkpoint(one, cell_type="synthB")
+        load_grelu_model(one, cell_type="synthB")

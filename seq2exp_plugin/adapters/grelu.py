@@ -20,7 +20,7 @@ and return the mask too) and read stacked channels in ``forward``:
 A model with a per-cell-type head (``model.celltype_head``, one output per training cell type)
 reads one cell type's output in ``forward``: name it once, ``cell_type="K562"`` in
 ``model_params`` (the stacked signal channels must be that cell type's), or load a checkpoint with
-:func:`load_checkpoint`, which names it.
+:func:`seq2exp_plugin.train.module.load_grelu_model`, which names it.
 
 For gReLU's ISM and attribution tools, which pass 4-channel DNA only, bind one locus's signals
 with :func:`bind_locus` (a gReLU ``LightningModel`` around :class:`BoundSignals`); DeepSHAP needs
@@ -64,7 +64,7 @@ def _refuse_grelu_training(module: nn.Module, inputs: Any) -> None:
 def _name_a_cell_type(where: str, cell_types: Sequence[str], how: str | None = None) -> str:
     """What to do when a per-cell-type head of several outputs is given no cell type."""
     how = how or (f"cell_type={cell_types[0]!r} in model_params; for a checkpoint "
-                  "seq2exp_plugin.adapters.grelu.load_checkpoint(path, cell_type=...)")
+                  "seq2exp_plugin.train.module.load_grelu_model(path, cell_type=...)")
     return (f"{where}: the model's per-cell-type head (model.celltype_head) has an output for each "
             f"of {list(cell_types)}: name the one to read ({how}); the signal channels must be "
             "that cell type's")
@@ -332,38 +332,6 @@ def _bound_output(face: _GreluModel, cell_type_index: int | None) -> int:
                          f"{face.config.cell_types[cell_type_index]!r}, but the model was made to "
                          f"read that of {face.cell_type!r} ({own}): bind a locus of that cell type")
     return cell_type_index
-
-
-def load_checkpoint(path: str, cell_type: str | None = None):
-    """A ``seq2exp train`` checkpoint as a gReLU ``LightningModel`` (the training module, on the
-    CPU, in eval mode) whose ``forward`` on stacked channels reads ``cell_type``'s output.
-
-    A per-cell-type head has one output per training cell type and the stacked channels carry no
-    cell type, so the model reads one, named here: by default the run's cell type when it was
-    trained on one; a run on several with that head needs it. A name the head has no output for
-    is refused (an InputError names the file and the head's cell types). The shared head serves
-    any cell type and ignores it.
-    """
-    from ..train.config import RunConfig
-    from ..train.module import Seq2ExpLightning, read_checkpoint
-
-    params = read_checkpoint(path)["hyper_parameters"]
-    trained = RunConfig.from_dict(params["train_params"]["seq2exp"]).data.celltypes()
-    if cell_type is None and len(trained) == 1 and trained[0]:
-        cell_type = trained[0]
-    model_params = dict(params["model_params"])
-    if cell_type is not None:
-        model_params["cell_type"] = str(cell_type)
-    try:
-        module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu",
-                                                       model_params=model_params).eval()
-    except InputError as err:
-        raise InputError(f"{path}: {err}") from None
-    face = module.model
-    if face.has_celltype_head and face.config.n_outputs > 1 and face.cell_type_index is None:
-        raise InputError(_name_a_cell_type(f"{path} (trained on {trained})", face.config.cell_types,
-                                           f"load_checkpoint(path, cell_type={face.config.cell_types[0]!r})"))
-    return module
 
 
 def deepshap_ops(k: int = 8) -> dict:
