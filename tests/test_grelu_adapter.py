@@ -175,8 +175,10 @@ def small_bound(request):
     its head pools the centre (the paper) or also the kept positions (``kept_pool``)."""
     from grelu.lightning import LightningModel
 
+    from seq2exp_plugin import register_grelu_models
     from seq2exp_plugin.adapters.grelu import bind_locus
 
+    register_grelu_models()  # built by name below, whichever test of this worker ran first
     torch.manual_seed(1)
     model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": TINY_STACK,
                                          "predictor": TINY_STACK, "pool_width": 100,
@@ -256,9 +258,11 @@ def test_deepshap_converges_with_the_seq2exp_rules(small_bound):
 def test_deepshap_refused_where_batch_pairing_breaks():
     from grelu.lightning import LightningModel
 
+    from seq2exp_plugin import register_grelu_models
     from seq2exp_plugin.adapters.grelu import bind_locus
     from seq2exp_plugin.discover.ism import attributions
 
+    register_grelu_models()
     stack = {**TINY_STACK, "rc_equivariant": True}
     model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": stack, "predictor": stack,
                                          "pool_width": 20, "mask": {"promoter_keep": 10}}).eval()
