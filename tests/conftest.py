@@ -285,6 +285,33 @@ def write_train_config(synth: Path, directory: Path, **extra) -> Path:
     return path
 
 
+def per_cell_type_checkpoint(path: Path, cell_types=("synthA", "synthB", "synthC"), window: int = 2000) -> Path:
+    """The bundled Demo checkpoint (a shared head, trained on synthA) as one with a per-cell-type
+    head over ``cell_types``, run on ``window`` bp: its last layer's output once per cell type,
+    scaled by 1, 1.5, 2... so that each cell type's prediction differs. Cheaper than training one;
+    the adapters only need the outputs told apart."""
+    import torch
+
+    demo = Path(__file__).resolve().parents[1] / "model_zoo" / "Seq2Exp" / "Demo"
+    checkpoint = torch.load(demo / "best.ckpt", weights_only=True)
+    params, names = checkpoint["hyper_parameters"], list(cell_types)
+    params["model_params"].update(celltype_head=True, cell_types=names)
+    run = params["train_params"]["seq2exp"]
+    run["model"].update(celltype_head=True, cell_types=names)
+    run["data"]["window"] = window
+    # the Demo's paths are relative to its folder
+    run["data"].update({k: str(demo / v) for k, v in run["data"].items() if k in ("genes", "genome", "blacklist")})
+    if len(names) > 1:
+        run["data"].update(cell_types=names, signals={k: str(demo / v).replace("synthA", "{cell_type}")
+                                                      for k, v in run["data"]["signals"].items()})
+    for key in ("weight", "bias"):
+        name = f"model.net.predictor.head.4.{key}"
+        last = checkpoint["state_dict"][name]
+        checkpoint["state_dict"][name] = torch.cat([last * (1 + 0.5 * k) for k in range(len(names))])
+    torch.save(checkpoint, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
     """`seq2exp synth --preset tiny --seed 3` output (two cell types, ground truth)."""

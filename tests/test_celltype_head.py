@@ -41,7 +41,7 @@ def _net(kind: str):
                     mask={"promoter_keep": 40, "sample": False}, celltype_head=True, cell_types=THREE)
     torch.manual_seed(0)
     if kind == "hierarchical-cnn":
-        net = HierarchicalCNN(window=400, **config.to_dict()).net
+        net = HierarchicalCNN(window=400, batch_cell_types=True, **config.to_dict()).net
         return net, net.linear
     net = Seq2ExpPredictor(config) if kind == "seq-signals" else Seq2ExpModel(config)
     predictor = net if kind == "seq-signals" else net.predictor

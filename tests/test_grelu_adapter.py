@@ -175,8 +175,10 @@ def small_bound(request):
     its head pools the centre (the paper) or also the kept positions (``kept_pool``)."""
     from grelu.lightning import LightningModel
 
+    from seq2exp_plugin import register_grelu_models
     from seq2exp_plugin.adapters.grelu import bind_locus
 
+    register_grelu_models()  # built by name below, whichever test of this worker ran first
     torch.manual_seed(1)
     model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": TINY_STACK,
                                          "predictor": TINY_STACK, "pool_width": 100,
@@ -256,9 +258,11 @@ def test_deepshap_converges_with_the_seq2exp_rules(small_bound):
 def test_deepshap_refused_where_batch_pairing_breaks():
     from grelu.lightning import LightningModel
 
+    from seq2exp_plugin import register_grelu_models
     from seq2exp_plugin.adapters.grelu import bind_locus
     from seq2exp_plugin.discover.ism import attributions
 
+    register_grelu_models()
     stack = {**TINY_STACK, "rc_equivariant": True}
     model = LightningModel(model_params={"model_type": "Seq2ExpModel", "generator": stack, "predictor": stack,
                                          "pool_width": 20, "mask": {"promoter_keep": 10}}).eval()
@@ -315,3 +319,145 @@ def test_grelu_training_loop_is_refused_and_the_checkpoint_says_how_it_was_train
     x.requires_grad_(True)
     model(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------ a per-cell-type head
+CELLS = ("A", "B", "C")
+
+
+def celltype_params(kind: str, celltype_head: bool = True) -> dict:
+    """model_params of a tiny ``kind``, with a head of one output per cell type of CELLS (or the
+    shared head)."""
+    from seq2exp_plugin.model.config import preset
+
+    head = {"celltype_head": True, "cell_types": CELLS} if celltype_head else {}
+    fields = preset("soft", generator=TINY_STACK, predictor=TINY_STACK, pool_width=40,
+                    mask={"promoter_keep": 40, "sample": False}, **head).to_dict()
+    return {"model_type": kind, **({"window": 400} if kind == "HierarchicalCNN" else {}), **fields}
+
+
+def stacked(kind: str, size: int = 3, length: int = 400):
+    """gReLU's stacked input for ``kind`` and its parts (seq, signals, features, mask)."""
+    g = torch.Generator().manual_seed(0)
+    seq = torch.eye(4)[torch.randint(0, 4, (size, length), generator=g)].transpose(1, 2)
+    signals, features = torch.rand(size, 3, length, generator=g) * 3, torch.randn(size, 9, generator=g)
+    mask = torch.rand(size, length, generator=g)
+    channels = [seq, signals, features[..., None].expand(-1, -1, length)]
+    channels += [mask[:, None]] if kind == "Seq2ExpPredictor" else []
+    return torch.cat(channels, 1), (seq, signals, features, mask)
+
+
+def library(net, kind: str, parts, index: int | None):
+    """The library network on the parts, every example reading output ``index``."""
+    seq, signals, features, mask = parts
+    cell = None if index is None else torch.full((seq.shape[0],), index)
+    with torch.no_grad():
+        if kind == "Seq2ExpModel":
+            return net(seq, signals, features, None, cell).expression
+        if kind == "Seq2ExpPredictor":
+            return net(seq, signals, features, mask, cell)
+        return net(signals, features, cell)
+
+
+def built(params: dict, like=None):
+    """A gReLU LightningModel built by name (a regression: no output activation), in eval mode
+    (with ``like``'s weights)."""
+    from grelu.lightning import LightningModel
+
+    from seq2exp_plugin import register_grelu_models
+
+    register_grelu_models()
+    model = LightningModel(model_params=params, train_params={"task": "regression", "loss": "mse"}).eval()
+    if like is not None:
+        model.model.load_state_dict(like.model.state_dict())
+    return model
+
+
+@pytest.mark.parametrize("kind", ["Seq2ExpModel", "Seq2ExpPredictor", "HierarchicalCNN"])
+def test_stacked_classes_read_the_output_of_the_cell_type_named_in_model_params(kind):
+    from seq2exp_plugin.errors import InputError
+
+    params = celltype_params(kind)
+    torch.manual_seed(0)
+    first = built({**params, "cell_type": "A"})
+    net = first.model.net
+    last = net.linear if kind == "HierarchicalCNN" else (net.predictor if kind == "Seq2ExpModel" else net).head[-1]
+    assert last.out_features == 3
+    x, parts = stacked(kind)
+    got = {}
+    for index, cell in enumerate(CELLS):
+        model = first if cell == "A" else built({**params, "cell_type": cell}, like=first)
+        assert model.model.cell_type_index == index
+        with torch.no_grad():
+            got[cell] = model(x)
+        assert got[cell].shape == (3, 1, 1)
+        # the same up to the features' mean over the window (float32 rounding)
+        torch.testing.assert_close(got[cell].reshape(-1), library(net, kind, parts, index), rtol=0, atol=1e-6)
+    assert not torch.allclose(got["A"], got["B"]) and not torch.allclose(got["B"], got["C"])
+    with pytest.raises(InputError, match=re.escape(f"{kind}: the model's per-cell-type head (model.celltype_head) "
+                                                   "has an output for each of ['A', 'B', 'C']: name the one to "
+                                                   "read (cell_type='A' in model_params")):
+        built(params)
+    with pytest.raises(InputError, match=re.escape("cell type 'D': the model's per-cell-type head "
+                                                   "(model.celltype_head) has outputs for ['A', 'B', 'C'] only")):
+        built({**params, "cell_type": "D"})
+    # the shared head: any cell type (or none) reads its one output
+    shared = celltype_params(kind, celltype_head=False)
+    plain = built(shared)
+    named = built({**shared, "cell_type": "D"}, like=plain)
+    with torch.no_grad():
+        assert torch.equal(named(x), plain(x))
+        torch.testing.assert_close(plain(x).reshape(-1), library(plain.model.net, kind, parts, None),
+                                   rtol=0, atol=1e-6)
+
+
+def test_load_grelu_model_reads_the_named_cell_type_and_bind_locus_follows_it(tmp_path):
+    """A `seq2exp train` checkpoint with a per-cell-type head over three cell types: gReLU's
+    stacked channels read the output named at loading, a name is needed and checked; one cell
+    type is the default where the run had one; a locus-bound model reads the same output."""
+    from conftest import per_cell_type_checkpoint
+    from seq2exp_plugin.adapters.grelu import bind_locus
+    from seq2exp_plugin.errors import InputError
+    from seq2exp_plugin.train.module import load_grelu_model, load_module
+
+    cells = ("synthA", "synthB", "synthC")
+    three = str(per_cell_type_checkpoint(tmp_path / "three.ckpt", cells))
+    with pytest.raises(InputError, match=re.escape(f"{three} was trained on cell types ['synthA', 'synthB', "
+                                                   "'synthC'] with a per-cell-type head") + ".*" +
+                       re.escape("load_grelu_model(path, cell_type='synthA')")):
+        load_grelu_model(three)
+    with pytest.raises(InputError, match=re.escape(f"{three}: cell type 'K562': the model's per-cell-type "
+                                                   "head (model.celltype_head) has outputs for ['synthA', "
+                                                   "'synthB', 'synthC'] only")):
+        load_grelu_model(three, cell_type="K562")
+    module = load_module(three)  # the library's own loading reads each batch's cell types
+    assert module.model.cell_type_index is None
+    x, parts = stacked("Seq2ExpModel", size=2, length=2000)
+    got = {}
+    for index, cell in enumerate(cells):
+        model = load_grelu_model(three, cell_type=cell)
+        assert not model.training and model.model_params["cell_type"] == cell
+        with torch.no_grad():
+            got[cell] = model(x).reshape(-1)
+        torch.testing.assert_close(got[cell], library(module.net, "Seq2ExpModel", parts, index), rtol=0, atol=1e-6)
+    assert not torch.allclose(got["synthA"], got["synthB"]) and not torch.allclose(got["synthB"], got["synthC"])
+    with pytest.raises(InputError, match="name the one to read"):
+        module.model(x)  # no cell type named: stacked channels cannot say which
+    # a locus-bound model reads the loaded model's cell type, or the locus's with the library's
+    seq, signals, features, _ = parts
+    b = load_grelu_model(three, cell_type="synthB")
+    with torch.no_grad():
+        torch.testing.assert_close(bind_locus(b, signals[0], features[0], NAMES)(seq[:1]).reshape(1),
+                                   got["synthB"][:1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(bind_locus(module, signals[0], features[0], NAMES, cell_type_index=2)(seq[:1])
+                                   .reshape(1), got["synthC"][:1], rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="cell_type_index 0 is the output of 'synthA', but the model was "
+                                         "made to read that of 'synthB'"):
+        bind_locus(b, signals[0], features[0], NAMES, cell_type_index=0)
+    with pytest.raises(InputError, match="bind_locus: the model's per-cell-type head"):
+        bind_locus(module, signals[0], features[0], NAMES)
+    # trained on one cell type: its name is the default, another is refused
+    one = str(per_cell_type_checkpoint(tmp_path / "one.ckpt", ("synthA",)))
+    assert load_grelu_model(one).model.cell_type == "synthA"
+    with pytest.raises(InputError, match="cell type 'synthB'"):
+        load_grelu_model(one, cell_type="synthB")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,6 +125,8 @@ def test_group_renders_one_entry_per_row(home, monkeypatch):
         d = source.get_model_descr(f"Seq2Exp/{entry}")
         assert d.default_dataloader.default_args["entry"] == entry
         assert d.default_dataloader.default_args.get("weights") == d.args["weights"]
+        # a per-cell-type head gives the output of the entry's cell type, the dataloader's
+        assert d.args["cell_type"] == d.default_dataloader.default_args["cell_type"]
     demo = source.get_model_descr("Seq2Exp/Demo")
     for key, value in demo.default_dataloader.default_args.items():
         if key not in ("cell_type", "window", "entry"):
@@ -263,6 +266,63 @@ def test_inputs_that_do_not_fit_the_checkpoint_are_named(direct, tmp_path, monke
     _excepthook(type(err.value), err.value, None)  # what `kipoi predict` prints: one line
     printed = capsys.readouterr().err
     assert printed.count("\n") == 1 and "error: Seq2Exp/Demo" in printed and "Traceback" not in printed
+
+
+def random_inputs(n: int, length: int) -> dict:
+    g = np.random.default_rng(0)
+    return {"seq": np.eye(4, dtype=np.float32)[g.integers(0, 4, (n, length))].transpose(0, 2, 1),
+            "signals": g.random((n, 3, length), dtype=np.float32) * 3,
+            "features": g.standard_normal((n, 9)).astype(np.float32),
+            "blacklist": np.zeros((n, length), dtype=bool)}
+
+
+def test_a_per_cell_type_head_gives_the_output_of_the_cell_type_argument(tmp_path, monkeypatch):
+    """A checkpoint with a per-cell-type head over three cell types: the model reads the output
+    of its ``cell_type`` argument (what the library network gives with that cell_type_index),
+    needs one and refuses a name the head has none for; one cell type is the default where the
+    run had one; the shared head ignores the argument."""
+    import torch
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from conftest import per_cell_type_checkpoint
+    from seq2exp_plugin.adapters.kipoi import InputMismatchError, Seq2ExpKipoiModel
+    from seq2exp_plugin.train.module import load_module
+
+    cells = ("synthA", "synthB", "synthC")
+    three = per_cell_type_checkpoint(tmp_path / "three.ckpt", cells)
+    net = load_module(str(three)).net
+    x = random_inputs(2, 2000)
+    inputs = [torch.from_numpy(x[k]) for k in ("seq", "signals", "features", "blacklist")]
+    got = {}
+    for index, cell in enumerate(cells):
+        model = Seq2ExpKipoiModel(weights=str(three), entry="Demo", device="cpu", cell_type=cell)
+        got[cell] = model.predict_on_batch(x)
+        with torch.no_grad():
+            want = net(*inputs, torch.full((2,), index))
+        np.testing.assert_allclose(got[cell]["expression"], want.expression.numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got[cell]["mask"], want.mask.score.numpy(), rtol=0, atol=1e-6)
+    assert not np.allclose(got["synthA"]["expression"], got["synthB"]["expression"])
+    assert not np.allclose(got["synthB"]["expression"], got["synthC"]["expression"])
+    with pytest.raises(InputMismatchError, match=re.escape(
+            f"Seq2Exp/Demo: {three} was trained on cell types ['synthA', 'synthB', 'synthC'] with a "
+            "per-cell-type head (model.celltype_head), one output each: name the one to read with the "
+            "model argument cell_type")):
+        Seq2ExpKipoiModel(weights=str(three), entry="Demo", device="cpu")
+    with pytest.raises(InputMismatchError, match=re.escape(
+            f"Seq2Exp/Demo: {three}: cell type 'K562': the model's per-cell-type head (model.celltype_head) "
+            "has outputs for ['synthA', 'synthB', 'synthC'] only")):
+        Seq2ExpKipoiModel(weights=str(three), entry="Demo", device="cpu", cell_type="K562")
+    one = per_cell_type_checkpoint(tmp_path / "one.ckpt", ("synthA",))
+    assert Seq2ExpKipoiModel(weights=str(one), entry="Demo", device="cpu").cell_type_index == 0
+    with pytest.raises(InputMismatchError, match="cell type 'synthB'"):
+        Seq2ExpKipoiModel(weights=str(one), entry="Demo", device="cpu", cell_type="synthB")
+    # the shared head (the Demo's) serves any cell type
+    x = random_inputs(1, WINDOW)
+    plain = Seq2ExpKipoiModel(weights=str(DEMO / "best.ckpt"), entry="Demo", device="cpu").predict_on_batch(x)
+    named = Seq2ExpKipoiModel(weights=str(DEMO / "best.ckpt"), entry="Demo", device="cpu",
+                              cell_type="K562").predict_on_batch(x)
+    for key in ("expression", "mask"):
+        np.testing.assert_array_equal(named[key], plain[key])
 
 
 # ------------------------------------------------------------------------------ the shim

@@ -17,6 +17,11 @@ and return the mask too) and read stacked channels in ``forward``:
   -> ``(N, 1, 1)``.
 - ``HierarchicalCNN``, ``ExpectoRidge``: as ``Seq2ExpModel`` (the DNA channels are ignored).
 
+A model with a per-cell-type head (``model.celltype_head``, one output per training cell type)
+reads one cell type's output in ``forward``: name it once, ``cell_type="K562"`` in
+``model_params`` (the stacked signal channels must be that cell type's), or load a checkpoint with
+:func:`seq2exp_plugin.train.module.load_grelu_model`, which names it.
+
 For gReLU's ISM and attribution tools, which pass 4-channel DNA only, bind one locus's signals
 with :func:`bind_locus` (a gReLU ``LightningModel`` around :class:`BoundSignals`); DeepSHAP needs
 :func:`deepshap_ops`.
@@ -29,6 +34,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..model import baselines
 from ..model import generator as generator_module
 from ..model import predictor as predictor_module
@@ -55,17 +61,51 @@ def _refuse_grelu_training(module: nn.Module, inputs: Any) -> None:
             "model in eval mode (model.eval()).")
 
 
+def _name_a_cell_type(where: str, cell_types: Sequence[str], how: str | None = None) -> str:
+    """What to do when a per-cell-type head of several outputs is given no cell type."""
+    how = how or (f"cell_type={cell_types[0]!r} in model_params; for a checkpoint "
+                  "seq2exp_plugin.train.module.load_grelu_model(path, cell_type=...)")
+    return (f"{where}: the model's per-cell-type head (model.celltype_head) has an output for each "
+            f"of {list(cell_types)}: name the one to read ({how}); the signal channels must be "
+            "that cell type's")
+
+
 class _GreluModel(nn.Module):
-    """Shared plumbing: the library model in ``.net``, gReLU's ``head.n_tasks``; gReLU's own
-    training loop is refused (:func:`_refuse_grelu_training`)."""
+    """Shared plumbing: the library model in ``.net``, gReLU's ``head.n_tasks``, the output a
+    per-cell-type head reads; gReLU's own training loop is refused (:func:`_refuse_grelu_training`).
+
+    ``cell_type``: the cell type whose output ``forward`` reads from a per-cell-type head (a head
+    of several outputs needs one, a name it has an output for); ignored by the shared head, which
+    serves any cell type. ``batch_cell_types``: the caller gives ``.net`` each example's cell
+    type itself (the training module, from its batches' ``cell_type_index``), so none is needed
+    here; ``forward`` then asks for one.
+    """
 
     head = _TaskCount()
+    #: Whether the network ends in the head that may have one output per cell type.
+    has_celltype_head = False
 
-    def __init__(self, **fields: Any) -> None:
+    def __init__(self, cell_type: str | None = None, batch_cell_types: bool = False,
+                 **fields: Any) -> None:
         super().__init__()
         # model_params without a version were written before configurations had one
         self.config = Seq2ExpConfig.from_dict({"version": 1, **fields})
+        self.cell_type = cell_type
+        #: The head output ``forward`` reads (None: the only one, or none named).
+        self.cell_type_index = None
+        if self.has_celltype_head and cell_type is not None:
+            self.cell_type_index = self.config.celltype_index(cell_type)
+        elif self.has_celltype_head and self.config.n_outputs > 1 and not batch_cell_types:
+            raise InputError(_name_a_cell_type(type(self).__name__, self.config.cell_types))
         self.register_forward_pre_hook(_refuse_grelu_training)
+
+    def cell_type_indices(self, x: Tensor) -> Tensor | None:
+        """The named cell type's output index for each example of ``x`` (None: a one-output head)."""
+        if self.config.n_outputs == 1:
+            return None
+        if self.cell_type_index is None:
+            raise InputError(_name_a_cell_type(type(self).__name__, self.config.cell_types))
+        return torch.full((x.shape[0],), self.cell_type_index, device=x.device)
 
     def split(self, x: Tensor, with_mask: bool = False) -> tuple[Tensor, ...]:
         """Stacked channels -> ``seq, signals, features[, mask]``."""
@@ -85,12 +125,15 @@ class _GreluModel(nn.Module):
 class Seq2ExpModel(_GreluModel):
     """gReLU face of :class:`seq2exp_plugin.model.seq2exp.Seq2ExpModel`."""
 
+    has_celltype_head = True
+
     def __init__(self, **fields: Any) -> None:
         super().__init__(**fields)
         self.net = seq2exp_module.Seq2ExpModel(self.config)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(*self.split(x)).expression[:, None, None]
+        seq, signals, features = self.split(x)
+        return self.net(seq, signals, features, None, self.cell_type_indices(x)).expression[:, None, None]
 
 
 class Seq2ExpGenerator(_GreluModel):
@@ -110,6 +153,8 @@ class Seq2ExpGenerator(_GreluModel):
 class Seq2ExpPredictor(_GreluModel):
     """gReLU face of :class:`seq2exp_plugin.model.predictor.Seq2ExpPredictor`."""
 
+    has_celltype_head = True
+
     def __init__(self, use_signals: bool = True, **fields: Any) -> None:
         super().__init__(**fields)
         self.use_signals = use_signals
@@ -117,11 +162,13 @@ class Seq2ExpPredictor(_GreluModel):
 
     def forward(self, x: Tensor) -> Tensor:
         seq, signals, features, mask = self.split(x, with_mask=True)
-        return self.net(seq, signals, features, mask)[:, None, None]
+        return self.net(seq, signals, features, mask, self.cell_type_indices(x))[:, None, None]
 
 
 class HierarchicalCNN(_GreluModel):
     """gReLU face of :class:`seq2exp_plugin.model.baselines.HierarchicalCNN`."""
+
+    has_celltype_head = True
 
     def __init__(self, window: int, cnn: dict[str, Any] | None = None, **fields: Any) -> None:
         super().__init__(**fields)
@@ -133,7 +180,7 @@ class HierarchicalCNN(_GreluModel):
 
     def forward(self, x: Tensor) -> Tensor:
         _, signals, features = self.split(x)
-        return self.net(signals, features)[:, None, None]
+        return self.net(signals, features, self.cell_type_indices(x))[:, None, None]
 
 
 class ExpectoRidge(_GreluModel):
@@ -220,7 +267,7 @@ class BoundSignals(nn.Module):
 
 def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequence[str],
                blacklist: Tensor | None = None, mask: Tensor | None = None,
-               task_name: str = "expression", cell_type_index: int = 0):
+               task_name: str = "expression", cell_type_index: int | None = None):
     """A gReLU ``LightningModel`` that reads 4-channel DNA of one locus (see :class:`BoundSignals`).
 
     ``model``: a ``grelu.lightning.LightningModel`` holding one of this module's classes (e.g.
@@ -228,7 +275,8 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequ
     module itself), or such a class directly. ``signals (n_signals, L)``, ``features
     (n_features,)``, ``blacklist (L,)`` and ``mask (L,)`` are the locus's arrays in the model's
     window orientation (a window-dataset item's, as ``cell_type_index``: the output of a
-    per-cell-type head it reads); ``signal_names`` names the rows of
+    per-cell-type head it reads; by default the one the model's ``cell_type`` names, and a head
+    of several outputs needs one or the other); ``signal_names`` names the rows of
     ``signals`` (a window dataset's ``signal_names``), checked against the model's tracks. The result shares the trained weights (a view,
     not a copy), is in eval mode, predicts ``(N, 1, 1)`` and works with
     ``grelu.interpret.score.ISM_predict``, ``get_attributions`` and ``predict_on_dataset``. It is
@@ -243,12 +291,15 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequ
         raise TypeError(f"bind_locus: expected a gReLU LightningModel of a Seq2Exp class or one of "
                         f"{[c.__name__ for c in MODEL_CLASSES]}, got {type(face).__name__}")
     face.config.check_tracks(signal_names, "bind_locus")
+    cell_type_index = _bound_output(face, cell_type_index)
     params = getattr(model, "model_params", None)
     if params is None:
         extra = {"use_signals": face.use_signals} if isinstance(face, Seq2ExpPredictor) else {}
         if isinstance(face, HierarchicalCNN):
             extra = {"window": face.window}
         params = {"model_type": type(face).__name__, **face.config.to_dict(), **extra}
+    if face.has_celltype_head and face.config.n_outputs > 1:  # the throwaway build names it too
+        params = {**params, "cell_type": face.config.cell_types[cell_type_index]}
     # a throwaway build of the unbound class (cheap, by name), then the bound view of the trained
     # weights; num_workers 0: gReLU's prediction loaders run in this process
     register()
@@ -258,6 +309,29 @@ def bind_locus(model: Any, signals: Tensor, features: Tensor, signal_names: Sequ
     bound.data_params = {"tasks": {"name": [task_name]}}
     device = next(face.parameters(), torch.empty(0)).device
     return bound.to(device).eval()  # the bound tracks go where the weights are
+
+
+def _bound_output(face: _GreluModel, cell_type_index: int | None) -> int:
+    """The head output a locus-bound model reads: ``cell_type_index`` (the locus's) or the one
+    the model's ``cell_type`` names; the two must agree, as the locus's signals are one cell
+    type's."""
+    n_outputs = face.config.n_outputs if face.has_celltype_head else 1
+    own = face.cell_type_index
+    if cell_type_index is None:
+        if own is None and n_outputs > 1:
+            raise InputError(_name_a_cell_type("bind_locus", face.config.cell_types,
+                                               "the locus's cell_type_index, or a model made "
+                                               "with cell_type=..."))
+        return own or 0
+    cell_type_index = int(cell_type_index)
+    if n_outputs > 1 and not 0 <= cell_type_index < n_outputs:
+        raise InputError(f"bind_locus: cell_type_index {cell_type_index}, but the per-cell-type head "
+                         f"has outputs 0 to {n_outputs - 1} ({list(face.config.cell_types)})")
+    if own is not None and n_outputs > 1 and own != cell_type_index:
+        raise InputError(f"bind_locus: cell_type_index {cell_type_index} is the output of "
+                         f"{face.config.cell_types[cell_type_index]!r}, but the model was made to "
+                         f"read that of {face.cell_type!r} ({own}): bind a locus of that cell type")
+    return cell_type_index
 
 
 def deepshap_ops(k: int = 8) -> dict:

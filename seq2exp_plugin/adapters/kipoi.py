@@ -8,7 +8,9 @@ Model: :class:`Seq2ExpKipoiModel` (a ``kipoi.model.BaseModel``) loads a checkpoi
 ``torch.inference_mode()``. ``predict_on_batch`` returns ``{"expression": (N,), "mask": (N, L)}``
 float32: the predicted ``log10(CAGE + 1)`` and the per-bp mask score (the posterior mean of the
 mask, promoter kept and blacklisted positions zeroed; array index ``i`` = genomic position
-``start + i``, reversed for "-" genes of a model trained with ``rc_minus_strand``).
+``start + i``, reversed for "-" genes of a model trained with ``rc_minus_strand``). A
+per-cell-type head gives the output of the model argument ``cell_type`` (each entry passes its
+own) for every gene.
 
 Weights (:func:`resolve_weights`), first match wins:
 
@@ -42,7 +44,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import USER_ERRORS
+from ..errors import USER_ERRORS, InputError
 from .kipoi_patches import (DataLoaderInputError, InputMismatchError, MissingWeightsError, Seq2ExpKipoiError,
                             apply_writer_compat)
 
@@ -184,6 +186,11 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
     device : ``"cpu"``, ``"cuda"``, or ``"auto"`` (a GPU if torch sees one).
     max_batch : genes per forward pass (Kipoi batches are split; on the CPU also to
         ``model.batch.CPU_INFERENCE_POSITIONS`` positions per pass: one 200 kb window).
+    cell_type : the cell type whose output a per-cell-type head (``model.celltype_head``) gives
+        for every gene (the dataloader's signals must be its); by default the run's cell type
+        when it was trained on one, needed for a run on several; one the head has no output for
+        is refused. The shared head serves any cell type and ignores it. Each entry of the
+        group passes its own (``K562``...).
     """
 
     #: What Kipoi looks for in the entry's dependencies (`kipoi test` warns without it).
@@ -191,7 +198,7 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
 
     def __init__(self, weights: str | None = None, entry: str = "Seq2Exp",
                  weights_env: str | None = None, train_config: str | None = None,
-                 device: str = "auto", max_batch: int = 8) -> None:
+                 device: str = "auto", max_batch: int = 8, cell_type: str | None = None) -> None:
         self.entry = str(entry)
         # before the heavy imports: without weights, stop at once
         self.weights = resolve_weights(self.entry, weights, weights_env, train_config)
@@ -222,6 +229,26 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
                 "h3k27ac, dnase, hic in that order")
         self.n_features = int(self.net.config.n_features)
         self.max_batch = max(1, int(max_batch))
+        self.cell_type_index = self._output_of(cell_type)
+
+    def _output_of(self, cell_type: str | None) -> int:
+        """The head output every gene reads: ``cell_type``'s, by default the run's only cell type's."""
+        config, trained = self.net.config, self.run_config.data.celltypes()
+        if cell_type is None and len(trained) == 1 and trained[0]:
+            cell_type = trained[0]
+        if cell_type is None:
+            if config.n_outputs > 1:
+                raise InputMismatchError(
+                    f"Seq2Exp/{self.entry}: {self.weights} was trained on cell types {trained} with "
+                    f"a per-cell-type head (model.celltype_head), one output each: name the one to "
+                    f"read with the model argument cell_type (e.g. cell_type: {config.cell_types[0]} "
+                    "in the entry's model.yaml args, or Seq2ExpKipoiModel(..., cell_type=...)); the "
+                    "dataloader's signals must be that cell type's")
+            return 0
+        try:
+            return config.celltype_index(str(cell_type))
+        except InputError as err:
+            raise InputMismatchError(f"Seq2Exp/{self.entry}: {self.weights}: {err}") from None
 
     def _check(self, seq: np.ndarray, signals: np.ndarray, features: np.ndarray) -> None:
         where = f"Seq2Exp/{self.entry} ({self.weights})"
@@ -260,6 +287,8 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
                     "seq": torch.from_numpy(np.ascontiguousarray(seq[lo:hi])).to(self.device),
                     "signals": torch.from_numpy(np.ascontiguousarray(signals[lo:hi])).to(self.device),
                     "features": torch.from_numpy(np.ascontiguousarray(features[lo:hi])).to(self.device),
+                    "cell_type_index": torch.full((min(hi, seq.shape[0]) - lo,), self.cell_type_index,
+                                                  device=self.device),
                 }
                 if blacklist is not None:
                     batch["blacklist"] = torch.from_numpy(np.asarray(blacklist[lo:hi]) != 0).to(self.device)

@@ -3,7 +3,8 @@
 :class:`Seq2ExpLightning` *is* a ``grelu.lightning.LightningModel``: its checkpoints carry
 gReLU's ``model_params`` / ``train_params`` hyper-parameters and ``model.*`` weights, so
 ``grelu.lightning.LightningModel.load_from_checkpoint(path)`` loads them as they are (with
-gReLU's own prediction tools), and :func:`load_network` gives back the library model.
+gReLU's own prediction tools), and :func:`load_network` gives back the library model;
+:func:`load_grelu_model` names the cell type a per-cell-type head reads on gReLU's stacked channels.
 
 What it changes: batches are the window dataset's dicts; the loss is eq. 3 (task loss + weighted
 KL; with ``train.loss: hybrid`` the task loss adds the cross-cell-type term); AdamW with the
@@ -58,6 +59,14 @@ class Seq2ExpLightning(LightningModel):
             "seq2exp": run.to_dict(),
         }
         return cls(model_params(run), train_params)
+
+    def build_model(self) -> None:
+        """gReLU's build by name, where a per-cell-type head needs no cell type named: each
+        batch gives its examples' (``cell_type_index``)."""
+        import grelu.model.models as models
+
+        params = {k: v for k, v in self.model_params.items() if k != "model_type"}
+        self.model = getattr(models, self.model_params["model_type"])(batch_cell_types=True, **params)
 
     @property
     def net(self) -> torch.nn.Module:
@@ -157,6 +166,35 @@ def load_module(path: str) -> Seq2ExpLightning:
     """A checkpoint written by ``seq2exp train``, on the CPU, in eval mode."""
     read_checkpoint(path)
     module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu")
+    return module.eval()
+
+
+def load_grelu_model(path: str, cell_type: str | None = None) -> Seq2ExpLightning:
+    """A ``seq2exp train`` checkpoint as a gReLU ``LightningModel`` (on the CPU, in eval mode)
+    whose ``forward`` on stacked channels reads ``cell_type``'s output.
+
+    A per-cell-type head has one output per training cell type and the stacked channels carry no
+    cell type, so the model reads one, named here (``cell_type`` in its ``model_params``): by
+    default the run's cell type when it was trained on one; a run on several with that head
+    needs it. A name the head has no output for is refused (an InputError names the file and the
+    head's cell types). The shared head serves any cell type and ignores it.
+    """
+    params = read_checkpoint(path)["hyper_parameters"]
+    trained = RunConfig.from_dict(params["train_params"]["seq2exp"]).data.celltypes()
+    if cell_type is None and len(trained) == 1 and trained[0]:
+        cell_type = trained[0]
+    model_params = dict(params["model_params"])
+    if cell_type is not None:
+        model_params["cell_type"] = str(cell_type)
+    try:
+        module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu", model_params=model_params)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    face = module.model
+    if face.has_celltype_head and face.config.n_outputs > 1 and face.cell_type_index is None:
+        raise InputError(f"{path} was trained on cell types {trained} with a per-cell-type head "
+                         "(model.celltype_head), one output each, and stacked channels carry no cell "
+                         f"type: name the one to read, load_grelu_model(path, cell_type={trained[0]!r})")
     return module.eval()
 
 
