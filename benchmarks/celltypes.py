@@ -10,8 +10,9 @@ per cell type, and a held-out cell type, on synthetic data.
    ``--silent-fraction``, cell-type-specific enhancers), windows of ``--window`` bp read from
    the tiny preset's design;
 2. one model per (variant, head, loss, seed) on every cell type at once (``data.cell_types``):
-   the Seq2Exp and hierarchical-CNN ``--variants`` (and ``promoter-ridge``, the closed-form
-   fit the ``learned`` preset's promoter path starts from: MSE, shared head), the shared head
+   the Seq2Exp and hierarchical-CNN ``--variants`` (and ``ridge``, ``promoter-ridge``: closed
+   form, MSE, shared head; the second is the fit the ``learned`` preset's promoter path starts
+   from), the shared head
    and the per-cell-type head (``model.celltype_head``, ``--heads``), the MSE
    (``train.loss: mse``) and the hybrid loss at each ``--weights`` value;
 3. evaluation on the test genes: pooled and per-cell-type cross-gene Spearman, and the
@@ -142,7 +143,7 @@ def compare_settings(synth: Path, out: Path, args) -> tuple[str, dict]:
     """Every (variant, head, loss) on every cell type at once: the table, and each run's metrics."""
     rows: dict[str, list[dict]] = {}
     for variant in args.variants:
-        closed_form = variant == "promoter-ridge"  # one fitted linear map: MSE, one shared output
+        closed_form = variant in ("ridge", "promoter-ridge")  # one fitted linear map: MSE, one shared output
         losses = [("mse", 0.0)] + ([] if closed_form else [("hybrid", w) for w in args.weights])
         for head in ["shared"] if closed_form else args.heads:
             for loss, weight in losses:
@@ -184,7 +185,7 @@ def held_out(synth: Path, out: Path, args) -> tuple[str, dict]:
     others = [c for c in args.cell_type_names if c != name]
     rows: dict[str, list[dict]] = {}
     for variant in args.variants:
-        hybrid = len(others) > 1 and variant != "promoter-ridge"
+        hybrid = len(others) > 1 and variant not in ("ridge", "promoter-ridge")
         losses = [("mse", 0.0)] + ([("hybrid", w) for w in args.weights] if hybrid else [])
         for seed in args.seeds:
             for cells, (loss, weight) in [(others, lw) for lw in losses] + [([name], ("mse", 0.0))]:
@@ -214,9 +215,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--weights", type=float, nargs="+", default=[1.0], help="hybrid loss weights w")
     p.add_argument("--variants", nargs="+", default=["seq2exp", "hierarchical-cnn"],
-                   choices=["seq2exp", "hierarchical-cnn", "seq-signals", "promoter-ridge"],
-                   help="promoter-ridge (closed form: MSE and the shared head only) is the reference "
-                        "the learned preset's promoter path starts from")
+                   choices=["seq2exp", "hierarchical-cnn", "seq-signals", "ridge", "promoter-ridge"],
+                   help="ridge and promoter-ridge: closed form, MSE and the shared head only (promoter-ridge is "
+                        "the fit the learned preset's promoter path starts from)")
     p.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS,
                    help="the shared head and/or one output per cell type (model.celltype_head)")
     p.add_argument("--held-out", metavar="NAME",
