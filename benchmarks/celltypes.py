@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 STACK = {"d_model": 16, "n_layers": 1, "d_state": 4}
 HEADS = ("shared", "per-cell-type")
@@ -99,7 +100,7 @@ def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, s
     tracks = {s: str(synth / "{cell_type}" / f"{s}.{'cool' if s == 'hic' else 'bw'}")
               for s in ("h3k27ac", "dnase", "hic")}
     name = f"{variant}-{head}-{loss}{weight:g}-seed{seed}" + (f"-on-{'+'.join(cells)}" if args.held_out else "")
-    return {
+    config = {
         "variant": variant,
         "model": {"generator": STACK, "predictor": STACK, "pool_width": 200, "mask": {"promoter_keep": PROMOTER_KEEP},
                   "celltype_head": head == "per-cell-type"},
@@ -112,6 +113,13 @@ def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, s
                   "log_every_steps": args.steps},
         "out_dir": str(out / name),
     }
+    for key, value in args.set.items():  # --set: dotted run entries, e.g. model.promoter_linear=null
+        section, _, field = key.rpartition(".")
+        target = config
+        for part in filter(None, section.split(".")):
+            target = target.setdefault(part, {})
+        target[field] = value
+    return config
 
 
 def train_and_evaluate(config: dict, cell_type: str | None = None, on_gene=None) -> dict:
@@ -134,7 +142,8 @@ def summarise(rows: dict[str, list[dict]], columns: list[str], first: str) -> st
     """A markdown table, mean +/- sd over seeds of each column."""
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, runs in rows.items():
-        cells = [f"{np.mean([r[c] for r in runs]):.3f} +/- {np.std([r[c] for r in runs]):.3f}" for c in columns]
+        cells = [f"{np.mean([r[c] for r in runs]):.3f} +/- {np.std([r[c] for r in runs]):.3f}"
+                 if all(c in r for r in runs) else "-" for c in columns]  # "-": no mask, no such value
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -169,7 +178,7 @@ def compare_settings(synth: Path, out: Path, args) -> tuple[str, dict]:
                              f"{metrics['differential_prevalence']:.4f})" if masks else ""), flush=True)
     columns = ["spearman", *(f"spearman_{c}" for c in args.cell_type_names), "cross_celltype_spearman"]
     columns += [c for c in ("differential_auprc", "differential_auprc_dnase", "differential_prevalence")
-                if all(c in r for runs in rows.values() for r in runs)]
+                if any(c in r for runs in rows.values() for r in runs)]
     table = summarise(rows, columns, "model")
     genes = {runs[0]["cross_celltype_genes"] for runs in rows.values()}
     ceiling = noise_ceiling(synth, args.cell_type_names)
@@ -224,7 +233,11 @@ def main(argv=None) -> int:
                    help="train on every other cell type, evaluate on NAME (cellA, cellB, ...) beside "
                         "a model trained on NAME alone")
     p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="run entries for every trained run (YAML values), e.g. model.promoter_linear=null; "
+                        "use another --out for each setting")
     args = p.parse_args(argv)
+    args.set = {key: yaml.safe_load(value) for key, _, value in (a.partition("=") for a in args.set)}
     if not 2 <= args.cell_types <= 6:
         p.error("--cell-types must be between 2 and 6")
     args.cell_type_names = [f"cell{chr(ord('A') + i)}" for i in range(args.cell_types)]
