@@ -46,7 +46,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from seq2exp_plugin.typed_config import parse_assignments, set_entries
 
 STACK = {"d_model": 16, "n_layers": 1, "d_state": 4}
 HEADS = ("shared", "per-cell-type")
@@ -114,13 +115,7 @@ def run_config(synth: Path, out: Path, variant: str, loss: str, weight: float, s
                   "log_every_steps": args.steps},
         "out_dir": str(out / name),
     }
-    for key, value in args.set.items():  # --set: dotted run entries, e.g. model.promoter_linear=null
-        section, _, field = key.rpartition(".")
-        target = config
-        for part in filter(None, section.split(".")):
-            target = target.setdefault(part, {})
-        target[field] = value
-    return config
+    return set_entries(config, args.set, "--set")  # dotted run entries, e.g. model.promoter_linear=null
 
 
 def train_and_evaluate(config: dict, cell_type: str | None = None, on_gene=None) -> dict:
@@ -238,7 +233,7 @@ def main(argv=None) -> int:
                    help="run entries for every trained run (YAML values), e.g. model.promoter_linear=null; "
                         "use another --out for each setting")
     args = p.parse_args(argv)
-    args.set = {key: yaml.safe_load(value) for key, _, value in (a.partition("=") for a in args.set)}
+    args.set = parse_assignments(args.set)
     if not 2 <= args.cell_types <= 6:
         p.error("--cell-types must be between 2 and 6")
     args.cell_type_names = [f"cell{chr(ord('A') + i)}" for i in range(args.cell_types)]

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 from .atomic import Terminated, stop_on_signals
 from .errors import USER_ERRORS, InputError
+from .typed_config import parse_assignments
 
 
 def _peak_rss_mb() -> float:
@@ -213,19 +214,6 @@ def _run_genes(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------- train
-def _parse_assignments(pairs: Sequence[str]) -> dict:
-    """``key.sub=value`` pairs (values parsed as YAML: numbers, booleans, lists)."""
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set expects key=value, got {pair!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def _add_train_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train Seq2Exp or a baseline from a YAML configuration",
@@ -251,7 +239,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     folds = {f"data.{k}": v for k, v in (("folds", args.folds), ("fold", args.fold)) if v is not None}
-    run = load_config(args.config, {**_parse_assignments(args.set), **folds})
+    run = load_config(args.config, {**parse_assignments(args.set), **folds})
     if fit(run, resume=not args.restart) is None:
         return 0  # a finished run: fit said so
     print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation MSE)")
@@ -293,7 +281,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         check_writable_file(args.json, "--json")
     if args.truth and not os.path.isfile(args.truth):
         raise FileNotFoundError(f"--truth: ground-truth BED not found: {args.truth}")
-    module, run = load_run(args.checkpoint, _parse_assignments(args.data))
+    module, run = load_run(args.checkpoint, parse_assignments(args.data))
     genes = read_gene_list(args.genes_file, "--genes-file") if args.genes_file else args.genes
     split = None if genes else args.split
     dataset = make_dataset(run, split, gene_ids=genes)
@@ -383,7 +371,7 @@ def _run_cv(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_writable_dir(args.out, "--out")
-    settings = _parse_assignments(args.set)
+    settings = parse_assignments(args.set)
     if args.fold_column:
         settings["data.fold_column"] = args.fold_column
     files = (args.genome, args.tss, args.expression, args.cell_type, args.signals)
@@ -533,7 +521,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from .discover.predict import predict_to_directory
 
     t0 = time.perf_counter()
-    options = dict(gene_ids=args.genes, split=args.split, data_overrides=_parse_assignments(args.data),
+    options = dict(gene_ids=args.genes, split=args.split, data_overrides=parse_assignments(args.data),
                    threshold=args.threshold, min_gap=args.min_gap, min_length=args.min_length,
                    max_plots=args.plots, truth=args.truth, peaks=args.peaks, batch_size=args.batch_size,
                    num_workers=args.num_workers, force=args.force)
@@ -581,7 +569,7 @@ def _run_links(args: argparse.Namespace) -> int:
     split = None if args.split in (None, "all") else args.split
     summary = links_to_directory(
         args.checkpoint, args.out, gene_ids=genes, split=split, elements=args.elements,
-        data_overrides=_parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
+        data_overrides=parse_assignments(args.data), threshold=args.threshold, min_gap=args.min_gap,
         min_length=args.min_length, batch_size=args.batch_size, num_workers=args.num_workers, force=args.force)
     print(f"seq2exp links: {summary['n_links']} links for {summary['n_genes_with_links']} of "
           f"{summary['n_genes']} genes ({summary['elements']}; classes {summary['classes']}); wrote "
@@ -693,7 +681,7 @@ def _run_ism(args: argparse.Namespace) -> int:
         promoter_bp=args.promoter_bp, threshold=None if args.top_fraction else args.threshold,
         top_fraction=args.top_fraction, min_gap=args.min_gap, min_length=args.min_length,
         mask_mode=args.mask_mode, batch_size=args.batch_size, devices=device,
-        plot_elements=args.plot_elements, data_overrides=_parse_assignments(args.data), force=args.force)
+        plot_elements=args.plot_elements, data_overrides=parse_assignments(args.data), force=args.force)
     for g in summary["genes"]:
         full = g["full_window"]
         print(f"seq2exp ism: {g['gene_id']}: {len(g['elements'])} element(s), {g['bases_scored']} bases, "
@@ -738,7 +726,7 @@ def _run_variants(args: argparse.Namespace) -> int:
     summary = run_variants(
         args.checkpoint, args.variants, args.out, gene_ids=args.genes, window_genes=args.window_genes,
         batch_size=args.batch_size, device=args.device, h5ad=args.h5ad,
-        data_overrides=_parse_assignments(args.data), force=args.force)
+        data_overrides=parse_assignments(args.data), force=args.force)
     print(f"seq2exp variants: {summary['variants']} variants, {summary['pairs_scored']} (variant, gene) "
           f"pairs scored over {summary['genes_with_variants']} genes; {summary['not_scored']} not scored")
     for reason, n in summary["not_scored_by_reason"].items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Mapping, Sequence, Union
 
 from .errors import InputError
 
@@ -122,3 +122,32 @@ def _key(where: str, name: Any) -> str:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key.sub=value`` pairs (``--set``, ``--data``; values parsed as YAML: numbers, booleans,
+    lists)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set expects key=value, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def set_entries(raw: dict[str, Any], entries: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` (a run configuration's mapping) with each dotted ``section.key`` of ``entries``
+    set, sections made as needed; ``where`` names the configuration in the error raised when a
+    section is not a mapping."""
+    for key, value in entries.items():
+        section, _, name = key.rpartition(".")
+        target = raw
+        for part in filter(None, section.split(".")):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise InputError(f"{where}: {key}: {part} is not a section (a mapping)")
+        target[name] = value
+    return raw

@@ -260,6 +260,8 @@ def write_train_config(synth: Path, directory: Path, **extra) -> Path:
     """A `seq2exp train` YAML for the tiny synth data (``extra``: ``"train.max_steps": 2``...)."""
     import yaml
 
+    from seq2exp_plugin.typed_config import set_entries
+
     cell = "synthA"
     config = {
         "variant": "seq2exp",
@@ -276,9 +278,7 @@ def write_train_config(synth: Path, directory: Path, **extra) -> Path:
                   "progress_bar": False},
         "out_dir": str(directory / "run"),
     }
-    for key, value in extra.items():
-        section, _, name = key.rpartition(".")
-        (config[section] if section else config)[name] = value
+    set_entries(config, extra, "write_train_config")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))

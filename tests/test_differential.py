@@ -185,12 +185,12 @@ def test_predict_cell_types_writes_both_masks_their_difference_and_the_different
 ])
 def test_bad_cell_types_are_refused_before_any_output(two_cell_checkpoint, tiny_synth, tmp_path, cells, data,
                                                      truth, message):
-    from seq2exp_plugin.cli import _parse_assignments
+    from seq2exp_plugin.typed_config import parse_assignments
 
     out = tmp_path / "sub" / "diff"
     with pytest.raises(InputError, match=message):
         predict_differential(str(two_cell_checkpoint), out, cells, gene_ids=GENES[:1],
-                             data_overrides=_parse_assignments(data), progress=False,
+                             data_overrides=parse_assignments(data), progress=False,
                              truth=None if truth is None else str(tiny_synth / truth))
     assert not out.parent.exists()
 

@@ -33,7 +33,7 @@ from ..data.blacklist import is_bundled
 from ..data.hic import is_powerlaw
 from ..errors import InputError
 from ..model.config import preset
-from ..typed_config import ConfigError, build
+from ..typed_config import ConfigError, build, set_entries
 
 #: What ``variant`` selects (paper Tables 1-2 and the thesis baselines).
 VARIANTS = {
@@ -405,14 +405,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise InputError(f"{path}: the configuration is empty (see seq2exp_plugin.train.config for its keys)")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a YAML mapping at the top level")
-    for key, value in (overrides or {}).items():
-        section, _, name = key.rpartition(".")
-        target = raw
-        for part in filter(None, section.split(".")):
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise InputError(f"{path}: {key}: {part} is not a section (a mapping)")
-        target[name] = value
+    set_entries(raw, overrides or {}, str(path))
     base = path.resolve().parent
     if isinstance(raw.get("data"), dict):  # anything else is reported by the validation below
         raw["data"] = resolve_data_paths(raw["data"], base)
