@@ -234,8 +234,7 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
     def _output_of(self, cell_type: str | None) -> int:
         """The head output every gene reads: ``cell_type``'s, by default the run's only cell type's."""
         config, trained = self.net.config, self.run_config.data.celltypes()
-        if cell_type is None and len(trained) == 1 and trained[0]:
-            cell_type = trained[0]
+        cell_type = self.run_config.data.cell_type_or_only(cell_type)
         if cell_type is None:
             if config.n_outputs > 1:
                 raise InputMismatchError(
@@ -246,7 +245,7 @@ class Seq2ExpKipoiModel(_kipoi_base_model()):
                     "dataloader's signals must be that cell type's")
             return 0
         try:
-            return config.celltype_index(str(cell_type))
+            return config.celltype_index(cell_type)
         except InputError as err:
             raise InputMismatchError(f"Seq2Exp/{self.entry}: {self.weights}: {err}") from None
 

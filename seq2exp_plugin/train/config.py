@@ -163,6 +163,14 @@ class DataConfig:
         """The cell types of the run: ``cell_types``, else ``[cell_type]``."""
         return list(self.cell_types) or [self.cell_type]
 
+    def cell_type_or_only(self, cell_type: str | None) -> str | None:
+        """``cell_type``, else the run's cell type when it trained on one: the output a reader
+        of one cell type (Kipoi, gReLU's stacked channels) takes by default; None for several."""
+        if cell_type is not None:
+            return str(cell_type)
+        trained = self.celltypes()
+        return trained[0] if len(trained) == 1 and trained[0] else None
+
     def signals_of(self, cell_type: str) -> dict[str, str]:
         """The signal paths of one cell type (``{cell_type}`` replaced)."""
         return {k: str(v).replace("{cell_type}", cell_type) for k, v in self.signals.items()}

@@ -180,12 +180,11 @@ def load_grelu_model(path: str, cell_type: str | None = None) -> Seq2ExpLightnin
     head's cell types). The shared head serves any cell type and ignores it.
     """
     params = read_checkpoint(path)["hyper_parameters"]
-    trained = RunConfig.from_dict(params["train_params"]["seq2exp"]).data.celltypes()
-    if cell_type is None and len(trained) == 1 and trained[0]:
-        cell_type = trained[0]
+    data = RunConfig.from_dict(params["train_params"]["seq2exp"]).data
+    trained, cell_type = data.celltypes(), data.cell_type_or_only(cell_type)
     model_params = dict(params["model_params"])
     if cell_type is not None:
-        model_params["cell_type"] = str(cell_type)
+        model_params["cell_type"] = cell_type
     try:
         module = Seq2ExpLightning.load_from_checkpoint(path, map_location="cpu", model_params=model_params)
     except InputError as err:
