@@ -327,9 +327,10 @@ def test_a_per_cell_type_head_gives_the_output_of_the_cell_type_argument(tmp_pat
 
 # ------------------------------------------------------------------------------ the shim
 @pytest.fixture
-def writers(tmp_path, monkeypatch):
-    """kipoi.writers with the shim applied (kipoi imported under a temporary HOME)."""
-    monkeypatch.setenv("HOME", str(tmp_path))
+def writers(tmp_path_factory, monkeypatch):
+    """kipoi.writers with the shim applied (kipoi imported under a temporary HOME, apart from
+    the test's tmp_path: importing kipoi first writes ~/.kipoi, which the tests would list)."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("kipoi_home")))
     from kipoi import writers
 
     from seq2exp_plugin.adapters import kipoi as adapter
