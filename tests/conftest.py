@@ -90,6 +90,17 @@ def seq2exp_cache(tmp_path_factory):
         os.environ["SEQ2EXP_CACHE_DIR"] = old
 
 
+def load_benchmark(name: str) -> types.ModuleType:
+    """``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_fasta(path, seqs: dict, width: int = 60, bgzip: bool = False) -> Path:
     text = "".join(
         f">{name}\n" + "".join(s[i : i + width] + "\n" for i in range(0, len(s), width)) for name, s in seqs.items()

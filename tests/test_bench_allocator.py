@@ -1,15 +1,10 @@
 """benchmarks/bench_allocator.py runs each allocator setting in a child process of its own."""
 
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_allocator.py"
+from conftest import load_benchmark
 
 
 def test_each_setting_reaches_its_own_child_process(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("bench_allocator", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_allocator")
     monkeypatch.setenv("MALLOC_MMAP_MAX_", "7")  # the parent's own setting must not leak
     rows = bench.main(["--length", "300", "--batch", "1", "--preset", "soft", "--repeats", "1"])
     assert list(rows) == ["default", "hugepages", "heap"]

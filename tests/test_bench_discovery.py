@@ -4,27 +4,19 @@ steps: every table the issue asks for is written. The numbers themselves are not
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_discovery_and_mask_gradient_run_on_a_small_case(tmp_path):
     out = tmp_path / "discovery"
     args = ["--out", str(out), "--quick", "--genes", "40", "--steps", "2", "--batch-size", "2",
             "--d-model", "8", "--layers", "1", "--variants", "seq2exp-learned", "seq-signals", "ridge"]
-    assert load("discovery").main(args) == 0
+    assert load_benchmark("discovery").main(args) == 0
     result = json.loads((out / "results.json").read_text())
     (seed,) = result["per_seed"].values()
     assert set(seed["expression"]) == {"seq2exp-learned", "seq-signals", "ridge"}
@@ -38,14 +30,14 @@ def test_discovery_and_mask_gradient_run_on_a_small_case(tmp_path):
     assert "## Enhancer-gene links against the synthetic CRISPR truth" in (out / "results.md").read_text()
 
     checkpoint = out / "seed0" / "runs" / "seq2exp-learned" / "checkpoints" / "best.ckpt"
-    report = load("mask_gradient").main([str(checkpoint), "--synth", str(out / "synth"), "--max-genes", "8"])
+    report = load_benchmark("mask_gradient").main([str(checkpoint), "--synth", str(out / "synth"), "--max-genes", "8"])
     assert set(report["classes"]) == {"causal", "decoy", "background"}
     for row in report["classes"].values():
         assert row["abs"] >= abs(row["mean"]) and -1 <= row["ratio"] <= 1
 
 
 def test_mamba_baselines_pool_as_seq2exp_learned_unless_told_not_to():
-    discovery = load("discovery")
+    discovery = load_benchmark("discovery")
     manifest = {"genes": {"table": "g.h5ad"}, "genome": {"fasta": "g.fa"}, "blacklist": None,
                 "tracks": {"synthA": {s: f"{s}.bw" for s in discovery.SIGNALS}}}
 
@@ -64,7 +56,7 @@ def test_mamba_baselines_pool_as_seq2exp_learned_unless_told_not_to():
 def test_links_quick_sets_the_links_comparison_unless_told_otherwise():
     import pytest
 
-    discovery = load("discovery")
+    discovery = load_benchmark("discovery")
     args = discovery.parse_args(["--links-quick"])
     assert args.variants == ["seq2exp-learned", "seq2exp-soft", "peak-mask"] and args.seeds == [0, 1, 2]
     assert (args.d_model, args.layers, args.steps) == (16, 1, 100)

@@ -3,20 +3,16 @@ made before any GPU time is spent. Its times are not looked at."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+from conftest import load_benchmark
 
 
 def test_bench_gpu_tiny_cpu_run_reports_every_section(tmp_path, capsys):
     pytest.importorskip("triton")
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_gpu")
     out = tmp_path / "gpu.json"
     args = ["--device", "cpu", "--tiny", "--repeats", "1", "--window", "512", "--json", str(out)]
     assert bench.main(args) == 0
@@ -33,9 +29,7 @@ def test_bench_gpu_tiny_cpu_run_reports_every_section(tmp_path, capsys):
 
 def test_bench_gpu_times_the_default_training_preset_too(tmp_path):
     """``--preset learned`` (packed predictor, kept-share target) runs the model sections."""
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_gpu")
     out = tmp_path / "gpu.json"
     args = ["--device", "cpu", "--tiny", "--repeats", "1", "--window", "512", "--sections", "forward,train",
             "--preset", "learned", "--json", str(out)]
@@ -54,9 +48,7 @@ def test_bench_gpu_times_a_learned_model_at_its_kept_share_target():
     from seq2exp_plugin.model.config import preset
     from seq2exp_plugin.model.seq2exp import Seq2ExpModel
 
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_gpu")
     tiny = {"d_model": 8, "n_layers": 1, "d_state": 4}
     torch.manual_seed(0)
     model = Seq2ExpModel(preset("learned", generator=tiny, predictor=tiny, pool_width=100,
