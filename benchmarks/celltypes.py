@@ -105,17 +105,22 @@ def noise_ceiling(synth: Path, cells) -> dict:
     return reference_metrics(np.log10(noiseless + 1), np.log10(terms["expression"] + 1), terms)
 
 
-def estimated_activity(synth: Path, cell: str, elements, fit) -> np.ndarray:
-    """Each element's activity in ``cell`` as its bigWig signals give it back: the mean DNase
-    and H3K27ac over the element, put on the scale of the drawn peak heights by a line fitted on
-    the ``fit`` elements, inverted through ``synth_layout._peak_height`` (``peak_min + peak_scale
-    x activity ** peak_exponent``), geometric mean of the two tracks; 0 where nothing is open."""
-    import pyBigWig
-
+def synth_params(synth: Path):
+    """The parameters ``synth`` was generated with (its manifest's ``params``)."""
     from seq2exp_plugin.data.synth import load_manifest
     from seq2exp_plugin.data.synth_layout import SynthParams
 
-    p = SynthParams.from_preset(load_manifest(synth)["preset"])
+    return SynthParams.from_dict(load_manifest(synth)["params"])
+
+
+def estimated_activity(synth: Path, cell: str, elements, fit, p) -> np.ndarray:
+    """Each element's activity in ``cell`` as its bigWig signals give it back: the mean DNase
+    and H3K27ac over the element, put on the scale of the drawn peak heights by a line fitted on
+    the ``fit`` elements, inverted through ``synth_layout._peak_height`` (``peak_min + peak_scale
+    x activity ** peak_exponent`` of the set's parameters ``p``), geometric mean of the two
+    tracks; 0 where nothing is open."""
+    import pyBigWig
+
     activity = np.ones(len(elements))
     for track in ("dnase", "h3k27ac"):
         with pyBigWig.open(str(synth / cell / f"{track}.bw")) as bw:
@@ -145,10 +150,7 @@ def oracle_expression(synth: Path, cells, window: int):
     import anndata
     import pandas as pd
 
-    from seq2exp_plugin.data.synth import load_manifest
-    from seq2exp_plugin.data.synth_layout import SynthParams
-
-    p = SynthParams.from_preset(load_manifest(synth)["preset"])
+    p = synth_params(synth)
     obs = anndata.read_h5ad(synth / "genes.h5ad", backed="r").obs
     elements = truth_elements(synth)
     elements = elements[elements["kind"].isin(["promoter", "enhancer"])].reset_index(drop=True)
@@ -160,7 +162,7 @@ def oracle_expression(synth: Path, cells, window: int):
     halflife = terms.drop_duplicates("gene_id").set_index("gene_id")["halflife_log10"].reindex(obs.index)
     rows = []
     for cell in cells:
-        activity = estimated_activity(synth, cell, elements, train)
+        activity = estimated_activity(synth, cell, elements, train, p)
         term = np.where(promoter, activity, p.activity_scale * activity * elements["contact"].to_numpy())
         total = (pd.Series(term[counted]).groupby(elements["gene_id"].to_numpy()[counted]).sum()
                  .reindex(obs.index, fill_value=0.0))

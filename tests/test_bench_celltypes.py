@@ -14,16 +14,14 @@ CELLS = ["synthA", "synthB"]
 def test_the_oracle_reads_back_the_activity_the_design_drew(tiny_synth):
     """log(estimate) against log(the activity each peak was drawn from): slope 1 (the peak
     formula inverted, exponent included), close (two noisy tracks), and 0 where closed."""
-    from seq2exp_plugin.data.synth_layout import SynthParams
-
     celltypes = load_benchmark("celltypes")
-    scale = SynthParams.from_preset("tiny").activity_scale
+    p = celltypes.synth_params(tiny_synth)
     elements = celltypes.truth_elements(tiny_synth)
     elements = elements[elements["kind"].isin(["promoter", "enhancer"])].reset_index(drop=True)
     for cell in CELLS:
-        estimate = celltypes.estimated_activity(tiny_synth, cell, elements, np.ones(len(elements), bool))
+        estimate = celltypes.estimated_activity(tiny_synth, cell, elements, np.ones(len(elements), bool), p)
         drawn = elements[f"activity_{cell}"].where(elements["kind"].eq("promoter"),
-                                                   elements[f"activity_{cell}"] / scale).to_numpy()
+                                                   elements[f"activity_{cell}"] / p.activity_scale).to_numpy()
         open_ = elements[f"open_{cell}"].to_numpy() == 1
         assert open_.sum() >= 20 and (~open_).sum() >= 5
         assert np.mean(estimate[~open_] == 0) >= 0.9
@@ -40,10 +38,8 @@ def test_the_oracle_sums_the_promoter_and_the_enhancers_in_the_window(tiny_synth
     the measured expression better than the promoter alone."""
     from scipy import stats
 
-    from seq2exp_plugin.data.synth_layout import SynthParams
-
     celltypes = load_benchmark("celltypes")
-    p = SynthParams.from_preset("tiny")
+    p = celltypes.synth_params(tiny_synth)
     promoter_only = celltypes.oracle_expression(tiny_synth, CELLS, 2 * p.min_tss_distance)
     whole = celltypes.oracle_expression(tiny_synth, CELLS, p.window)
     terms = pd.read_csv(tiny_synth / "truth" / "expression_terms.tsv", sep="\t")
@@ -68,8 +64,8 @@ def test_the_benchmark_writes_its_table_with_both_references(tmp_path):
 
     out = tmp_path / "celltypes"
     assert load_benchmark("celltypes").main(["--out", str(out), "--genes", "30", "--steps", "2", "--window", "4000",
-                                   "--variants", "seq2exp", "promoter-ridge", "--heads", "shared",
-                                   "--weights", "10"]) == 0
+                                             "--variants", "seq2exp", "promoter-ridge", "--heads", "shared",
+                                             "--weights", "10"]) == 0
     table = (out / "results.md").read_text()
     for row in ("seq2exp, shared head, mse", "seq2exp, shared head, hybrid w=10", "promoter-ridge, shared head, mse",
                 "signal oracle (the design's elements in 4,000 bp)", "noiseless expression (the ceiling)"):

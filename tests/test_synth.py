@@ -78,6 +78,15 @@ def test_manifest_lists_existing_files(tiny):
     assert not [p for p in tiny.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_manifest_params_give_back_the_parameters_of_the_set(tiny, medium):
+    """A reader of a generated set gets its parameters, overrides included (``medium``: the
+    bench preset at another size and window), from the manifest: SynthParams.from_dict."""
+    assert SynthParams.from_dict(load_manifest(tiny)["params"]) == SynthParams.from_preset("tiny", seed=0)
+    params = SynthParams.from_dict(load_manifest(medium)["params"])
+    assert params == SynthParams.from_preset("bench", n_genes=200, window=20000, seed=3)
+    assert params != SynthParams.from_preset("bench", seed=3)
+
+
 def test_genome_fasta_sizes_and_tss(tiny):
     import pyfaidx
 

@@ -208,6 +208,11 @@ class SynthParams:
         return out
 
     @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SynthParams":
+        """The parameters :meth:`to_dict` wrote (a manifest's ``params``), resolved values left out."""
+        return cls(**{k: v for k, v in values.items() if not k.startswith("resolved_")})
+
+    @classmethod
     def from_preset(cls, preset: str = "tiny", **overrides: Any) -> "SynthParams":
         """The preset's values, with any non-None ``overrides`` (e.g. ``n_genes``, ``window``)."""
         if preset not in PRESETS:
