@@ -242,7 +242,8 @@ def _run_train(args: argparse.Namespace) -> int:
     run = load_config(args.config, {**parse_assignments(args.set), **folds})
     if fit(run, resume=not args.restart) is None:
         return 0  # a finished run: fit said so
-    print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation MSE)")
+    best = "hybrid loss" if run.train.loss == "hybrid" else "MSE"
+    print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation {best})")
     _report("train", t0)
     return 0
 

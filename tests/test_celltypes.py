@@ -72,6 +72,23 @@ def test_split_metrics_add_the_celltype_metrics_over_batches():
     assert "cross_celltype_spearman" not in split.compute()
 
 
+def test_split_metrics_give_the_hybrid_term_of_the_whole_split():
+    """The term a hybrid run's best checkpoint is chosen by: every gene's cell types together,
+    though the batches cut genes apart; NaN targets dropped."""
+    prediction, target, genes, cells = _examples(seed=3)
+    split = SplitMetrics()
+    assert split.cross_celltype_term() == 0.0
+    for part in np.array_split(np.arange(len(genes)), 5):
+        split.update(torch.tensor(prediction[part]), torch.tensor(target[part]), None,
+                     list(genes[part]), list(cells[part]))
+    keep = ~np.isnan(target)
+    expected = _reference_term(prediction[keep], target[keep], genes[keep])
+    assert split.cross_celltype_term() == pytest.approx(expected, rel=1e-6)
+    per_batch = [_reference_term(prediction[part], target[part], genes[part])
+                 for part in np.array_split(np.flatnonzero(keep), 5)]
+    assert abs(np.mean(per_batch) - expected) > 1e-3  # batch by batch would not be the same
+
+
 def _reference_term(prediction, target, genes):
     """The documented term, gene by gene with numpy."""
     terms = []
@@ -172,7 +189,7 @@ def test_hybrid_training_on_two_cell_types_reports_the_celltype_metrics(tiny_syn
     from seq2exp_plugin.train.evaluate import evaluate, load_run
 
     run = load_config(_celltypes_config(tiny_synth, tmp_path, variant=variant, **{
-        "train.loss": "hybrid", "train.cross_celltype_weight": 10.0, "train.max_steps": 2,
+        "train.loss": "hybrid", "train.cross_celltype_weight": 10.0, "train.max_steps": 4,
         "train.val_every_steps": 2}))
     fit(run)
     best = Path(run.out_dir) / "checkpoints" / "best.ckpt"
@@ -180,6 +197,12 @@ def test_hybrid_training_on_two_cell_types_reports_the_celltype_metrics(tiny_syn
 
     logged = pd.concat(pd.read_csv(p) for p in Path(run.out_dir).glob("logs/version_*/metrics.csv"))
     assert {"val_cross_celltype_spearman", "val_pearson_synthA", "val_spearman_synthB"} <= set(logged.columns)
+    # best.ckpt is the validation with the lowest hybrid loss (MSE + w x term), not the lowest MSE
+    validations = logged.dropna(subset=["val_hybrid_loss"])
+    assert len(validations) == 2 and (validations["val_hybrid_loss"] > validations["val_mse"]).all()
+    state = next(v for k, v in torch.load(best, weights_only=True)["callbacks"].items()
+                 if "'monitor': 'val_hybrid_loss'" in k)
+    assert float(state["best_model_score"]) == pytest.approx(validations["val_hybrid_loss"].min())
     module, loaded = load_run(str(best))
     metrics = evaluate(module.net, make_dataset(loaded, "test"), progress=False)
     assert metrics["cross_celltype_genes"] >= 1 and {"pearson_synthA", "spearman_synthB"} <= set(metrics)

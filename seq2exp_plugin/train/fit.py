@@ -1,7 +1,8 @@
-"""``seq2exp train``: fit a variant with Lightning, keep the best-validation-MSE checkpoint, resume.
+"""``seq2exp train``: fit a variant with Lightning, keep the best validation checkpoint, resume.
 
 Outputs in ``out_dir``: ``config.yaml`` (the resolved run configuration),
-``checkpoints/best.ckpt`` (lowest validation MSE), ``checkpoints/last.ckpt`` (resume point),
+``checkpoints/best.ckpt`` (lowest validation MSE; under the hybrid loss, lowest validation hybrid
+loss: :func:`~.module.checkpoint_metric`), ``checkpoints/last.ckpt`` (resume point),
 ``logs/`` (CSV, and TensorBoard if asked). ``last.ckpt`` is written at every validation and when
 training ends. Running the same command again resumes from ``last.ckpt`` and ends with the same
 weights as an uninterrupted run (the batch order and every random draw are functions of
@@ -216,7 +217,7 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .checkpoint_io import AtomicCheckpointIO
-    from .module import Seq2ExpLightning, freeze_generator
+    from .module import Seq2ExpLightning, checkpoint_metric, freeze_generator
     from .run_dir import finished_step, prepare
     from .scaling import with_fitted_scaling
 
@@ -286,8 +287,8 @@ def fit(run: RunConfig, resume: bool = True, callbacks: Sequence = ()):
         precision=precision,
         use_distributed_sampler=False,
         logger=loggers,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mse", mode="min",
-                                   save_last=False, enable_version_counter=False),
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=checkpoint_metric(run.train),
+                                   mode="min", save_last=False, enable_version_counter=False),
                    _last_checkpoint_callback(ckpt_dir),
                    *([TQDMProgressBar()] if run.train.progress_bar else
                      [step_log(run.train.log_every_steps, run.train.max_steps)]), *callbacks],

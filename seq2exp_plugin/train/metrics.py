@@ -18,6 +18,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, Metric
 from torchmetrics import PearsonCorrCoef, SpearmanCorrCoef
 
 from ..errors import InputError
+from .celltype_loss import cross_celltype_loss, gene_index
 
 METRIC_NAMES = ("mse", "mae", "pearson", "spearman")
 
@@ -66,6 +67,18 @@ class SplitMetrics(torch.nn.Module):
             values.update(celltype_metrics(np.concatenate(prediction), np.concatenate(target),
                                            sum(genes, []), sum(cells, [])))
         return values
+
+    def cross_celltype_term(self) -> float:
+        """The hybrid loss's cross-cell-type term over the whole split (every gene with two or
+        more cell types, NaN targets dropped; 0 when there is none): what a checkpoint trained
+        under ``train.loss: hybrid`` is chosen by, beside the MSE."""
+        if not self.examples:
+            return 0.0
+        prediction, target, genes, _ = zip(*self.examples)
+        prediction, target, genes = np.concatenate(prediction), np.concatenate(target), np.asarray(sum(genes, []))
+        known = ~np.isnan(target)
+        return float(cross_celltype_loss(torch.from_numpy(prediction[known]), torch.from_numpy(target[known]),
+                                         gene_index(genes[known])))
 
     def reset(self) -> None:
         self.expression.reset()

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..model.batch import given_mask, predict_batch
 from ..model.seq2exp import Seq2ExpModel, Seq2ExpOutput, seq2exp_loss
 from .celltype_loss import cross_celltype_loss, gene_index
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .metrics import SplitMetrics
 from .recipe import make_optimizer, make_scheduler
 
@@ -109,8 +109,12 @@ class Seq2ExpLightning(LightningModel):
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_split_metrics.compute()
-        self.val_split_metrics.reset()
         self.log_dict({f"val_{k}": v for k, v in values.items()}, sync_dist=False)
+        train = self.run_config.train
+        if train.loss == "hybrid":  # the same on every rank (the best checkpoint's criterion)
+            self.log("val_hybrid_loss", values["mse"] + train.cross_celltype_weight
+                     * self.val_split_metrics.cross_celltype_term(), sync_dist=True)
+        self.val_split_metrics.reset()
         self.performance["val"] = values
 
     def configure_optimizers(self):
@@ -125,6 +129,14 @@ class Seq2ExpLightning(LightningModel):
         checkpoint["performance"] = {
             split: {k: float(v) for k, v in values.items()} for split, values in self.performance.items()
         }
+
+
+def checkpoint_metric(train: TrainConfig) -> str:
+    """The validation value ``best.ckpt`` minimises: the MSE, or under ``train.loss: hybrid``
+    that loss over the whole split (``val_hybrid_loss``: MSE + w x the cross-cell-type term).
+    Chosen by the MSE alone, a hybrid run keeps the step where the MSE was lowest, though the
+    term it was trained for may have improved since (docs/celltypes.md)."""
+    return "val_hybrid_loss" if train.loss == "hybrid" else "val_mse"
 
 
 def read_checkpoint(path: str) -> dict:
