@@ -218,7 +218,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     #: "smooth_l1" (the public implementation), "mse" (the paper's text), or "hybrid" (the
     #: thesis's: MSE + ``cross_celltype_weight`` x the cross-cell-type term, docs/celltypes.md;
-    #: needs ``data.cell_types``).
+    #: needs ``data.cell_types``; best.ckpt is then the lowest validation hybrid loss).
     loss: str = "smooth_l1"
     #: The weight ``w`` of the cross-cell-type term of ``loss: hybrid`` (the thesis: up to 100).
     cross_celltype_weight: float = 1.0
