@@ -242,8 +242,10 @@ def _run_train(args: argparse.Namespace) -> int:
     run = load_config(args.config, {**parse_assignments(args.set), **folds})
     if fit(run, resume=not args.restart) is None:
         return 0  # a finished run: fit said so
-    best = "hybrid loss" if run.train.loss == "hybrid" else "MSE"
-    print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints (best.ckpt = lowest validation {best})")
+    from .train.module import checkpoint_metric
+
+    print(f"seq2exp train: checkpoints in {run.out_dir}/checkpoints "
+          f"(best.ckpt = lowest {checkpoint_metric(run.train)})")
     _report("train", t0)
     return 0
 

@@ -63,10 +63,14 @@ class SplitMetrics(torch.nn.Module):
         if self.mask_ratio.update_called:
             values["mask_ratio"] = float(self.mask_ratio.compute())
         if self.examples:
-            prediction, target, genes, cells = zip(*self.examples)
-            values.update(celltype_metrics(np.concatenate(prediction), np.concatenate(target),
-                                           sum(genes, []), sum(cells, [])))
+            values.update(celltype_metrics(*self._gathered()))
         return values
+
+    def _gathered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The split's examples so far: prediction, target, gene id, cell type ``(n_examples,)``."""
+        prediction, target, genes, cells = zip(*self.examples)
+        return (np.concatenate(prediction), np.concatenate(target), np.asarray(sum(genes, []), dtype=object),
+                np.asarray(sum(cells, []), dtype=object))
 
     def cross_celltype_term(self) -> float:
         """The hybrid loss's cross-cell-type term over the whole split (every gene with two or
@@ -74,8 +78,7 @@ class SplitMetrics(torch.nn.Module):
         under ``train.loss: hybrid`` is chosen by, beside the MSE."""
         if not self.examples:
             return 0.0
-        prediction, target, genes, _ = zip(*self.examples)
-        prediction, target, genes = np.concatenate(prediction), np.concatenate(target), np.asarray(sum(genes, []))
+        prediction, target, genes, _ = self._gathered()
         known = ~np.isnan(target)
         return float(cross_celltype_loss(torch.from_numpy(prediction[known]), torch.from_numpy(target[known]),
                                          gene_index(genes[known])))
